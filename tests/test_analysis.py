@@ -1,0 +1,169 @@
+"Tests of face_report.analysis on a small synthetic run folder (no TensorFlow, a few seconds)."
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from face_report import analysis as an
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    return an.load_run(an.make_synthetic_run(tmp_path_factory.mktemp("run") / "run", n=200, seed=1))
+
+
+def test_no_tensorflow_import():
+    code = "import sys, face_report.analysis; assert 'tensorflow' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_load_run(run, tmp_path):
+    assert sorted(run.history) == ["A", "B"] and run.params["seed"] == 1
+    pred = run.predictions("A", "test")
+    assert len(pred) == 200 and list(pred.columns) == ["file", "age", "gender", "race", "age_pred", "p_female"]
+    assert str(pred.race.dtype) == "Int64"
+    assert run.available("val") == ["A", "B"]
+    with pytest.raises(FileNotFoundError, match="No predictions"):
+        run.predictions("B", "train")
+    empty = an.load_run(tmp_path)
+    assert (empty.params, empty.metrics, empty.history, empty.available("test")) == ({}, {}, {}, [])
+
+
+def test_metrics_table_matches_metrics_json(run):
+    raw = json.loads((run.dir / "metrics.json").read_text())
+    for model in "AB":
+        t = an.metrics_table(run.metrics, model)
+        assert list(t.Metric) == ["Accuracy", "Loss", "MAE", "Loss"] and list(t.Task) == ["Gender", "Gender", "Age", "Age"]
+        tr, va = raw[model]["train"], raw[model]["val"]
+        assert t.Training.tolist() == pytest.approx([100 * tr["gender_accuracy"], tr["gender_loss"], tr["age_mae"], tr["age_loss"]])
+        assert t.Validation.tolist() == pytest.approx([100 * va["gender_accuracy"], va["gender_loss"], va["age_mae"], va["age_loss"]])
+        assert (t["Δ (val–train)"] == t.Validation - t.Training).all()
+        assert t["Δ (val–train)"].iloc[0] < 0 < t["Δ (val–train)"].iloc[2]
+
+
+def test_format_metrics_table_like_report():
+    m = {"A": {"train": dict(gender_accuracy=0.9696, gender_loss=0.203, age_mae=4.257, age_loss=4.257),
+               "val": dict(gender_accuracy=0.9210, gender_loss=0.286, age_mae=6.517, age_loss=6.518)}}
+    md = an.format_metrics_table(an.metrics_table(m, "A"))
+    assert "| Gender | Accuracy | 96.96% | 92.10% | −4.860% |" in md
+    assert "| Gender | Loss | 0.203 | 0.286 | 0.083 |" in md
+    assert "| Age | MAE | 4.257 | 6.517 | 2.260 |" in md
+
+
+def _metrics(acc_a, acc_b, mae_a, mae_b):
+    return {m: {"val": dict(gender_accuracy=g, age_mae=a)} for m, g, a in (("A", acc_a, mae_a), ("B", acc_b, mae_b))}
+
+
+def test_compare_and_summary():
+    c = an.compare_models(_metrics(0.9210, 0.9102, 6.517, 6.017))["val"]
+    assert c["accuracy_diff_pp"] == pytest.approx(1.08) and c["mae_diff"] == pytest.approx(-0.5)
+    assert (c["gender_winner"], c["age_winner"]) == ("A", "B")
+    assert an.summary_sentences(_metrics(0.9210, 0.9102, 6.517, 6.017)).startswith(
+        "Model A achieved higher validation accuracy (+1.08 pp) in gender classification, "
+        "while Model B achieved lower validation age MAE (−0.50).")
+    assert an.summary_sentences(_metrics(0.90, 0.95, 7.0, 6.0)).startswith(
+        "Model B achieved both higher validation accuracy (+5.00 pp) in gender classification and lower validation age MAE (−1.00).")
+    assert an.summary_sentences(_metrics(0.90, 0.90, 6.0, 7.0)).startswith("Both models achieved the same validation accuracy (90.00%)")
+    assert "cannot be compared yet" in an.summary_sentences({})
+
+
+def test_summary_and_paragraph_on_run(run):
+    assert set(an.compare_models(run.metrics)) == {"val", "test"}
+    assert "On the held-out test set (n = 200)" in an.summary_sentences(run.metrics)
+    pb = an.performance_paragraph(run.metrics, run.history, "B", run.params)
+    assert "Phase 1 (frozen backbone) lasted 12 epochs" in pb and "phase 2 (fine-tuning) lasted 10 epochs" in pb
+    pa = an.performance_paragraph(run.metrics, run.history["A"], "A", run.params)
+    assert f"validation accuracy of {100 * run.metrics['A']['val']['gender_accuracy']:.2f}%" in pa
+    assert "EarlyStopping at epoch 25 (budget: 30 epochs)" in pa
+
+
+def test_bootstrap_ci():
+    x = np.random.default_rng(0).normal(10, 2, 300)
+    est, lo, hi = an.bootstrap_ci(x)
+    assert est == pytest.approx(x.mean()) and lo < est < hi
+    assert an.bootstrap_ci(x) == (est, lo, hi)
+    with pytest.raises(ValueError):
+        an.bootstrap_ci([])
+
+
+def test_mcnemar_known_answers():
+    # 2x2 table: both right 40, A only 10, B only 2, both wrong 8 -> exact: 2 * P(X <= 2 | 12, 0.5) = 158 / 4096
+    a = [1] * 40 + [1] * 10 + [0] * 2 + [0] * 8
+    b = [1] * 40 + [0] * 10 + [1] * 2 + [0] * 8
+    r = an.mcnemar_test(a, b)
+    assert (r["b"], r["c"]) == (10, 2) and r["p_value"] == pytest.approx(158 / 4096)
+    a = [1] * 30 + [0] * 10
+    b = [0] * 30 + [1] * 10
+    r = an.mcnemar_test(a, b)
+    assert r["statistic"] == pytest.approx(9.025) and r["p_value"] == pytest.approx(stats.chi2.sf(9.025, 1))
+
+
+def test_paired_age_test():
+    rng = np.random.default_rng(0)
+    ea = rng.exponential(6, 300)
+    eb = ea + 1 + rng.normal(0, 0.5, 300)
+    r = an.paired_age_test(ea, eb, n_boot=500)
+    assert r["mae_diff"] == pytest.approx(eb.mean() - ea.mean()) and 0 < r["ci_low"] < r["mae_diff"] < r["ci_high"]
+    assert r["p_value"] < 1e-6 and r["n"] == 300
+
+
+def test_auc_cs_ece():
+    assert an.roc_auc([0, 0, 1, 1], [0.1, 0.2, 0.7, 0.9]) == 1.0
+    rng = np.random.default_rng(1)
+    assert an.roc_auc(rng.integers(0, 2, 5000), rng.random(5000)) == pytest.approx(0.5, abs=0.03)
+    assert an.cs_at([1, 5, 6, 10], k=5) == 0.5
+    p = np.repeat([0.05, 0.25, 0.75, 0.95], 20)
+    y = np.concatenate([[1] * 1 + [0] * 19, [1] * 5 + [0] * 15, [1] * 15 + [0] * 5, [1] * 19 + [0] * 1])
+    assert an.expected_calibration_error(y, p) == pytest.approx(0, abs=1e-12)
+    assert an.expected_calibration_error([1, 1], [0.0, 0.0]) == pytest.approx(1.0)
+
+
+def test_significance_table(run):
+    sig = an.significance_table(run, "val", n_boot=200)
+    assert len(sig) == 12 and set(sig.Model) == {"A", "B", "A vs B"}
+    est = sig.set_index(["Model", "Quantity"]).Estimate
+    assert est["A", "Gender accuracy (%)"] == pytest.approx(100 * run.metrics["A"]["val"]["gender_accuracy"])
+    assert est["B", "Age MAE (years)"] == pytest.approx(run.metrics["B"]["val"]["age_mae"])
+    ci = sig.dropna(subset=["CI low"])
+    assert ((ci["CI low"] <= ci.Estimate) & (ci.Estimate <= ci["CI high"])).all()
+    assert sig[sig.Model == "A vs B"]["p-value"].between(0, 1).all()
+    assert "Wilcoxon signed-rank" in an.format_significance_table(sig)
+
+
+def test_group_breakdown(run):
+    pred = run.predictions("B", "test")
+    for by in ("age_band", "gender", "race"):
+        gb = an.group_breakdown(pred, by)
+        assert list(gb.columns) == [by, "n", "age_mae", "gender_accuracy_pct"] and gb.n.sum() == len(pred)
+    assert set(an.group_breakdown(pred, "gender").gender) == {"Male", "Female"}
+    toy = pd.DataFrame({"age": [12, 13, 60], "gender": [0, 1, 1], "race": pd.array([0, None, 4], dtype="Int64"),
+                        "age_pred": [10, 13, 70], "p_female": [0.1, 0.2, 0.9]})
+    assert an.group_breakdown(toy, "age_band").age_band.tolist() == ["0–12", "13–19", "60+"]
+    assert an.group_breakdown(toy, "race").race.tolist() == ["White", "Other", "Unknown"]
+
+
+@pytest.mark.parametrize("make, n_axes", [
+    (lambda r: an.plot_learning_curves(r.history["A"], "learning curves", "Model A"), 4),
+    (lambda r: an.plot_learning_curves(r.history["B"], "learning curves", "Model B"), 4),
+    (lambda r: an.plot_reliability(r.predictions("A", "test").gender, r.predictions("A", "test").p_female, "A"), 2),
+    (lambda r: an.plot_group_breakdown(r, "test"), 6),
+    (lambda r: an.plot_age_scatter(r, "val"), 2),
+    (lambda r: an.error_gallery(r, "A", "test", n=6, task="age"), 6),
+    (lambda r: an.error_gallery(r, "B", "val", n=4, task="gender"), 4),
+])
+def test_figures(run, tmp_path, make, n_axes):
+    fig = make(run)
+    assert len(fig.axes) == n_axes and fig.get_suptitle()
+    assert an.save_figure(fig, tmp_path / "sub" / "f.png").stat().st_size > 1000
+
+
+def test_gallery_missing_images(tmp_path):
+    run = an.load_run(an.make_synthetic_run(tmp_path / "run", n=50))
+    for f in (run.dir / "images").glob("*.jpg"):
+        f.unlink()
+    fig = an.error_gallery(run, "A", n=3)
+    assert len(fig.axes) == 3 and fig.axes[0].texts[0].get_text() == "image not found"
