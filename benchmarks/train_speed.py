@@ -1,0 +1,76 @@
+"""Training speed: images/s for Model A, Model B phase 1 and Model B phase 2, this project's pipeline vs a naive baseline.
+
+Project pipeline: decoded-image cache (no JPEG decoding), batched Keras augmentation inside tf.data, prefetch,
+precision chosen by `choose_precision`, phase 1 with the backbone frozen (no backward pass through it).
+Naive baseline: the same Keras models fed by a plain Python generator that decodes and resizes every JPEG at every
+step, per-image augmentation, float32, and phase 1 with the whole network trainable in the graph but the backbone
+frozen the same way (the naive part is the input side). Also prints float32 vs mixed_bfloat16 for our pipeline,
+and a forward-only pass of Model B for comparison with phase 1.
+
+    python benchmarks/train_speed.py [--size 96] [--images 320] [--data PATH]
+"""
+import argparse, os, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import numpy as np
+
+def timed_fit(model, ds, steps, warm=2):
+    model.fit(ds, epochs=1, steps_per_epoch=warm, verbose=0)
+    t = time.time(); model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0); return time.time() - t
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=320)
+    ap.add_argument("--batch", type=int, default=32); ap.add_argument("--data", default=None)
+    ap.add_argument("--skip-bf16", action="store_true")
+    a = ap.parse_args()
+    import keras, tensorflow as tf
+    from face_report.data import prepare_splits, make_dataset, load_image, build_augmenter
+    from face_report.models import build_model_a, build_model_b, freeze_backbone, unfreeze_top
+    from face_report.training import compile_multitask
+    sp = prepare_splits(a.data, n_images=max(a.images, 100) + 50, val_fraction=0.1, test_size=50, seed=0, image_size=a.size)
+    frame, images = sp.frames["train"].iloc[:a.images], sp.images["train"][:a.images]
+    steps = a.images // a.batch
+
+    def ours(): return make_dataset(images, frame, a.batch, shuffle=True, augment=True, seed=0).repeat()
+    def naive():
+        aug = build_augmenter(0)
+        def gen():
+            while True:
+                idx = np.random.permutation(len(frame))
+                for s in range(0, len(idx) - a.batch + 1, a.batch):
+                    b = frame.iloc[idx[s:s + a.batch]]
+                    x = np.stack([np.asarray(aug(load_image(p, a.size)[None].astype("float32"), training=True))[0] for p in b.path])
+                    yield x, {"gender": b.gender.to_numpy("float32")[:, None], "age": b.age.to_numpy("float32")[:, None]}
+        return gen()
+
+    def make(kind, precision):
+        keras.mixed_precision.set_global_policy(precision)
+        if kind == "A":
+            m = build_model_a(input_size=a.size); compile_multitask(m, 2e-4, 0.3); return m
+        m = build_model_b("efficientnet_lite0", "imagenet", input_size=a.size)
+        if kind == "B1": freeze_backbone(m)
+        else: unfreeze_top(m, 120, verbose=False)
+        compile_multitask(m, 1e-4, 0.2); return m
+
+    rows = []
+    for kind in ("A", "B1", "B2"):
+        res = {}
+        for label, feed, precision in [("ours float32", ours, "float32"), ("naive float32", naive, "float32")] + \
+                                      ([] if a.skip_bf16 else [("ours mixed_bfloat16", ours, "mixed_bfloat16")]):
+            m = make(kind, precision)
+            res[label] = steps*a.batch/timed_fit(m, feed(), steps)
+            print(f"{kind:3s} {label:22s} {res[label]:7.1f} images/s", flush=True)
+        rows.append((kind, res))
+    keras.mixed_precision.set_global_policy("float32")
+    m = make("B1", "float32"); x = np.asarray(images[:a.batch*4], "float32")
+    m.predict(x, batch_size=a.batch, verbose=0); t = time.time(); m.predict(x, batch_size=a.batch, verbose=0)
+    fwd = len(x)/(time.time() - t)
+    print(f"B forward only (inference)   {fwd:7.1f} images/s")
+    print(f"\nsize {a.size}px, batch {a.batch}, {steps} steps, {os.cpu_count()} CPU cores")
+    for kind, res in rows:
+        extra = "" if a.skip_bf16 else f"  bf16/fp32 {res['ours mixed_bfloat16']/res['ours float32']:.2f}x"
+        print(f"{kind:3s} ours/naive {res['ours float32']/res['naive float32']:5.2f}x{extra}")
+    b1 = dict(rows)["B1"]["ours float32"]
+    print(f"B phase 1 step vs forward-only: {fwd/b1:.2f}x the cost of inference (a backward pass through the backbone would be ~3x)")
+
+if __name__ == "__main__": sys.exit(main())

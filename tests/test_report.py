@@ -1,0 +1,251 @@
+"""Tests of face_report.report: the site build (pandoc engine), the pipeline's failure handling, the page list.
+
+Fast: no training. The pipeline tests use tiny dummy pages and a stand-in for `face_report.training.resolve_params`.
+"""
+import ast, json, re, shutil, sys, types
+from pathlib import Path
+from urllib.parse import unquote
+
+import nbformat
+import pytest
+import yaml
+
+from face_report import report
+from face_report.analysis import load_run, make_synthetic_run
+
+ROOT = Path(__file__).resolve().parents[1]
+PNG_1x1 = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+
+
+# ---------------------------------------------------------------- page list and _quarto.yml
+
+def _quarto():
+    return yaml.safe_load((ROOT/"_quarto.yml").read_text())
+
+
+def test_quarto_yml_lists_exactly_the_pages():
+    cfg = _quarto()
+    pages = sorted(p.name for p in (ROOT/"nbs"/"report").glob("*.ipynb"))
+    assert pages == [name for name, _ in report.PAGES]
+    assert cfg["project"]["type"] == "website"
+    assert cfg["project"]["render"] == ["index.md"] + pages
+    side = cfg["website"]["sidebar"]["contents"]
+    assert [c["href"] for c in side] == ["index.md"] + pages
+    assert [c["text"] for c in side[1:]] == [title for _, title in report.PAGES]
+    assert cfg["execute"]["enabled"] is False
+    assert cfg["format"]["html"]["code-fold"] is True
+    assert (ROOT/"nbs"/"report"/".notest").exists()
+
+
+@pytest.mark.parametrize("name,title", report.PAGES)
+def test_page_notebooks_share_title_and_parameters(name, title):
+    nb = nbformat.read(str(ROOT/"nbs"/"report"/name), as_version=4)
+    assert report.notebook_title(nb) == title
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    names = [t.id for node in ast.parse(params[0].source).body for t in node.targets]
+    assert names == list(report.PARAM_NAMES)
+    assert not any(c.get("outputs") for c in nb.cells if c.cell_type == "code"), "page notebooks are committed without outputs"
+
+
+# ---------------------------------------------------------------- site rendering (pandoc engine)
+
+def _executed_page(path, title, i):
+    "A small executed notebook: front matter, parameter cells, a markdown output, a PNG, an HTML table, stderr."
+    v4 = nbformat.v4
+    out = lambda **kw: v4.new_output("display_data", **kw)
+    nb = v4.new_notebook(metadata=dict(kernelspec=dict(name="python3", display_name="Python 3", language="python")))
+    nb.cells = [
+        v4.new_raw_cell(f'---\ntitle: "{title}"\n---'),
+        v4.new_code_cell("run_dir = None", metadata=dict(tags=["parameters"]), execution_count=1),
+        v4.new_code_cell("run_dir = 'SECRET_INJECTED'", metadata=dict(tags=["injected-parameters"]), execution_count=2),
+        v4.new_markdown_cell(f"## {i}.1 First part\n\nSome *static* text."),
+        v4.new_code_cell("show()", execution_count=3, outputs=[
+            v4.new_output("stream", name="stderr", text="UserWarning: NOISY_STDERR\n"),
+            out(data={"text/markdown": f"Accuracy was **9{i}.5%** in this run.",
+                      "text/plain": "<IPython.core.display.Markdown object>"}),
+            out(data={"text/markdown": f"**Figure {i}.** A caption", "text/plain": "<IPython.core.display.Markdown object>"}),
+            out(data={"image/png": PNG_1x1, "text/plain": "<IPython.core.display.Image object>"}),
+            out(data={"text/markdown": f"**Table {i}.** A table", "text/plain": "<IPython.core.display.Markdown object>"}),
+            v4.new_output("execute_result", execution_count=3, data={
+                "text/html": '<table class="dataframe"><thead><tr><th>Split</th><th>n</th></tr></thead>'
+                             f'<tbody><tr><td>train</td><td>{i}00</td></tr></tbody></table>',
+                "text/plain": "  Split  n"}),
+        ]),
+        v4.new_markdown_cell(f"## {i}.2 Second part\n\n[Link to the introduction](1_introduction.html)"),
+    ]
+    nbformat.write(nb, str(path))
+
+
+@pytest.fixture
+def rendered(tmp_path):
+    run_dir = make_synthetic_run(tmp_path/"run", n=40)
+    (run_dir/"notebooks").mkdir()
+    for i, (name, title) in enumerate(report.PAGES, 1):
+        _executed_page(run_dir/"notebooks"/name, title, i)
+    return run_dir, report.render_site(run_dir, engine="pandoc")
+
+
+def test_render_site_pandoc_pages(rendered):
+    run_dir, index = rendered
+    site = index.parent
+    assert index == run_dir/"site"/"index.html" and index.exists()
+    expected = {"index.html"} | {Path(n).with_suffix(".html").name for n, _ in report.PAGES}
+    assert {p.name for p in site.glob("*.html")} == expected
+    for i, (name, title) in enumerate(report.PAGES, 1):
+        page = (site/Path(name).with_suffix(".html").name).read_text()
+        assert f'<h1 class="title">{title}</h1>' in page
+        assert page.count('src="data:image/png;base64,') == 1          # the figure, embedded
+        assert "<table" in page and f"<td>{i}00</td>" in page          # the HTML table output
+        assert f"<strong>9{i}.5%</strong>" in page                     # markdown output rendered, not its placeholder
+        assert f"<strong>Figure {i}.</strong>" in page and 'class="caption"' in page
+        assert "<details" in page and "show()" in page                  # code folded, not dropped
+        assert "NOISY_STDERR" not in page and "SECRET_INJECTED" not in page and "IPython.core.display" not in page
+        assert f"{i}.1 First part" in page and 'class="toc"' in page    # page table of contents
+        # the shared navigation: every section with the report's titles, this page marked
+        for other, other_title in report.PAGES:
+            assert f">{other_title}</a>" in page
+        assert f'href="{Path(name).with_suffix(".html").name}" class="active"' in page
+        assert not re.search(r'(src|href)="https?://', page), "pages must be readable offline"
+
+
+def test_render_site_links_resolve(rendered):
+    _, index = rendered
+    for page in index.parent.glob("*.html"):
+        for href in re.findall(r'href="([^"]+)"', page.read_text()):
+            if href.startswith(("#", "data:", "mailto:")): continue
+            target = unquote(href.split("#")[0])
+            assert (index.parent/target).exists(), f"{page.name}: broken link {href}"
+    text = index.read_text()
+    assert "Run folder" in text and "quick" in text
+    assert all(f'href="{Path(n).with_suffix(".html").name}"' in text for n, _ in report.PAGES)
+
+
+def test_render_site_quarto_requires_quarto(tmp_path, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="quarto is not on PATH"):
+        report.render_site(tmp_path, engine="quarto")
+    with pytest.raises(FileNotFoundError, match="run the pipeline first"):
+        report.render_site(tmp_path, engine="auto")
+
+
+def test_render_site_quarto_plumbing(rendered, tmp_path, monkeypatch):
+    "With quarto on PATH: site_src holds _quarto.yml (the run's pages), index.md and the notebooks; quarto's site is copied."
+    run_dir, _ = rendered
+    (run_dir/"notebooks"/"6_appendix.ipynb").unlink()                      # a run without the appendix
+    fake = tmp_path/"bin"/"quarto"
+    fake.parent.mkdir()
+    fake.write_text('#!/bin/sh\necho "$@" > quarto_args.txt\nmkdir -p _site && echo "<html>site</html>" > _site/index.html\n')
+    fake.chmod(0o755)
+    monkeypatch.setattr(shutil, "which", lambda name: str(fake) if name == "quarto" else None)
+    index = report.render_site(run_dir, tmp_path/"qsite")
+    assert index == tmp_path/"qsite"/"index.html" and "site" in index.read_text()
+    src = run_dir/"site_src"
+    cfg = yaml.safe_load((src/"_quarto.yml").read_text())
+    pages = [n for n, _ in report.PAGES][:-1]
+    assert cfg["project"]["render"] == ["index.md"] + pages
+    assert [c["href"] for c in cfg["website"]["sidebar"]["contents"]] == ["index.md"] + pages
+    assert (src/"quarto_args.txt").read_text().split() == ["render", str(src)]
+    assert (src/"index.md").read_text().startswith("---\ntitle:")
+    nb = nbformat.read(str(src/"1_introduction.ipynb"), as_version=4)
+    tagged = [c for c in nb.cells if set(c.metadata.get("tags", [])) & {"parameters", "injected-parameters"}]
+    assert tagged and all(c.source.startswith("#| include: false") for c in tagged)
+    assert "NOISY_STDERR" not in json.dumps(nb)
+
+
+def test_site_notebook_drops_noise():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1", metadata=dict(tags=["parameters"])),
+                nbformat.v4.new_code_cell("#| echo: false\nprint(2)", outputs=[
+                    nbformat.v4.new_output("stream", name="stdout", text="2\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text="warn\n")])]
+    cells = report.site_notebook(nb).cells
+    assert all(c.cell_type == "markdown" for c in cells) and len(cells) == 2
+    assert "print(2)" in cells[0].source and "#| echo" not in cells[0].source
+    assert "2" in cells[1].source and "warn" not in "".join(c.source for c in cells)
+
+
+# ---------------------------------------------------------------- the pipeline
+
+@pytest.fixture
+def stand_in_training(monkeypatch, tmp_path):
+    "A stand-in `face_report.training` whose resolve_params fills the contract's keys with tiny values."
+    def resolve_params(profile="quick", **overrides):
+        base = dict(profile=profile, data=None, run_dir=str(tmp_path/"default_run"), n_images=20, val_fraction=0.2,
+                    test_size=10, seed=42, image_size=32, batch_size=8, epochs_a=1, epochs_b1=1, epochs_b2=1, patience=1,
+                    backbone="efficientnet_lite0", weights="imagenet", precision="float32")
+        unknown = set(overrides) - set(base)
+        if unknown: raise TypeError(f"unknown parameters {unknown}")
+        return {**base, **overrides}
+    monkeypatch.setitem(sys.modules, "face_report.training", types.SimpleNamespace(resolve_params=resolve_params))
+
+
+def test_run_pipeline_runs_pages_and_stops_on_failure(tmp_path, stand_in_training):
+    pages = tmp_path/"pages"
+    ok = report.make_dummy_page(pages/"1_ok.ipynb", "import sys, face_report\nprint('KERNEL', sys.executable, "
+                                "face_report.__file__, seed, retrain)")
+    with open(ok) as f: nb = nbformat.read(f, as_version=4)
+    nb.cells[1].source = "run_dir = None\nseed = 0\nretrain = None"
+    nbformat.write(nb, str(ok))
+    bad = report.make_dummy_page(pages/"2_bad.ipynb", "x = 1\nraise ValueError('this page is broken')")
+    never = report.make_dummy_page(pages/"3_never.ipynb", "print('never runs')")
+    run_dir, lines = tmp_path/"run", []
+    with pytest.raises(report.PageError) as info:
+        report.run_pipeline("quick", run_dir, params=dict(seed=7), pages=[ok, bad, never], retrain=True, log=lines.append)
+    msg = str(info.value)
+    kept = run_dir/"notebooks"/"2_bad.ipynb"
+    assert "2_bad.ipynb" in msg and "In [3]" in msg and "ValueError: this page is broken" in msg and str(kept) in msg
+    assert "Pages completed before it: 1_ok.ipynb" in msg
+    executed = nbformat.read(str(kept), as_version=4)
+    assert any(o.get("output_type") == "error" for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert not (run_dir/"notebooks"/"3_never.ipynb").exists()
+    # the kernel ran this interpreter with this package, and received the resolved parameters
+    kernel_line = next(l for l in lines if "KERNEL" in l).split()
+    assert kernel_line[1] == sys.executable
+    assert Path(kernel_line[2]).resolve() == Path(report.__file__).resolve().parent/"__init__.py"
+    assert kernel_line[3:] == ["7", "True"]
+    # progress: one line per page with elapsed time, then the failure
+    assert any(re.match(r"\[1/3\] 1_ok\.ipynb: done in [\d.]+ s", l) for l in lines)
+    assert any("[2/3] 2_bad.ipynb: FAILED" in l for l in lines)
+    resolved = json.loads((run_dir/"report_params.json").read_text())
+    assert resolved["seed"] == 7 and resolved["retrain"] is True and resolved["run_dir"] == str(run_dir.resolve())
+    state = json.loads((run_dir/"pipeline.json").read_text())
+    assert [(p["page"], p["status"]) for p in state["pages"]] == [("1_ok.ipynb", "done"), ("2_bad.ipynb", "failed")]
+
+
+def test_run_pipeline_interrupt_keeps_executed_pages(tmp_path, stand_in_training, monkeypatch):
+    import papermill
+    def fake_execute(inp, out, **kw):
+        if "2_" in Path(inp).name: raise KeyboardInterrupt
+        shutil.copy(inp, out)
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    pages = [report.make_dummy_page(tmp_path/"p"/f"{i}_page.ipynb", "pass") for i in (1, 2)]
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        report.run_pipeline(run_dir=tmp_path/"run", pages=pages, log=lines.append)
+    assert (tmp_path/"run"/"notebooks"/"1_page.ipynb").exists()
+    assert any("interrupted" in l and "Kept executed pages: 1_page.ipynb" in l for l in lines)
+    state = json.loads((tmp_path/"run"/"pipeline.json").read_text())
+    assert [p["status"] for p in state["pages"]] == ["done", "interrupted"]
+
+
+def test_run_pipeline_unknown_page(stand_in_training, tmp_path):
+    with pytest.raises(FileNotFoundError, match="9_missing.ipynb"):
+        report.run_pipeline(run_dir=tmp_path/"run", pages=["9_missing.ipynb"])
+
+
+# ---------------------------------------------------------------- run-dependent discussion
+
+def test_discussion_follows_the_run(tmp_path):
+    run = load_run(make_synthetic_run(tmp_path/"run", n=40))
+    def with_test(acc_a, mae_a, acc_b, mae_b):
+        m = json.loads(json.dumps(run.metrics))
+        m["A"]["test"].update(gender_accuracy=acc_a, age_mae=mae_a)
+        m["B"]["test"].update(gender_accuracy=acc_b, age_mae=mae_b)
+        return " ".join(report.discussion_paragraphs(type(run)(run.dir, run.params, m, run.history)))
+    assert "Model A was ahead on both tasks" in with_test(0.95, 5.0, 0.90, 6.0)
+    assert "would likely be the better choice" in with_test(0.90, 6.0, 0.95, 5.0)
+    assert "neither is clearly preferable" in with_test(0.95, 6.0, 0.90, 5.0)
+    assert "did not help age estimation" in with_test(0.90, 5.0, 0.95, 6.0)
+    partial = type(run)(run.dir, run.params, {"A": run.metrics["A"]}, run.history)
+    assert "needs results for both models" in report.discussion_paragraphs(partial)[0]
