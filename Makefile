@@ -36,3 +36,6 @@ test-all: install
 
 clean-nbs:
 	$(BIN)/nbdev_clean
+
+readme:
+	$(BIN)/jupyter nbconvert --to markdown nbs/index.ipynb --output-dir . --output README --log-level WARN

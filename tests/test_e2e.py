@@ -1,0 +1,33 @@
+"""End to end: the quick profile on the real UTKFace archive (when present), from `face-report run` to the site."""
+import os, re, subprocess, sys, time
+from pathlib import Path
+
+import pytest
+
+REAL = Path(os.environ.get("FACE_REPORT_DATA") or Path(__file__).resolve().parents[2] / "shared/data/UTKFace.tar.gz")
+PAGES = {"1_introduction": 2, "2_custom_cnn": 3, "3_pretrained_cnn": 2, "4_summary": 0, "5_beyond_the_report": 4, "6_appendix": 0}
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="real UTKFace archive not present")
+def test_quick_profile_end_to_end(tmp_path):
+    run = tmp_path / "quick"
+    t = time.time()
+    r = subprocess.run([str(Path(sys.executable).parent / "face-report"), "run", "--profile", "quick", "--data", str(REAL),
+                        "--run-dir", str(run), "--engine", "pandoc"], capture_output=True, text=True, timeout=1500)
+    print(f"quick profile: {time.time() - t:.0f} s wall")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "Report site:" in r.stdout
+    for f in ["params.json", "metrics.json", "history_A.csv", "history_B.csv", "model_A.keras", "model_B.keras",
+              "predictions/A_test.csv", "predictions/B_val.csv"]:
+        assert (run / f).exists(), f
+    site = run / "site"
+    index = (site / "index.html").read_text()
+    for page, n_figures in PAGES.items():
+        html = (site / f"{page}.html").read_text()
+        assert f"{page}.html" in index, page
+        assert len(re.findall(r'<img[^>]+src="data:image/png;base64', html)) >= n_figures, page
+        assert "Traceback" not in html, page
+    two = (site / "2_custom_cnn.html").read_text()
+    assert "Table 1" in two and "<table" in two and "Figure 1" in two and "Figure 2" in two and "Figure 3" in two
+    three = (site / "3_pretrained_cnn.html").read_text()
+    assert "Table 2" in three and "Figure 4" in three and "Figure 5" in three and "efficientnet_lite0" in three.lower().replace("-", "_")

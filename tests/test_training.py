@@ -1,0 +1,110 @@
+"""Training: artefacts, resume after a killed process, NaN handling, the mirrored strategy on two logical CPUs."""
+import json, os, signal, subprocess, sys, textwrap, time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from face_report.data import make_sample_utkface, prepare_splits
+from face_report.training import HISTORY_COLUMNS, TrainingError, resolve_params, train_model_a
+
+
+def tiny_params(tmp_path, **kw):
+    base = dict(n_images=30, test_size=8, image_size=32, epochs_a=2, epochs_b1=1, epochs_b2=1, batch_size=8,
+                eval_batch_size=16, run_dir=str(tmp_path / "run"), data=str(tmp_path / "UTKFace"))
+    return resolve_params("quick", **{**base, **kw})
+
+
+def tiny_splits(p, tmp_path):
+    if not Path(p["data"]).exists(): make_sample_utkface(p["data"], n=40)
+    return prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"],
+                          cache_dir=tmp_path / "cache")
+
+
+def run_child(code, tmp_path, **env):
+    env = {**os.environ, "FACE_REPORT_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_model_a_artefacts(tmp_path):
+    p = tiny_params(tmp_path)
+    m = train_model_a(tiny_splits(p, tmp_path), params=p)
+    run = Path(p["run_dir"])
+    for f in ["params.json", "metrics.json", "history_A.csv", "model_A.keras", "predictions/A_val.csv", "predictions/A_test.csv"]:
+        assert (run / f).exists(), f
+    h = pd.read_csv(run / "history_A.csv")
+    assert list(h.columns) == HISTORY_COLUMNS and h.epoch.tolist() == [1, 2] and np.isfinite(h.loss).all()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["A"] == m and set(m) == {"train", "val", "test"} and m["test"]["n"] == 8
+    pred = pd.read_csv(run / "predictions/A_test.csv")
+    assert list(pred.columns) == ["file", "age", "gender", "race", "age_pred", "p_female"] and len(pred) == 8
+    params = json.loads((run / "params.json").read_text())
+    assert params["precision"] == "float32" and params["tensorflow_version"] and "weights_source" in params
+
+
+def test_resume_after_kill(tmp_path):
+    "Kill the process after epoch 1, start again with the same folder: 4 epochs in all, no duplicated rows."
+    p = tiny_params(tmp_path, epochs_a=4, patience=10)
+    tiny_splits(p, tmp_path)
+    code = f"""
+        from face_report.training import resolve_params, train_model_a
+        from face_report.data import prepare_splits
+        p = {p!r}
+        s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"])
+        train_model_a(s, params=p)
+    """
+    hist = Path(p["run_dir"]) / "history_A.csv"
+    child = run_child(code, tmp_path)
+    t0 = time.time()
+    while not (hist.exists() and len(pd.read_csv(hist)) >= 1):
+        assert child.poll() is None, child.stdout.read()
+        assert time.time() - t0 < 240, "no epoch finished in time"
+        time.sleep(0.2)
+    time.sleep(1.0)  # let the epoch's backup land (or not: both must resume cleanly)
+    child.send_signal(signal.SIGKILL); child.wait()
+    assert not (Path(p["run_dir"]) / "model_A.keras").exists()
+    done = run_child(code, tmp_path); out, _ = done.communicate(timeout=300)
+    assert done.returncode == 0, out
+    h = pd.read_csv(hist)
+    assert h.epoch.tolist() == [1, 2, 3, 4], h
+    assert (Path(p["run_dir"]) / "model_A.keras").exists()
+
+
+def test_nan_loss_stops_with_clear_message(tmp_path):
+    p = tiny_params(tmp_path)
+    s = tiny_splits(p, tmp_path)
+    s.frames["train"] = s.frames["train"].assign(age=np.nan)
+    with pytest.raises(TrainingError, match="NaN.*Kept"):
+        train_model_a(s, params=p)
+    assert (Path(p["run_dir"]) / "params.json").exists() and not (Path(p["run_dir"]) / "model_A.keras").exists()
+
+
+def test_other_parameters_are_refused(tmp_path):
+    p = tiny_params(tmp_path, epochs_a=1)
+    s = tiny_splits(p, tmp_path)
+    train_model_a(s, params=p)
+    with pytest.raises(TrainingError, match="other parameters"):
+        train_model_a(s, params={**p, "image_size": 48})
+
+
+def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
+    p = tiny_params(tmp_path, epochs_a=1, strategy="mirrored")
+    tiny_splits(p, tmp_path)
+    code = f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()]*2)
+        from face_report.training import train_model_a, make_strategy
+        from face_report.data import prepare_splits
+        assert make_strategy("mirrored").num_replicas_in_sync == 2
+        p = {p!r}
+        s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"])
+        m = train_model_a(s, params=p)
+        print("REPLICAS OK", m["val"]["age_mae"])
+    """
+    child = run_child(code, tmp_path); out, _ = child.communicate(timeout=300)
+    assert child.returncode == 0 and "REPLICAS OK" in out, out
+    h = pd.read_csv(Path(p["run_dir"]) / "history_A.csv")
+    assert np.isfinite(h[["loss", "val_loss"]].to_numpy()).all()
