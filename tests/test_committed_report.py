@@ -1,0 +1,43 @@
+"""The committed reference report (report/): every number in its Tables 1 and 2 equals the committed metrics.json."""
+import json, re
+from pathlib import Path
+
+import pytest
+
+REPORT = Path(__file__).resolve().parents[1] / "report"
+pytestmark = pytest.mark.skipif(not (REPORT / "metrics.json").exists(), reason="no committed reference run")
+
+
+def table_after(html, caption):
+    i = html.index(caption)
+    body = html[i:html.index("</table>", i)]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)[1:]
+    return [re.findall(r"<td[^>]*>(.*?)</td>", r, re.S) for r in rows]
+
+
+def number(cell):
+    return float(cell.replace("−", "-").replace("%", "").strip())
+
+
+@pytest.mark.parametrize("model,page,caption", [("A", "2_custom_cnn.html", "Table 1."), ("B", "3_pretrained_cnn.html", "Table 2.")])
+def test_tables_equal_metrics(model, page, caption):
+    m = json.loads((REPORT / "metrics.json").read_text())[model]
+    rows = table_after((REPORT / "site" / page).read_text(), caption)
+    expected = {("Gender", "Accuracy"): (100 * m["train"]["gender_accuracy"], 100 * m["val"]["gender_accuracy"], 2),
+                ("Gender", "Loss"): (m["train"]["gender_loss"], m["val"]["gender_loss"], 3),
+                ("Age", "MAE"): (m["train"]["age_mae"], m["val"]["age_mae"], 3),
+                ("Age", "Loss"): (m["train"]["age_loss"], m["val"]["age_loss"], 3)}
+    assert len(rows) == 4
+    for task, metric, train, val, delta in rows:
+        tr, va, digits = expected[(task.strip(), metric.strip())]
+        tol = 0.51 * 10 ** -digits
+        assert abs(number(train) - tr) <= tol and abs(number(val) - va) <= tol, (task, metric)
+        assert abs(number(delta) - (va - tr)) <= 2 * tol + 1e-3, (task, metric)
+
+
+def test_committed_run_files():
+    for f in ["params.json", "metrics.json", "history_A.csv", "history_B.csv", "site/index.html"]:
+        assert (REPORT / f).exists(), f
+    assert not list(REPORT.rglob("*.keras")) and not list(REPORT.rglob("*.h5")), "no model weights in report/"
+    m = json.loads((REPORT / "metrics.json").read_text())
+    assert m["profile"] == "paper" and set(m["wall_seconds"]) >= {"A", "B_phase1", "B_phase2", "total"}
