@@ -44,7 +44,7 @@ def page_paths(pages:list|None=None, # page notebook names (looked up in `nbs/re
     "Resolve page names or paths to existing page notebooks, with a clear error for a missing one."
     folder = repo_root()/"nbs"/"report"
     names = [p for p, _ in PAGES] if pages is None else list(pages)
-    paths = [Path(p) if Path(p).exists() else folder/Path(p).name for p in names]
+    paths = [Path(p) if Path(p).exists() else (folder/Path(p).name).with_suffix(".ipynb") for p in names]  # "2_custom_cnn" or a path
     missing = [str(p) for p in paths if not p.exists()]
     if missing: raise FileNotFoundError(f"Page notebook(s) not found: {', '.join(missing)} (pages live in {folder})")
     return paths
