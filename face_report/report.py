@@ -877,8 +877,8 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
                 engine:str="auto", # "quarto", "pandoc" or "auto" (quarto when on PATH, else pandoc)
                ) -> Path: # the site's index.html
     "Build the report website from a run's executed notebooks (nothing is executed again)."
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir/"site"
+    run_dir = Path(run_dir).resolve()
+    out_dir = Path(out_dir).resolve() if out_dir is not None else run_dir/"site"
     if engine not in ("auto", "quarto", "pandoc"): raise ValueError(f"engine must be auto, quarto or pandoc, not {engine!r}")
     quarto = shutil.which("quarto")
     if engine == "quarto" and not quarto: raise RuntimeError("engine='quarto' but quarto is not on PATH (use engine='pandoc')")
