@@ -19,12 +19,13 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from scipy import stats
 
-from .data import ImageError, load_image
+from .data import AGE_BAND_LABELS, RACES, ImageError, age_band, load_image
+from .training import read_json, roc_auc
 
 # %% auto #0
 __all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'GROUPS', 'make_synthetic_run', 'Run', 'load_run', 'save_figure',
            'plot_learning_curves', 'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences',
-           'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at', 'roc_auc',
+           'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at',
            'expected_calibration_error', 'plot_reliability', 'significance_table', 'format_significance_table',
            'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter', 'error_gallery']
 
@@ -108,9 +109,6 @@ def make_synthetic_run(folder, # where to create the run folder (created if miss
 # %% ../nbs/03_analysis.ipynb #cdafd030
 MODELS = ("A", "B")
 
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
 def _read_predictions(path: Path) -> pd.DataFrame:
     "Read a predictions CSV, with `race` as a nullable integer (empty cells become NA)"
     frame = pd.read_csv(path)
@@ -149,7 +147,7 @@ def load_run(run_dir, # a run folder written by `face_report.training`
     run_dir = Path(run_dir).expanduser().resolve()
     if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} does not exist")
     history = {m: pd.read_csv(run_dir / f"history_{m}.csv") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
-    return Run(run_dir, _read_json(run_dir / "params.json"), _read_json(run_dir / "metrics.json"), history)
+    return Run(run_dir, read_json(run_dir / "params.json"), read_json(run_dir / "metrics.json"), history)
 
 # %% ../nbs/03_analysis.ipynb #6f13ed38
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "figure.titlesize": 12, "legend.fontsize": 8,
@@ -401,15 +399,7 @@ def cs_at(abs_err, # absolute age errors (years)
     "Cumulative score CS@k: the fraction of faces whose age is predicted within `k` years"
     return float(np.mean(np.asarray(abs_err, dtype=float) <= k))
 
-def roc_auc(y, # binary labels (1 = positive, here female)
-            p, # scores or probabilities of the positive class
-           ) -> float: # area under the ROC curve (nan when only one class is present)
-    "ROC AUC via the rank-sum (Mann–Whitney) formula, ties counted half"
-    y, p = np.asarray(y).astype(bool), np.asarray(p, dtype=float)
-    n1, n0 = int(y.sum()), int((~y).sum())
-    if n1 == 0 or n0 == 0: return float("nan")
-    ranks = stats.rankdata(p)
-    return float((ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+# `roc_auc` (rank-sum formula, ties counted half) comes from `face_report.training`, which scores every split with it.
 
 # %% ../nbs/03_analysis.ipynb #005fee99
 def _reliability_bins(y, p, n_bins: int) -> pd.DataFrame:
@@ -494,12 +484,11 @@ def format_significance_table(df:pd.DataFrame, # output of `significance_table`
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #ed7d27ab
-GROUPS = {"age_band": ["0–12", "13–19", "20–39", "40–59", "60+"], "gender": ["Male", "Female"],
-          "race": ["White", "Black", "Asian", "Indian", "Other", "Unknown"]}
+GROUPS = {"age_band": list(AGE_BAND_LABELS), "gender": ["Male", "Female"], "race": [*RACES, "Unknown"]}
 _GROUP_TITLES = {"age_band": "Age band (years)", "gender": "Gender", "race": "Race"}
 
 def _group_labels(pred: pd.DataFrame, by: str) -> pd.Categorical:
-    if by == "age_band": return pd.cut(pred.age, [-np.inf, 12, 19, 39, 59, np.inf], labels=GROUPS["age_band"])
+    if by == "age_band": return age_band(pred.age)
     if by == "gender": labels = pred.gender.map({0: "Male", 1: "Female"})
     elif by == "race": labels = pred.race.map(dict(enumerate(GROUPS["race"][:5]))).astype(object).fillna("Unknown")
     else: raise ValueError(f"by must be one of {list(GROUPS)}, not {by!r}")

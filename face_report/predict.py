@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
-from .data import ImageError, MAX_PIXELS, load_image
+from .data import ImageError, MAX_PIXELS, load_image, to_rgb
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
@@ -78,11 +78,7 @@ def read_photo(path:str|Path, # an image file
     check_image_size(path)
     try:
         with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            im = im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im
-            if im.mode != "RGBA": return np.asarray(im.convert("RGB"), dtype=np.uint8)
-            rgb = Image.new("RGB", im.size, (255, 255, 255)); rgb.paste(im, mask=im.getchannel("A"))
-            return np.asarray(rgb, dtype=np.uint8)
+            return np.asarray(to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError) as e: raise ImageError(path, f"unreadable or corrupt image ({e})") from None
 
 # %% ../nbs/04_predict.ipynb #15e1729d

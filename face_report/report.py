@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib, datetime, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
+from .training import read_json, write_json
+
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'SITE_CSS', 'SITE_TEMPLATE', 'repo_root', 'page_paths', 'venv_kernel',
            'papermill_log', 'PageError', 'execute_pages', 'make_dummy_page', 'run_pipeline', 'page_params',
@@ -102,13 +104,6 @@ class PageError(RuntimeError):
             f"Pages completed before it: {', '.join(done) if done else 'none'}")
 
 # %% ../nbs/05_report.ipynb #344e2141
-def _write_json(path, obj):
-    Path(path).write_text(json.dumps(obj, indent=2, default=str))
-
-def _read_json(path) -> dict:
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else {}
-
 def execute_pages(pages:list, # page notebook paths, executed in order
                   run_dir, # run folder; executed notebooks go to `run_dir/notebooks/`
                   parameters:dict, # papermill parameters for every page
@@ -123,7 +118,7 @@ def execute_pages(pages:list, # page notebook paths, executed in order
     done, outputs = [], []
     def record(page, status, seconds, out):
         state["pages"].append(dict(page=page.name, status=status, seconds=round(seconds, 1), notebook=str(out)))
-        _write_json(run_dir/"pipeline.json", state)
+        write_json(run_dir/"pipeline.json", state)
     with venv_kernel() as kernel, papermill_log(log):
         for i, page in enumerate(pages, 1):
             out, t0 = out_dir/page.name, time.time()
@@ -183,7 +178,7 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
     if p.get("data") and Path(p["data"]).expanduser().exists(): p["data"] = str(Path(p["data"]).expanduser().resolve())
     paths = page_paths(pages)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(run_dir/"report_params.json", p)
+    write_json(run_dir/"report_params.json", p)
     log(f"Report run: profile {p['profile']}, {len(paths)} page(s), run folder {run_dir}")
     t0 = time.time()
     execute_pages(paths, run_dir, {k: _plain(p[k]) for k in PARAM_NAMES if k in p}, log=log)
@@ -198,7 +193,7 @@ def page_params(ns:dict, # the page's namespace (`globals()`), holding the `PARA
     if resolve is None: from face_report.training import resolve_params as resolve
     profile = ns.get("profile") or "quick"
     given = {k: ns[k] for k in PARAM_NAMES if ns.get(k) is not None and k not in ("profile", "retrain")}
-    saved = _read_json(Path(resolve(profile, **given)["run_dir"])/"report_params.json")
+    saved = read_json(Path(resolve(profile, **given)["run_dir"])/"report_params.json")
     extra = {k: v for k, v in saved.items() if k not in PARAM_NAMES}
     p = dict(resolve(profile, **{**extra, **given}))
     p.update(profile=profile, retrain=bool(ns.get("retrain")), run_dir=Path(p["run_dir"]).expanduser().resolve())
@@ -776,8 +771,8 @@ def index_markdown(run_dir, # run folder
                   ) -> str: # markdown
     "The front page: what the site is, the run's main settings and links to the sections."
     run_dir = Path(run_dir)
-    p = {**_read_json(run_dir/"report_params.json"), **_read_json(run_dir/"params.json")}
-    state = _read_json(run_dir/"pipeline.json")
+    p = {**read_json(run_dir/"report_params.json"), **read_json(run_dir/"params.json")}
+    state = read_json(run_dir/"pipeline.json")
     facts = [("Profile", p.get("profile")), ("Images (train + validation)", p.get("n_images")),
              ("Validation fraction", p.get("val_fraction")), ("Test images", p.get("test_size")),
              ("Image size (pixels)", p.get("image_size")), ("Model B backbone", p.get("backbone")),
