@@ -15,9 +15,9 @@ from .data import Splits, make_dataset, prepare_splits
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'HISTORY_COLUMNS', 'EVALUATION', 'TrainingError', 'resolve_params',
-           'choose_precision', 'make_strategy', 'compile_multitask', 'read_history', 'fit_phase', 'roc_auc',
-           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'start_run', 'train_model_a', 'train_model_b',
-           'train_all']
+           'backend_devices', 'choose_precision', 'SingleDevice', 'make_strategy', 'compile_multitask', 'read_history',
+           'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'start_run',
+           'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -54,16 +54,37 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     return p
 
 # %% ../nbs/02_training.ipynb #8e55ee80
+def backend_devices() -> list[str]: # e.g. ["/physical_device:CPU:0"] or ["cuda:0"]
+    "The devices Keras's backend (TensorFlow, JAX or PyTorch) trains on."
+    import keras
+    name = keras.backend.backend()
+    if name == "tensorflow":
+        import tensorflow as tf; return [d.name for d in tf.config.list_physical_devices()]
+    if name == "jax":
+        import jax; return [f"{d.platform}:{d.id}" for d in jax.devices()]
+    if name == "torch":
+        import torch; return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
+    return [name]
+
 def choose_precision(precision:str="auto", # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
                     ) -> str: # the Keras dtype policy used
     "The dtype policy for this device: mixed_float16 on a GPU, float32 on a CPU (measured fastest here)."
-    import tensorflow as tf
     if precision != "auto": return precision
-    return "mixed_float16" if tf.config.list_physical_devices("GPU") else "float32"
+    return "mixed_float16" if any("GPU" in d.upper() or "CUDA" in d.upper() for d in backend_devices()) else "float32"
+
+class SingleDevice:
+    "The 'none' strategy on the JAX and PyTorch backends: one device, an empty scope."
+    num_replicas_in_sync = 1
+    def scope(self): import contextlib; return contextlib.nullcontext()
 
 def make_strategy(name:str="none", # "none", "mirrored" (all local GPUs / logical devices) or "multiworker" (TF_CONFIG)
                  ):
     "A `tf.distribute` strategy; models are built and compiled in its scope."
+    import keras
+    if keras.backend.backend() != "tensorflow":
+        if name in (None, "none"): return SingleDevice()
+        raise ValueError(f"strategy {name!r} needs Keras's TensorFlow backend (KERAS_BACKEND=tensorflow); "
+                         f"this process runs {keras.backend.backend()}")
     import tensorflow as tf
     if name in (None, "none"): return tf.distribute.get_strategy()
     if name == "mirrored":  # every local GPU; without GPUs, every logical CPU device (see the test below)
@@ -165,9 +186,9 @@ def fit_phase(model, # a compiled model
               log=print, # progress printer
              ) -> float: # wall seconds
     "Train one phase with early stopping, LR schedule, best checkpoint and resume; load the best weights at the end."
-    import tensorflow as tf
-    replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    bs = p["batch_size"]*replicas
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend: the strategy the model was built in
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    bs = p["batch_size"]*replicas  # the global batch: `batch_size` per replica, as Keras recommends
     train = make_dataset(splits.images["train"], splits.frames["train"], bs, shuffle=True, augment=True, seed=p["seed"])
     val = make_dataset(splits.images["val"], splits.frames["val"], p["eval_batch_size"]*replicas)
     cbs, ckpt = _callbacks(run_dir, tag, phase, epoch_offset, epochs, p, tag.replace("_", " "), log)
@@ -223,7 +244,7 @@ def evaluate_model(model, # a trained model
     for split in ("train", "val", "test"):
         frame = splits.frames[split]
         if not len(frame): continue
-        ds = make_dataset(splits.images[split], frame, batch_size).map(lambda x, y: x)
+        ds = make_dataset(splits.images[split], frame, batch_size, labels=False)
         pred = model.predict(ds, verbose=0)
         age_pred, p_female = np.asarray(pred["age"], np.float64).ravel(), np.asarray(pred["gender"], np.float64).ravel()
         out[split] = split_metrics(frame["age"], frame["gender"], age_pred, p_female, label_smoothing)
@@ -246,7 +267,7 @@ def write_json(path:str|Path, obj:dict):
 def start_run(params:dict, # from `resolve_params`
              ) -> Path: # the run folder
     "Create or re-open the run folder, refusing one that holds a run with other parameters."
-    import tensorflow as tf, keras
+    import keras
     from face_report.models import backbone_weights_source
     run_dir = Path(params["run_dir"]); run_dir.mkdir(parents=True, exist_ok=True)
     old = read_json(run_dir/"params.json")
@@ -255,9 +276,10 @@ def start_run(params:dict, # from `resolve_params`
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
                             "use another run folder, or retrain=True (--retrain) to replace it")
     rec = {**params, "precision": choose_precision(params["precision"]), "precision_requested": params["precision"],
-           "package_version": __version__, "tensorflow_version": tf.__version__, "keras_version": keras.__version__,
+           "package_version": __version__, "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
+           f"{keras.backend.backend()}_version": sys.modules[keras.backend.backend()].__version__,
            "python_version": platform.python_version(), "weights_source": backbone_weights_source(params["backbone"], params["weights"]),
-           "devices": [d.name for d in tf.config.list_physical_devices()], "cpu_count": os.cpu_count(),
+           "devices": backend_devices(), "cpu_count": os.cpu_count(),
            "machine": platform.machine()}
     rec.pop("retrain", None)
     write_json(run_dir/"params.json", rec)

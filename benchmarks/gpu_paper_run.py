@@ -1,0 +1,53 @@
+"""Train a profile's protocol (default `paper`) on a GPU machine from a bundle made by `gpu_bundle.py`, with Keras
+on JAX or PyTorch: no TensorFlow, no network, no UTKFace archive needed there. Prints the per-epoch lines, then the
+metrics and wall times; the run folder holds the usual artefacts (params.json, history_{A,B}.csv, metrics.json,
+predictions/).
+
+    KERAS_BACKEND=jax python benchmarks/gpu_paper_run.py --bundle .bundle --image-size 128 --run-dir /tmp/runs/gpu
+"""
+import argparse, ast, json, tarfile, time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def bundle_splits(bundle:Path, work:Path, image_size:int):
+    "The `Splits` of a bundle: its JPEGs extracted to `work`, decoded at `image_size` (cached)."
+    from face_report.data import Splits, decode_images
+    if not (work / "UTKFace").exists():  # extract once, then move into place (another process may be reading)
+        with tarfile.open(bundle / "images.tar") as tar: tar.extractall(work / "partial", filter="data")
+        (work / "partial" / "UTKFace").rename(work / "UTKFace")
+    rows = pd.read_csv(bundle / "splits.csv")
+    rows["path"] = [str(work / "UTKFace" / f) for f in rows["file"]]
+    frames = {s: rows[rows["split"] == s].drop(columns=["split", "file"]).reset_index(drop=True) for s in ("train", "val", "test")}
+    images = {s: decode_images(f["path"].tolist(), image_size) if len(f) else np.zeros((0, image_size, image_size, 3), np.uint8)
+              for s, f in frames.items()}
+    return Splits(frames, images, source=str(bundle), summary=", ".join(f"{s} {len(f)}" for s, f in frames.items()))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bundle", default=".bundle"); ap.add_argument("--profile", default="paper")
+    ap.add_argument("--image-size", type=int, default=128); ap.add_argument("--run-dir", default="/tmp/runs/gpu")
+    ap.add_argument("--models", default="AB", help="A, B or AB (two processes may train A and B side by side on one GPU)")
+    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any training parameter, e.g. epochs_a=2")
+    a = ap.parse_args(argv)
+    import keras
+    from face_report.training import backend_devices, resolve_params, train_model_a, train_model_b, read_json
+    t0 = time.time()
+    overrides = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in a.param)}
+    p = resolve_params(a.profile, image_size=a.image_size, run_dir=a.run_dir, data=str(a.bundle), **overrides)
+    splits = bundle_splits(Path(a.bundle), Path(a.run_dir).parent / "bundle", a.image_size)
+    print(f"Keras {keras.__version__} on {keras.backend.backend()}, devices {backend_devices()}; {splits.summary}; "
+          f"data ready in {time.time() - t0:.1f} s", flush=True)
+    if "A" in a.models: train_model_a(splits, params=p)
+    if "B" in a.models: train_model_b(splits, params=p)
+    m = read_json(Path(a.run_dir) / "metrics.json")
+    print("RESULT", json.dumps({"backend": keras.backend.backend(), "image_size": a.image_size, "wall_seconds": m["wall_seconds"],
+                                **{t: {s: {k: round(v, 4) for k, v in m[t][s].items()} for s in m[t]} for t in a.models}}))
+    print(f"total {time.time() - t0:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
