@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['LITE0_STAGES', 'LITE0_BN_EPSILON', 'LITE0_BN_MOMENTUM', 'LITE0_MEAN', 'LITE0_STD', 'CONVERTER_VERSION', 'BACKBONES',
-           'build_model_a', 'read_torch_state_dict', 'lite0_weights_file', 'lite0_block_specs', 'efficientnet_lite0',
-           'lite0_keras_weights', 'weights_cache_dir', 'convert_lite0_weights', 'backbone_weights_source',
-           'build_backbone', 'imagenet_classifier', 'lite0_numpy_reference', 'build_model_b', 'freeze_backbone',
-           'unfreeze_top', 'parameter_table', 'plot_architecture']
+           'FusedBatchNormalization', 'build_model_a', 'read_torch_state_dict', 'lite0_weights_file',
+           'lite0_block_specs', 'efficientnet_lite0', 'lite0_keras_weights', 'weights_cache_dir',
+           'convert_lite0_weights', 'backbone_weights_source', 'build_backbone', 'imagenet_classifier',
+           'lite0_numpy_reference', 'build_model_b', 'freeze_backbone', 'unfreeze_top', 'parameter_table',
+           'plot_architecture']
 
 # %% ../nbs/01_models.ipynb #25aec673
 import collections
@@ -24,11 +25,35 @@ import numpy as np
 import pandas as pd
 from keras import layers, regularizers
 
+# %% ../nbs/01_models.ipynb #3001520f
+@keras.saving.register_keras_serializable(package="face_report")
+class FusedBatchNormalization(layers.BatchNormalization):
+    "`BatchNormalization` computed by TensorFlow's fused kernel on 4-D channels-last inputs; Keras's own code otherwise."
+    def _fusable(self, inputs, mask) -> bool:
+        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
+                and self.axis in (-1, 3) and not self.renorm and not self.synchronized)
+
+    def call(self, inputs, training=None, mask=None):
+        if not self._fusable(inputs, mask): return super().call(inputs, training=training, mask=mask)
+        import tensorflow as tf
+        x = tf.cast(inputs, "float32")  # as Keras: normalise in float32 whatever the compute dtype
+        gamma = self.gamma if self.scale else tf.ones(x.shape[-1:])
+        beta = self.beta if self.center else tf.zeros(x.shape[-1:])
+        if training and self.trainable:
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon, is_training=True)
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean*m + mean*(1.0 - m))
+            self.moving_variance.assign(self.moving_variance*m + variance*(1.0 - m))
+        else:
+            y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
+                                                       epsilon=self.epsilon, is_training=False)
+        return tf.cast(y, self.compute_dtype)
+
 # %% ../nbs/01_models.ipynb #02e3d95a
 def _conv_block(x, filters:int, prefix:str, suffix:str|int=""):
     "Conv2D(3x3, ReLU) -> BatchNormalization -> MaxPooling2D(2x2), with layer names `{prefix}_conv{suffix}` etc."
     x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{prefix}_conv{suffix}")(x)
-    x = layers.BatchNormalization(name=f"{prefix}_bn{suffix}")(x)
+    x = FusedBatchNormalization(name=f"{prefix}_bn{suffix}")(x)
     return layers.MaxPooling2D(2, name=f"{prefix}_pool{suffix}")(x)
 
 

@@ -15,9 +15,9 @@ from .data import Splits, make_dataset, prepare_splits
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'HISTORY_COLUMNS', 'EVALUATION', 'TrainingError', 'resolve_params',
-           'backend_devices', 'choose_precision', 'SingleDevice', 'make_strategy', 'compile_multitask', 'read_history',
-           'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'start_run',
-           'train_model_a', 'train_model_b', 'train_all']
+           'backend_devices', 'choose_precision', 'SingleDevice', 'make_strategy', 'compile_multitask', 'init_age_bias',
+           'read_history', 'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model', 'read_json', 'write_json',
+           'start_run', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -25,7 +25,7 @@ DEFAULTS = dict(
     n_images=5000, val_fraction=0.2, test_size=2000, seed=42, image_size=128,
     batch_size=32, label_smoothing=0.1, patience=10, lr_patience=4, lr_factor=0.5, min_lr=1e-7,
     epochs_a=80, lr_a=2e-4, age_weight_a=0.3, l2=1e-3,
-    epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=120,
+    epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=120, age_bias="median",
     backbone="efficientnet_lite0", weights="imagenet", precision="auto", strategy="none", eval_batch_size=128,
 )
 PROFILES = {
@@ -36,7 +36,7 @@ PROFILES = {
 # parameters that change what is learned: a run folder holding other values for these is refused
 RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "image_size", "batch_size", "label_smoothing", "epochs_a",
             "lr_a", "age_weight_a", "l2", "epochs_b1", "lr_b1", "epochs_b2", "lr_b2", "age_weight_b", "n_unfreeze",
-            "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr")
+            "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias")
 
 class TrainingError(RuntimeError):
     "Training cannot go on; the message says why and what was kept."
@@ -105,6 +105,17 @@ def compile_multitask(model, # a model with outputs `gender` and `age`
                   loss={"gender": keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing), "age": keras.losses.MeanAbsoluteError()},
                   loss_weights={"gender": 1.0, "age": age_weight},
                   metrics={"gender": ["accuracy", keras.metrics.AUC(name="auc")], "age": [keras.metrics.MeanAbsoluteError(name="mae")]})
+    return model
+
+# %% ../nbs/02_training.ipynb #c16270c4
+def init_age_bias(model, # a model whose `age` output is a Dense layer
+                  ages, # the training ages (years)
+                  how:str="median", # "median": the median of `ages`; "zero": Keras's default
+                 ):
+    "Set the bias of the `age` output layer, so training starts from the L1-optimal constant prediction."
+    if how not in ("median", "zero"): raise ValueError(f"age_bias must be 'median' or 'zero', not {how!r}")
+    layer = model.get_layer("age"); kernel, bias = layer.get_weights()
+    layer.set_weights([kernel, np.full_like(bias, np.median(ages) if how == "median" else 0.0)])
     return model
 
 # %% ../nbs/02_training.ipynb #a6ae5a90
@@ -337,7 +348,7 @@ def train_model_a(splits:Splits, # data from `prepare_splits`
     p, run_dir, done, strategy = _open_run("A", splits, run_dir, params, log)
     if done: return done
     with strategy.scope():
-        model = build_model_a(input_size=p["image_size"], l2=p["l2"])
+        model = init_age_bias(build_model_a(input_size=p["image_size"], l2=p["l2"]), splits.frames["train"]["age"], p["age_bias"])
         compile_multitask(model, p["lr_a"]*strategy.num_replicas_in_sync, p["age_weight_a"], p["label_smoothing"])
     secs = fit_phase(model, splits, run_dir, "A", 1, p["epochs_a"], p, log=log)
     model.save(run_dir/"model_A.keras")
@@ -357,7 +368,8 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
     if done: return done
     r = strategy.num_replicas_in_sync
     with strategy.scope():
-        model = build_model_b(p["backbone"], p["weights"], input_size=p["image_size"])
+        model = init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),
+                              splits.frames["train"]["age"], p["age_bias"])
     marker = run_dir/"phase1_B.json"
     if marker.exists():
         info = read_json(marker); model.load_weights(str(run_dir/"checkpoints"/"B_phase1_best.weights.h5"))
