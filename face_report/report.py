@@ -355,8 +355,12 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     else:
         noisier = {t: "A" if noise["A", t] > noise["B", t] else "B" for t in ("gender", "age")}
         vals = {t: f"{noise['A', t]:.3f} for Model A vs {noise['B', t]:.3f} for Model B" for t in ("gender", "age")}
-        s = (f"Measured on the validation curves, Model {noisier['age']} showed the noisier training dynamics for age "
-             f"(relative noise {vals['age']}) and Model {noisier['gender']} for gender ({vals['gender']}).")
+        if noisier["age"] == noisier["gender"]:
+            s = (f"Measured on the validation curves, Model {noisier['age']} showed the noisier training dynamics on both "
+                 f"tasks (relative noise for age: {vals['age']}; for gender: {vals['gender']}).")
+        else:
+            s = (f"Measured on the validation curves, Model {noisier['age']} showed the noisier training dynamics for age "
+                 f"(relative noise {vals['age']}) and Model {noisier['gender']} for gender ({vals['gender']}).")
         if noisier == {"age": "A", "gender": "B"}:
             s += (" This could indicate that, with only the top layers of the backbone unfrozen, Model B struggled to learn "
                   "lower-level facial features useful for gender classification but adapted the pre-trained features well to "
@@ -374,7 +378,7 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
             size = (f" Model A has {n_params['A']:,} parameters and Model B {n_params['B']:,}"
                     f"{' (including the backbone)' if n_params['B'] > n_params['A'] else ''}.")
         s = (f"Training took {_duration(w['A'])} for Model A and {_duration(tb)} for Model B (both phases) in this run, "
-             f"so Model {faster} was {'faster' if faster == 'A' else 'faster, despite its larger backbone'} to experiment with.{size}")
+             f"so Model {faster} was the faster to experiment with{'' if faster == 'A' else ', despite its larger backbone'}.{size}")
         out.append(s)
     split = _best_split(m)
     word = "test" if split == "test" else "validation"
