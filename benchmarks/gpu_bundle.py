@@ -6,11 +6,12 @@ images of the CPU run. The device tool carries at most 64 MiB with the repositor
 
     python benchmarks/gpu_bundle.py --profile paper --out .bundle
 """
-import argparse, ast, tarfile
+import argparse, tarfile
 from pathlib import Path
 
 import pandas as pd
 
+from face_report.cli import parse_value
 from face_report.data import load_utkface, make_splits
 from face_report.training import resolve_params
 
@@ -20,9 +21,9 @@ def main(argv=None):
     ap.add_argument("--profile", default="paper"); ap.add_argument("--data", default=None)
     ap.add_argument("--out", default=".bundle")
     ap.add_argument("--splits", default="train,val", help="comma-separated splits to pack (train, val, test)")
-    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a split parameter, e.g. n_images=1000")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="a split parameter, e.g. -p n_images 1000 (as in face-report)")
     a = ap.parse_args(argv)
-    p = resolve_params(a.profile, data=a.data, **{k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in a.param)})
+    p = resolve_params(a.profile, data=a.data, **{k: parse_value(v) for k, v in a.param})
     frames = make_splits(load_utkface(p["data"]), p["n_images"], p["val_fraction"], p["test_size"], p["seed"])
     frames = {k: f for k, f in frames.items() if k in a.splits.split(",")}
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)

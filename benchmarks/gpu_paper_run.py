@@ -5,7 +5,7 @@ predictions/).
 
     KERAS_BACKEND=jax python benchmarks/gpu_paper_run.py --bundle .bundle --image-size 128 --run-dir /tmp/runs/gpu
 """
-import argparse, ast, json, tarfile, time
+import argparse, json, tarfile, time
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +31,13 @@ def main(argv=None):
     ap.add_argument("--bundle", default=".bundle"); ap.add_argument("--profile", default="paper")
     ap.add_argument("--image-size", type=int, default=128); ap.add_argument("--run-dir", default="/tmp/runs/gpu")
     ap.add_argument("--models", default="AB", help="A, B or AB (two processes may train A and B side by side on one GPU)")
-    ap.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="any training parameter, e.g. epochs_a=2")
+    ap.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"), help="any training parameter, e.g. -p epochs_a 2 (as in face-report)")
     a = ap.parse_args(argv)
     import keras
+    from face_report.cli import parse_value
     from face_report.training import backend_devices, resolve_params, train_model_a, train_model_b, read_json
     t0 = time.time()
-    overrides = {k: ast.literal_eval(v) for k, v in (kv.split("=", 1) for kv in a.param)}
+    overrides = {k: parse_value(v) for k, v in a.param}
     p = resolve_params(a.profile, image_size=a.image_size, run_dir=a.run_dir, data=str(a.bundle), **overrides)
     splits = bundle_splits(Path(a.bundle), Path(a.run_dir).parent / "bundle", a.image_size)
     print(f"Keras {keras.__version__} on {keras.backend.backend()}, devices {backend_devices()}; {splits.summary}; "

@@ -5,7 +5,7 @@
 #   bash benchmarks/gpu_paper_run.sh BUDGET_SECONDS IMAGE_SIZE [KEY=VALUE ...]
 set -u
 budget=${1:-520}; size=${2:-128}; shift 2
-params=(); for kv in "$@"; do params+=(--param "$kv"); done
+params=(); for kv in "$@"; do params+=(-p "${kv%%=*}" "${kv#*=}"); done
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 fi

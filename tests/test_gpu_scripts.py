@@ -1,7 +1,10 @@
-"""The GPU-machine scripts: pack a bundle of a profile's split images, then train from it on Keras's JAX backend."""
+"""Training without TensorFlow, as on GPU images that hold only JAX or PyTorch: pack a bundle of a profile's split
+images with `benchmarks/gpu_bundle.py`, then train both models from it on Keras's JAX backend with
+`benchmarks/gpu_paper_run.py` in a process where importing TensorFlow fails."""
 import json, os, subprocess, sys, tarfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -9,25 +12,42 @@ from face_report.data import make_sample_utkface
 
 ROOT = Path(__file__).resolve().parents[1]
 
+NO_TENSORFLOW = """
+import importlib.abc, runpy, sys
+class NoTensorFlow(importlib.abc.MetaPathFinder):  # as on a machine without TensorFlow
+    def find_spec(self, name, path, target=None):
+        if name.split(".")[0] == "tensorflow": raise ModuleNotFoundError(f"No module named {name!r}")
+sys.meta_path.insert(0, NoTensorFlow())
+import keras
+assert keras.backend.backend() == "jax"
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 
-def test_bundle_then_train_on_jax(tmp_path):
+
+def test_bundle_then_train_on_jax_without_tensorflow(tmp_path):
     pytest.importorskip("jax")
     data = tmp_path / "UTKFace"; make_sample_utkface(data, n=40)
     env = {**os.environ, "FACE_REPORT_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    split = ["--param", "n_images=24", "--param", "test_size=8"]
+    split = ["-p", "n_images", "24", "-p", "test_size", "8"]
     subprocess.run([sys.executable, ROOT / "benchmarks/gpu_bundle.py", "--profile", "quick", "--data", str(data),
-                    "--out", str(tmp_path / "bundle"), *split], check=True, env=env, cwd=tmp_path)
+                    "--out", str(tmp_path / "bundle"), "--splits", "train,val,test", *split], check=True, env=env, cwd=tmp_path)
     rows = pd.read_csv(tmp_path / "bundle/splits.csv")
-    assert rows.split.value_counts().to_dict() == {"train": 19, "val": 5}  # test not packed by default
+    assert rows.split.value_counts().to_dict() == {"train": 19, "test": 8, "val": 5}
     with tarfile.open(tmp_path / "bundle/images.tar") as tar:
         assert sorted(m.name for m in tar.getmembers()) == sorted("UTKFace/" + f for f in rows.file)
     run = tmp_path / "runs/jax"
-    out = subprocess.run([sys.executable, ROOT / "benchmarks/gpu_paper_run.py", "--bundle", str(tmp_path / "bundle"),
-                          "--profile", "quick", "--image-size", "32", "--run-dir", str(run), *split, "--param", "epochs_a=1",
-                          "--param", "epochs_b1=1", "--param", "epochs_b2=1", "--param", "weights=None", "--param", "batch_size=8"],
+    out = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, ROOT / "benchmarks/gpu_paper_run.py", "--bundle", str(tmp_path / "bundle"),
+                          "--profile", "quick", "--image-size", "32", "--run-dir", str(run), *split, "-p", "epochs_a", "2",
+                          "-p", "epochs_b1", "1", "-p", "epochs_b2", "1", "-p", "weights", "None", "-p", "batch_size", "8"],
                          env={**env, "KERAS_BACKEND": "jax"}, cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))[7:])
     assert result["backend"] == "jax" and result["A"]["val"]["n"] == 5 and result["B"]["train"]["n"] == 19
-    assert json.loads((run / "params.json").read_text())["keras_backend"] == "jax"
+    params = json.loads((run / "params.json").read_text())
+    assert params["keras_backend"] == "jax" and params["jax_version"] and "tensorflow_version" not in params
+    for tag in "AB":
+        h = pd.read_csv(run / f"history_{tag}.csv")
+        assert np.isfinite(h[["loss", "val_loss"]].to_numpy()).all()
+        assert (run / f"model_{tag}.keras").exists() and len(pd.read_csv(run / "predictions" / f"{tag}_test.csv")) == 8
     assert pd.read_csv(run / "history_B.csv").phase.tolist() == [1, 2]
