@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #b93a0804
 from __future__ import annotations
-import hashlib, json, logging, os, re, shutil, tarfile, tempfile, time
+import functools, hashlib, json, logging, math, os, re, shutil, tarfile, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,8 +17,9 @@ from PIL import Image, ImageDraw, ImageFile, UnidentifiedImageError
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS', 'DataError',
            'ImageError', 'data_source', 'cache_root', 'extract_archive', 'parse_name', 'check_image', 'load_utkface',
            'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
-           'split_table', 'to_rgb', 'load_image', 'decode_images', 'Splits', 'prepare_splits', 'build_augmenter',
-           'make_dataset', 'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
+           'split_table', 'to_rgb', 'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices',
+           'random_affine', 'build_augmenter', 'make_dataset', 'plot_augmentation_examples', 'plot_age_distribution',
+           'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -347,6 +348,70 @@ def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_sou
     images = {k: decode_images(f["path"].tolist(), image_size, cache_dir) for k, f in frames.items()}
     return Splits(frames, images, rejected_files(df), df.attrs["source"], rejected_summary(df))
 
+# %% ../nbs/00_data.ipynb #d5b58bbd
+def affine_matrices(flip, # 1 where the image is flipped left-right first, else 0; shape (N,)
+                    angle, # rotation in radians (`RandomRotation`'s sense); shape (N,)
+                    zoom, # zoom factor, > 1 zooms out (`RandomZoom`'s sense); shape (N,)
+                    shift_x, # horizontal shift in pixels (`RandomTranslation`'s sense); shape (N,)
+                    shift_y, # vertical shift in pixels; shape (N,)
+                    height:int, # image height in pixels
+                    width:int, # image width in pixels
+                    ops=None, # an ops namespace with `.numpy` (default `keras.ops`; a layer's `backend` inside `tf.data`)
+                   ): # (N, 8) transforms for `keras.ops.image.affine_transform` (output pixel -> input pixel)
+    "Flip, then rotate, zoom and shift about the image centre (the order of Keras's layers), as one affine transform each."
+    if ops is None: import keras; ops = keras.ops
+    np_ = ops.numpy
+    cx, cy = (width - 1)/2, (height - 1)/2
+    cos, sin = np_.cos(angle)*zoom, np_.sin(angle)*zoom
+    ux, uy = shift_x + cx, shift_y + cy
+    a0, a1, a2 = cos, -sin, cx - cos*ux + sin*uy
+    sign = 1 - 2*flip  # a flip maps input x to (width - 1) - x
+    zeros = np_.zeros_like(angle)
+    return np_.stack([sign*a0, sign*a1, flip*(width - 1) + sign*a2, sin, cos, cy - sin*ux - cos*uy, zeros, zeros], axis=1)
+
+# %% ../nbs/00_data.ipynb #1ab6bfed
+@functools.cache
+def _random_affine_class():
+    "Define (once, on first use, so that `face_report.data` imports without Keras) the `RandomAffine` layer."
+    import keras
+    try: from keras.src.layers.preprocessing.data_layer import DataLayer  # Keras >= 3.11
+    except ImportError: from keras.src.layers.preprocessing.tf_data_layer import TFDataLayer as DataLayer
+
+    @keras.saving.register_keras_serializable(package="face_report")
+    class RandomAffine(DataLayer):
+        "Random horizontal flip, rotation, zoom and translation as one bilinear resampling (reflect fill); runs in `tf.data`."
+        def __init__(self, flip=True, rotation=0.05, zoom=0.1, translation=0.1, fill_mode="reflect", seed=None, **kwargs):
+            super().__init__(**kwargs)
+            self.flip, self.rotation, self.zoom, self.translation = flip, rotation, zoom, translation
+            self.fill_mode, self.seed = fill_mode, seed
+            self.generator = keras.random.SeedGenerator(seed)
+        def call(self, images, training=True):
+            if not training: return images
+            ops = self.backend
+            shape = ops.shape(images); n, h, w = shape[0], shape[1], shape[2]
+            seed = self._get_seed_generator(ops._backend)
+            def u(r): return ops.random.uniform((n,), -r, r, seed=seed)
+            flip = ops.cast(ops.random.uniform((n,), 0, 1, seed=seed) < 0.5, "float32") if self.flip else ops.numpy.zeros((n,))
+            h_, w_ = ops.cast(h, "float32"), ops.cast(w, "float32")
+            t = affine_matrices(flip, u(2*math.pi*self.rotation), 1.0 + u(self.zoom), u(self.translation)*w_,
+                                u(self.translation)*h_, h_, w_, ops)
+            return ops.image.affine_transform(images, t, "bilinear", self.fill_mode)
+        def compute_output_shape(self, input_shape): return input_shape
+        def get_config(self):
+            return {**super().get_config(), "flip": self.flip, "rotation": self.rotation, "zoom": self.zoom,
+                    "translation": self.translation, "fill_mode": self.fill_mode, "seed": self.seed}
+    return RandomAffine
+
+def random_affine(flip:bool=True, # random horizontal flips
+                  rotation:float=0.05, # fraction of a full turn (0.05 = +-18 degrees), as `RandomRotation`
+                  zoom:float=0.1, # zoom range, as `RandomZoom`
+                  translation:float=0.1, # shift as a fraction of the side, as `RandomTranslation`
+                  fill_mode:str="reflect", # how pixels outside the image are filled
+                  seed:int|None=None, # random seed
+                 ):
+    "A `RandomAffine` Keras layer: Keras's flip, rotation, zoom and translation layers in one resampling."
+    return _random_affine_class()(flip, rotation, zoom, translation, fill_mode, seed, name="random_affine")
+
 # %% ../nbs/00_data.ipynb #0355848a
 def build_augmenter(seed:int=42, # random seed
                     rotation:float=0.05, # fraction of a full turn (0.05 = +-18 degrees)
@@ -355,14 +420,12 @@ def build_augmenter(seed:int=42, # random seed
                     contrast:float=0.2, # contrast factor range
                     brightness:float=0.2, # brightness factor range (of 0..255)
                    ):
-    "The report's on-the-fly augmentation as one Keras `Sequential` of preprocessing layers (images in 0..255)."
+    """The report's on-the-fly augmentation as one Keras `Sequential` (images in 0..255): horizontal flip, rotation,
+    zoom and translation in one resampling (`random_affine`), then contrast and brightness."""
     import keras
     from keras import layers
     return keras.Sequential([
-        layers.RandomFlip("horizontal", seed=seed),
-        layers.RandomRotation(rotation, fill_mode="reflect", seed=seed + 1),
-        layers.RandomZoom(zoom, fill_mode="reflect", seed=seed + 2),
-        layers.RandomTranslation(translation, translation, fill_mode="reflect", seed=seed + 3),
+        random_affine(True, rotation, zoom, translation, "reflect", seed=seed),
         layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 4),
         layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 5),
     ], name="augmentation")

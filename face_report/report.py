@@ -431,6 +431,9 @@ def describe_augmentation(augmenter, # keras Sequential of preprocessing layers 
     for layer in augmenter.layers:
         c, kind = layer.get_config(), type(layer).__name__
         if kind == "RandomFlip": words.append(f"{c['mode'].replace('_and_', ' and ')} flips")
+        elif kind == "RandomAffine":
+            words += (["horizontal flips"] if c["flip"] else []) + [f"rotations of up to ±{c['rotation']*360:.0f}°",
+                      f"zoom of up to ±{c['zoom']*100:.0f}%", f"translations of up to {c['translation']*100:.0f}% of the image side"]
         elif kind == "RandomRotation": words.append(f"rotations of up to ±{_mag(c['factor'])*360:.0f}°")
         elif kind == "RandomZoom": words.append(f"zoom of up to ±{_mag(c['height_factor'])*100:.0f}%")
         elif kind == "RandomTranslation": words.append(f"translations of up to {_mag(c['height_factor'])*100:.0f}% of the image side")
