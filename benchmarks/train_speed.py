@@ -7,7 +7,7 @@ step, per-image augmentation, float32, and phase 1 with the whole network traina
 frozen the same way (the naive part is the input side). Also prints float32 vs mixed_bfloat16 for our pipeline,
 and a forward-only pass of Model B for comparison with phase 1.
 
-    python benchmarks/train_speed.py [--size 96] [--images 320] [--data PATH]
+    python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH]
 """
 import argparse, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -19,7 +19,7 @@ def timed_fit(model, ds, steps, warm=2):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=320)
+    ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=640)
     ap.add_argument("--batch", type=int, default=32); ap.add_argument("--data", default=None)
     ap.add_argument("--skip-bf16", action="store_true")
     a = ap.parse_args()
