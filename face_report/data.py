@@ -410,7 +410,7 @@ def random_affine(flip:bool=True, # random horizontal flips
                   seed:int|None=None, # random seed
                  ):
     "A `RandomAffine` Keras layer: Keras's flip, rotation, zoom and translation layers in one resampling."
-    return _random_affine_class()(flip, rotation, zoom, translation, fill_mode, seed, name="random_affine")
+    return _random_affine_class()(flip, rotation, zoom, translation, fill_mode, seed)
 
 # %% ../nbs/00_data.ipynb #0355848a
 def build_augmenter(seed:int=42, # random seed
