@@ -427,16 +427,18 @@ def _mag(factor) -> float: # the largest absolute value of a Keras factor (a num
 def describe_augmentation(augmenter, # keras Sequential of preprocessing layers (`face_report.data.build_augmenter`)
                          ) -> str: # e.g. "horizontal flips, rotations of up to ±18°, ..."
     "The augmentation pipeline in words, with the ranges read from its layers."
+    rotation = lambda f: f"rotations of up to ±{f*360:.0f}°"
+    zoom = lambda f: f"zoom of up to ±{f*100:.0f}%"
+    translation = lambda f: f"translations of up to {f*100:.0f}% of the image side"
     words = []
     for layer in augmenter.layers:
         c, kind = layer.get_config(), type(layer).__name__
         if kind == "RandomFlip": words.append(f"{c['mode'].replace('_and_', ' and ')} flips")
         elif kind == "RandomAffine":
-            words += (["horizontal flips"] if c["flip"] else []) + [f"rotations of up to ±{c['rotation']*360:.0f}°",
-                      f"zoom of up to ±{c['zoom']*100:.0f}%", f"translations of up to {c['translation']*100:.0f}% of the image side"]
-        elif kind == "RandomRotation": words.append(f"rotations of up to ±{_mag(c['factor'])*360:.0f}°")
-        elif kind == "RandomZoom": words.append(f"zoom of up to ±{_mag(c['height_factor'])*100:.0f}%")
-        elif kind == "RandomTranslation": words.append(f"translations of up to {_mag(c['height_factor'])*100:.0f}% of the image side")
+            words += (["horizontal flips"] if c["flip"] else []) + [rotation(c["rotation"]), zoom(c["zoom"]), translation(c["translation"])]
+        elif kind == "RandomRotation": words.append(rotation(_mag(c["factor"])))
+        elif kind == "RandomZoom": words.append(zoom(_mag(c["height_factor"])))
+        elif kind == "RandomTranslation": words.append(translation(_mag(c["height_factor"])))
         elif kind == "RandomContrast": words.append(f"contrast changes of up to {_mag(c['factor'])*100:.0f}%")
         elif kind == "RandomBrightness": words.append(f"brightness changes of up to {_mag(c['factor'])*100:.0f}% of the intensity range")
         else: words.append(kind)
