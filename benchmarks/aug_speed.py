@@ -8,6 +8,7 @@ epoch's worth of Model A training steps fed by each.
 import argparse, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
+from train_speed import timed_fit
 
 def keras_six(seed=42):
     "The same ranges as `build_augmenter`, one Keras layer per transform (this project's pipeline before `random_affine`)."
@@ -40,9 +41,7 @@ def main():
         ds = tf.data.Dataset.from_tensors((x, y)).repeat().map(lambda v, w, aug=aug: (tf.clip_by_value(aug(v, training=True), 0., 255.), w),
                                                                num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
         m = build_model_a(input_size=a.size); compile_multitask(m, 2e-4, 0.3)
-        m.fit(ds, epochs=1, steps_per_epoch=3, verbose=0); t = time.time()
-        m.fit(ds, epochs=1, steps_per_epoch=a.steps, verbose=0)
-        step = (time.time() - t)/a.steps*1000
+        step = timed_fit(m, ds, a.steps, warm=3)/a.steps*1000
         res[name] = (graph, step)
         print(f"{name:18s} augmentation {graph:6.1f} ms/batch   Model A training step with it {step:6.0f} ms", flush=True)
     (g0, s0), (g1, s1) = res.values()

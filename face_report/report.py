@@ -584,7 +584,8 @@ def environment_table(params:dict|None=None, # params.json contents (versions re
             ("Python", platform.python_version()), ("TensorFlow (now)", v("tensorflow-cpu") if v("tensorflow") == "not installed" else v("tensorflow")),
             ("Keras (now)", v("keras")), ("NumPy", v("numpy")), ("pandas", v("pandas")), ("papermill", v("papermill")),
             ("Operating system", platform.platform()), ("CPU", cpu), ("CPU cores", str(os.cpu_count())), ("Memory", mem),
-            ("Precision", params.get("precision") or "")]
+            ("Precision", params.get("precision") or ""),
+            ("oneDNN CPU kernels", {True: "on", False: "off"}.get(params.get("onednn"), ""))]
     return pd.DataFrame([r for r in rows if r[1]], columns=["Item", "Value"])
 
 # %% ../nbs/05_report.ipynb #f6bf2822

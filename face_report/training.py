@@ -15,9 +15,9 @@ from .data import Splits, make_dataset, prepare_splits
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'HISTORY_COLUMNS', 'EVALUATION', 'TrainingError', 'resolve_params',
-           'backend_devices', 'choose_precision', 'SingleDevice', 'make_strategy', 'compile_multitask', 'init_age_bias',
-           'read_history', 'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model', 'read_json', 'write_json',
-           'start_run', 'train_model_a', 'train_model_b', 'train_all']
+           'backend_devices', 'onednn_enabled', 'choose_precision', 'SingleDevice', 'make_strategy',
+           'compile_multitask', 'init_age_bias', 'read_history', 'fit_phase', 'roc_auc', 'split_metrics',
+           'evaluate_model', 'read_json', 'write_json', 'start_run', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -65,6 +65,13 @@ def backend_devices() -> list[str]: # e.g. ["/physical_device:CPU:0"] or ["cuda:
     if name == "torch":
         import torch; return [f"cuda:{i}" for i in range(torch.cuda.device_count())] or ["cpu"]
     return [name]
+
+def onednn_enabled() -> bool: # False on the JAX and PyTorch backends
+    "Whether TensorFlow runs oneDNN's CPU kernels (fixed when TensorFlow is imported, by `TF_ENABLE_ONEDNN_OPTS` and the CPU)."
+    import keras
+    if keras.backend.backend() != "tensorflow": return False
+    from tensorflow.python.util import _pywrap_util_port
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 def choose_precision(precision:str="auto", # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
                     ) -> str: # the Keras dtype policy used
@@ -286,7 +293,7 @@ def start_run(params:dict, # from `resolve_params`
     if diff and not params.get("retrain"):
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
                             "use another run folder, or retrain=True (--retrain) to replace it")
-    rec = {**params, "precision": choose_precision(params["precision"]), "precision_requested": params["precision"],
+    rec = {**params, "precision": choose_precision(params["precision"]), "precision_requested": params["precision"], "onednn": onednn_enabled(),
            "package_version": __version__, "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
            f"{keras.backend.backend()}_version": sys.modules[keras.backend.backend()].__version__,
            "python_version": platform.python_version(), "weights_source": backbone_weights_source(params["backbone"], params["weights"]),
