@@ -16,9 +16,9 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'SITE_CSS', 'SITE_TEMPLATE', 'r
            'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b',
            'curve_noise', 'overfitting_level', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
            'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences', 'breakdown_table',
-           'params_table', 'wall_time_table', 'environment_table', 'notebook_title', 'site_notebook', 'site_nav',
-           'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'render_pandoc', 'quarto_notebook',
-           'render_quarto', 'render_site']
+           'params_table', 'wall_time_table', 'precision_text', 'environment_table', 'notebook_title', 'site_notebook',
+           'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'render_pandoc',
+           'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -565,6 +565,12 @@ def wall_time_table(metrics:dict, # metrics.json contents
     rows = [(names.get(k, k), epochs(k), f"{v:.0f}", f"{v/60:.1f}") for k, v in metrics.get("wall_seconds", {}).items()]
     return pd.DataFrame(rows, columns=["Stage", "Epochs", "Seconds", "Minutes"])
 
+def precision_text(precision:str|dict|None, # params.json's `precision`: one policy, or one per model
+                  ) -> str:
+    "The dtype policies a run trained with, e.g. 'Model A mixed_bfloat16, Model B float32'."
+    if not isinstance(precision, dict): return precision or ""
+    return ", ".join(f"Model {m} {v}" for m, v in precision.items())
+
 def environment_table(params:dict|None=None, # params.json contents (versions recorded at training time)
                      ) -> pd.DataFrame: # Item, Value
     "Software versions (recorded at training and present now) and the hardware of this machine."
@@ -584,7 +590,7 @@ def environment_table(params:dict|None=None, # params.json contents (versions re
             ("Python", platform.python_version()), ("TensorFlow (now)", v("tensorflow-cpu") if v("tensorflow") == "not installed" else v("tensorflow")),
             ("Keras (now)", v("keras")), ("NumPy", v("numpy")), ("pandas", v("pandas")), ("papermill", v("papermill")),
             ("Operating system", platform.platform()), ("CPU", cpu), ("CPU cores", str(os.cpu_count())), ("Memory", mem),
-            ("Precision", params.get("precision") or ""),
+            ("Precision", precision_text(params.get("precision"))),
             ("oneDNN CPU kernels", {True: "on", False: "off"}.get(params.get("onednn"), ""))]
     return pd.DataFrame([r for r in rows if r[1]], columns=["Item", "Value"])
 
@@ -786,7 +792,7 @@ def index_markdown(run_dir, # run folder
     facts = [("Profile", p.get("profile")), ("Images (train + validation)", p.get("n_images")),
              ("Validation fraction", p.get("val_fraction")), ("Test images", p.get("test_size")),
              ("Image size (pixels)", p.get("image_size")), ("Model B backbone", p.get("backbone")),
-             ("Backbone weights", p.get("weights_source", p.get("weights"))), ("Precision", p.get("precision")),
+             ("Backbone weights", p.get("weights_source", p.get("weights"))), ("Precision", precision_text(p.get("precision"))),
              ("Seed", p.get("seed")), ("Pages executed", state.get("started")), ("Run folder", f"`{run_dir}`")]
     rows = "\n".join(f"| {k} | {v} |" for k, v in facts if v not in (None, ""))
     links = "\n".join(f"- [{t}]({f})" for f, t in pages)
