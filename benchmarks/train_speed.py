@@ -1,13 +1,13 @@
 """Training speed: images/s for Model A, Model B phase 1 and Model B phase 2, this project's pipeline vs a naive baseline.
 
 Project pipeline: decoded-image cache (no JPEG decoding), batched Keras augmentation inside tf.data, prefetch,
-precision chosen by `choose_precision`, phase 1 with the backbone frozen (no backward pass through it).
+the precision `choose_precision("auto", model)` picks on this machine, phase 1 with the backbone frozen (no backward pass through it).
 Naive baseline: the same Keras models fed by a plain Python generator that decodes and resizes every JPEG at every
 step, per-image augmentation, float32, and phase 1 with the whole network trainable in the graph but the backbone
-frozen the same way (the naive part is the input side). Also prints float32 vs mixed_bfloat16 for our pipeline,
-and a forward-only pass of Model B for comparison with phase 1.
+frozen the same way (the naive part is the input side). Also prints our pipeline in the other precision (float32
+vs mixed_bfloat16; --skip-other leaves it out), and a forward-only pass of Model B for comparison with phase 1.
 
-    python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH]
+    python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH] [--skip-other]
 """
 import argparse, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,10 +40,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=640)
     ap.add_argument("--batch", type=int, default=32); ap.add_argument("--data", default=None)
-    ap.add_argument("--skip-bf16", action="store_true")
+    ap.add_argument("--skip-other", action="store_true", help="do not time our pipeline in the precision auto did not pick")
     a = ap.parse_args()
     import keras, tensorflow as tf
     from face_report.data import prepare_splits, make_dataset, load_image, build_augmenter
+    from face_report.training import choose_precision
     sp = prepare_splits(a.data, n_images=max(a.images, 100) + 50, val_fraction=0.1, test_size=50, seed=0, image_size=a.size)
     frame, images = sp.frames["train"].iloc[:a.images], sp.images["train"][:a.images]
     steps = a.images // a.batch
@@ -62,23 +63,24 @@ def main():
 
     rows = []
     for kind in ("A", "B1", "B2"):
-        res = {}
-        for label, feed, precision in [("ours float32", ours, "float32"), ("naive float32", naive, "float32")] + \
-                                      ([] if a.skip_bf16 else [("ours mixed_bfloat16", ours, "mixed_bfloat16")]):
+        res, auto = {}, choose_precision("auto", kind[0])
+        other = "mixed_bfloat16" if auto == "float32" else "float32"
+        for label, feed, precision in [("ours", ours, auto), ("naive", naive, "float32")] + \
+                                      ([] if a.skip_other else [("ours", ours, other)]):
             m = build(kind, a.size, precision)
-            res[label] = steps*a.batch/timed_fit(m, feed(), steps)
-            print(f"{kind:3s} {label:22s} {res[label]:7.1f} images/s", flush=True)
-        rows.append((kind, res))
+            res[label, precision] = steps*a.batch/timed_fit(m, feed(), steps)
+            print(f"{kind:3s} {label:5s} {precision:16s} {res[label, precision]:7.1f} images/s", flush=True)
+        rows.append((kind, auto, res))
     keras.mixed_precision.set_global_policy("float32")
     m = build("B1", a.size); x = np.asarray(images[:a.batch*4], "float32")
     m.predict(x, batch_size=a.batch, verbose=0); t = time.time(); m.predict(x, batch_size=a.batch, verbose=0)
     fwd = len(x)/(time.time() - t)
     print(f"B forward only (inference)   {fwd:7.1f} images/s")
     print(f"\nsize {a.size}px, batch {a.batch}, {steps} steps, {os.cpu_count()} CPU cores")
-    for kind, res in rows:
-        extra = "" if a.skip_bf16 else f"  bf16/fp32 {res['ours mixed_bfloat16']/res['ours float32']:.2f}x"
-        print(f"{kind:3s} ours/naive {res['ours float32']/res['naive float32']:5.2f}x{extra}")
-    b1 = dict(rows)["B1"]["ours float32"]
+    for kind, auto, res in rows:
+        extra = "" if a.skip_other else f"  ours bf16/fp32 {res['ours', 'mixed_bfloat16']/res['ours', 'float32']:.2f}x"
+        print(f"{kind:3s} ours ({auto})/naive {res['ours', auto]/res['naive', 'float32']:5.2f}x{extra}")
+    b1 = rows[1][2]["ours", "float32"]
     print(f"B phase 1 step vs forward-only: {fwd/b1:.2f}x the cost of inference (a backward pass through the backbone would be ~3x)")
 
 if __name__ == "__main__": sys.exit(main())
