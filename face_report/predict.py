@@ -21,9 +21,9 @@ from .data import ImageError, MAX_PIXELS, load_image, to_rgb
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
            'check_image_size', 'read_photo', 'face_cascade', 'detect_faces', 'face_crop', 'PredictorError',
-           'model_image_size', 'load_predictor', 'as_predictors', 'predict_arrays', 'predict_paths', 'export_model',
-           'exported_predictor', 'check_export', 'add_predict_arguments', 'predict_main', 'add_export_arguments',
-           'export_main']
+           'model_image_size', 'float32_model', 'load_predictor', 'as_predictors', 'predict_arrays', 'predict_paths',
+           'export_model', 'exported_predictor', 'check_export', 'add_predict_arguments', 'predict_main',
+           'add_export_arguments', 'export_main']
 
 # %% ../nbs/04_predict.ipynb #76367cf6
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -135,8 +135,26 @@ def model_image_size(m:keras.Model, # a model taking (None, S, S, 3) RGB images
         raise PredictorError(f"model {m.name!r} must take one (None, S, S, 3) image input, not {m.input_shape}")
     return int(shape[1])
 
+def _float32_config(cfg):
+    "`cfg` with every mixed-precision dtype policy replaced by float32."
+    if isinstance(cfg, list): return [_float32_config(c) for c in cfg]
+    if not isinstance(cfg, dict): return cfg
+    if cfg.get("class_name") == "DTypePolicy" and str(cfg.get("config", {}).get("name", "")).startswith("mixed_"):
+        return {**cfg, "config": {**cfg["config"], "name": "float32"}}
+    return {k: _float32_config(v) for k, v in cfg.items()}
+
+def float32_model(m:keras.Model, # a model, possibly built under a mixed-precision policy
+                 ) -> keras.Model: # `m` itself when it computes in float32, else a float32 copy with the same weights
+    "The model computing in float32: mixed policies keep the weights in float32, so the copy loses nothing."
+    cfg = m.get_config()
+    new = _float32_config(cfg)
+    if new == cfg: return m
+    copy = m.__class__.from_config(new)
+    copy.set_weights(m.get_weights())
+    return copy
+
 def _load_keras(path:Path) -> keras.Model:
-    try: return keras.models.load_model(path, compile=False)
+    try: return float32_model(keras.models.load_model(path, compile=False))
     except Exception as e: raise PredictorError(f"{path}: cannot load the model ({type(e).__name__}: {e})") from None
 
 def load_predictor(path:str|Path, # a run folder or a .keras file

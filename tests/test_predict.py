@@ -11,6 +11,7 @@ from PIL import Image
 from face_report.data import make_sample_utkface
 from face_report.models import build_model_a
 from face_report import predict as P
+import keras  # after face_report, which turns on TensorFlow's oneDNN kernels before TensorFlow is imported
 
 UTKFACE = Path("/work/shared/data/UTKFace.tar.gz")
 SIZE = 32
@@ -233,3 +234,15 @@ def test_export_main(run, tmp_path, capsys):
     assert (tmp_path/"model_A_savedmodel"/"saved_model.pb").exists()
     assert "model_A_savedmodel" in capsys.readouterr().out
     assert P.export_main(_parse(P.add_export_arguments, [str(tmp_path/"none")])) == 2
+
+
+def test_mixed_precision_model_exports_to_tflite(tmp_path):
+    "A Model A trained under mixed_bfloat16 (the CPU default where bf16 is in hardware) loads as float32 and converts to TFLite."
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try: build_model_a(input_size=SIZE).save(tmp_path/"model_A.keras")
+    finally: keras.mixed_precision.set_global_policy("float32")
+    (path,) = P.export_model(tmp_path/"model_A.keras", "tflite", tmp_path/"export")
+    model = P.load_predictor(tmp_path/"model_A.keras")["model_A"]
+    assert {l.dtype_policy.name for l in model.layers if l.weights} == {"float32"}
+    random = np.random.default_rng(2).uniform(0, 255, (3, SIZE, SIZE, 3)).astype(np.float32)
+    assert P.check_export(model, path, random) <= 1e-3*max(1.0, float(np.abs(P.predict_arrays(model, random)["age_pred"]).max()))
