@@ -82,7 +82,7 @@ def cpu_has_bf16() -> bool: # True where /proc/cpuinfo lists avx512_bf16 or amx_
 def choose_precision(precision:str="auto", # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
                      model:str="A", # "A" or "B": on a CPU the fastest policy depends on the model
                     ) -> str: # the Keras dtype policy used
-    "The dtype policy for `model` on this device: mixed_float16 on a GPU; on a CPU the one measured fastest (see above)."
+    "The dtype policy for `model` on this device: mixed_float16 on a GPU; on a CPU the one measured fastest for `model`."
     if precision != "auto": return precision
     if any("GPU" in d.upper() or "CUDA" in d.upper() for d in backend_devices()): return "mixed_float16"
     return "mixed_bfloat16" if model == "A" and onednn_enabled() and cpu_has_bf16() else "float32"
