@@ -451,8 +451,10 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
         return tf.clip_by_value(aug(x, training=True), 0., 255.) if aug is not None else x
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(images), y) if labels else np.asarray(images))
     if shuffle: ds = ds.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map((lambda x, y: (x_float(x), y)) if labels else x_float, num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size).map((lambda x, y: (x_float(x), y)) if labels else x_float, num_parallel_calls=os.cpu_count() or 1)
+    options = tf.data.Options()
+    options.autotune.enabled = False  # fixed parallelism and prefetch: autotuning stalled epochs on 2 cores (see below)
+    return ds.prefetch(2).with_options(options)
 
 def _array_batches(images, y, batch_size, shuffle, augment, seed):
     "The `keras.utils.PyDataset` behind `make_dataset` on the JAX and PyTorch backends (no TensorFlow needed)."
