@@ -14,8 +14,8 @@ def one(kind, autotune, epochs, size, data):
     "Train `kind` for `epochs` epochs in this process; return one dict per epoch."
     import numpy as np, keras, tensorflow as tf
     from face_report.data import prepare_splits, make_dataset
-    from face_report.models import build_model_a, build_model_b, freeze_backbone, unfreeze_top
-    from face_report.training import resolve_params, compile_multitask, choose_precision
+    from face_report.training import resolve_params, choose_precision
+    from train_speed import build  # the models as train_speed.py times them (this folder is on sys.path)
     p = resolve_params("paper")
     sp = prepare_splits(data, p["n_images"], p["val_fraction"], p["test_size"], p["seed"], size)
     def feed(split, batch, train):
@@ -23,13 +23,7 @@ def one(kind, autotune, epochs, size, data):
         if autotune:
             o = tf.data.Options(); o.autotune.enabled = True; ds = ds.with_options(o)
         return ds
-    keras.mixed_precision.set_global_policy(choose_precision("auto", kind[0]))
-    if kind == "A":
-        m = build_model_a(input_size=size); compile_multitask(m, p["lr_a"], p["age_weight_a"], p["label_smoothing"])
-    else:
-        m = build_model_b(p["backbone"], p["weights"], input_size=size)
-        freeze_backbone(m) if kind == "B1" else unfreeze_top(m, p["n_unfreeze"], verbose=False)
-        compile_multitask(m, p["lr_b1"] if kind == "B1" else p["lr_b2"], p["age_weight_b"], p["label_smoothing"])
+    m = build(kind, size, choose_precision("auto", kind[0]))
     rows = []
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None): self.t0, self.ends = time.perf_counter(), []
