@@ -16,8 +16,8 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'SITE_CSS', 'SITE_TEMPLATE', 'r
            'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b',
            'curve_noise', 'overfitting_level', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
            'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences', 'breakdown_table',
-           'params_table', 'wall_time_table', 'precision_text', 'environment_table', 'notebook_title', 'site_notebook',
-           'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'render_pandoc',
+           'params_table', 'wall_time_table', 'precision_text', 'environment_table', 'merged_streams', 'notebook_title',
+           'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'render_pandoc',
            'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
@@ -612,6 +612,17 @@ def _raw_html(s:str) -> str: return _RAW_OPEN + s + _RAW_CLOSE
 def _folded(summary:str, md:str, cls:str) -> str:
     return f'{_raw_html(f"<details class={chr(34)}{cls}{chr(34)}><summary>{summary}</summary>")}\n\n{md}\n\n{_raw_html("</details>")}'
 
+def merged_streams(outputs:list, # a code cell's outputs
+                  ) -> list: # the same, each run of consecutive stream outputs of one name merged into one
+    "Merge consecutive prints (e.g. one progress line per epoch) into one output, keeping the order of all outputs."
+    merged = []
+    for o in outputs:
+        last = merged[-1] if merged else {}
+        if o.get("output_type") == "stream" and last.get("output_type") == "stream" and last.get("name") == o.get("name"):
+            merged[-1] = type(last)({**last, "text": _text(last.get("text")) + _text(o.get("text"))})  # a NotebookNode stays one
+        else: merged.append(o)
+    return merged
+
 def _output_markdown(out) -> str|None:
     "Markdown for one notebook output (None to drop it)."
     kind = out.get("output_type")
@@ -665,7 +676,7 @@ def site_notebook(nb, # an executed notebook node
         if c.cell_type == "markdown": cells.append(nbformat.v4.new_markdown_cell(_text(c.source))); continue
         src = "\n".join(l for l in _text(c.source).splitlines() if not l.startswith("#|")).strip()
         parts = [] if not src or "remove-input" in tags else [_folded("Code", _fence(src, "python"), "code-fold")]
-        parts += [m for m in map(_output_markdown, c.get("outputs", [])) if m]
+        parts += [m for m in map(_output_markdown, merged_streams(c.get("outputs", []))) if m]
         cells += [nbformat.v4.new_markdown_cell(p) for p in parts]
     out = nbformat.v4.new_notebook(metadata=dict(nb.metadata))
     out.cells = cells
@@ -848,7 +859,7 @@ def quarto_notebook(nb, # an executed notebook node
     for c in nb.cells:
         if c.cell_type != "code": continue
         if set(c.get("metadata", {}).get("tags", [])) & _DROP_TAGS: c.source = "#| include: false\n" + _text(c.source)
-        c.outputs = [o for o in c.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+        c.outputs = merged_streams([o for o in c.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")])
     return nb
 
 # %% ../nbs/05_report.ipynb #e00aa56c
