@@ -53,8 +53,13 @@ def test_resume_after_kill(tmp_path):
     p = tiny_params(tmp_path, epochs_a=4, patience=10)
     tiny_splits(p, tmp_path)
     code = f"""
+        import time, keras, face_report.training as T
         from face_report.training import resolve_params, train_model_a
         from face_report.data import prepare_splits
+        def paused(*a, **k):  # a pause after each epoch (after its backup): the kill lands before the run can end
+            cbs, ckpt = callbacks(*a, **k)
+            return cbs + [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: time.sleep(3))], ckpt
+        callbacks, T._callbacks = T._callbacks, paused
         p = {p!r}
         s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"])
         train_model_a(s, params=p)
@@ -66,7 +71,7 @@ def test_resume_after_kill(tmp_path):
         assert child.poll() is None, child.stdout.read()
         assert time.time() - t0 < 240, "no epoch finished in time"
         time.sleep(0.2)
-    time.sleep(1.0)  # let the epoch's backup land (or not: both must resume cleanly)
+    time.sleep(1.0)  # within the pause after epoch 1
     child.send_signal(signal.SIGKILL); child.wait()
     assert not (Path(p["run_dir"]) / "model_A.keras").exists()
     done = run_child(code, tmp_path); out, _ = done.communicate(timeout=300)
