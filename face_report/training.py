@@ -30,7 +30,7 @@ DEFAULTS = dict(
 )
 PROFILES = {
     "quick": dict(n_images=1000, test_size=500, image_size=64, epochs_a=6, epochs_b1=3, epochs_b2=3, patience=3, lr_patience=2),
-    "paper": dict(n_images=5000, test_size=2000, image_size=96),
+    "paper": dict(n_images=5000, test_size=2000, image_size=112),
     "full": dict(n_images=None, test_size=2000, image_size=128),
 }
 # parameters that change what is learned: a run folder holding other values for these is refused
