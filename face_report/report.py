@@ -383,9 +383,10 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     split = _best_split(m)
     word = "test" if split == "test" else "validation"
     a, b = m["A"][split], m["B"][split]
-    age, acc = ({k: round(scale*x[key], 2) for k, x in (("A", a), ("B", b))} for key, scale in (("age_mae", 1), ("gender_accuracy", 100)))
-    b_age, b_gender = age["B"] < age["A"], acc["B"] > acc["A"]  # compared as printed: equal to 2 decimals is a tie
-    a_age, a_gender = age["A"] < age["B"], acc["A"] > acc["B"]
+    from face_report.analysis import compare_models
+    c = compare_models(m)[split]  # winners as section 4's first paragraphs state them: equal to 2 decimals is a tie
+    winners = (c["gender_winner"], c["age_winner"])
+    b_age = c["age_winner"] == "B"
     gap = {k: m[k]["val"]["age_mae"] - m[k]["train"]["age_mae"] for k in "AB"}
     gaps = f"{_minus(gap['B'])} vs {_minus(gap['A'])} years"
     n_train = m["A"].get("train", {}).get("n") or p.get("n_images")
@@ -395,26 +396,25 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
              f"which learned from the {n_train} training images alone ({b['age_mae']:.2f} vs {a['age_mae']:.2f} years)")
         s += (f", with a validation-minus-training age MAE gap closer to zero ({gaps})." if abs(gap["B"]) < abs(gap["A"])
               else f", although its validation-minus-training age MAE gap was not closer to zero ({gaps}).")
-    elif not a_age:
+    elif c["age_winner"] == "tie":
         s = (f"{'With its pre-trained backbone, ' if pretrained else ''}Model B reached the same {word} age MAE as Model A, "
              f"which learned from the {n_train} training images alone ({a['age_mae']:.2f} years).")
     else:
         s = (f"In this run the {'pre-trained ' if pretrained else ''}backbone did not help age estimation: Model B's {word} "
              f"age MAE was {b['age_mae']:.2f} years against {a['age_mae']:.2f} for Model A.")
-    if b_age and b_gender:
+    if winners == ("B", "B"):
         s += (f" As Model B is also more accurate on gender ({100*b['gender_accuracy']:.2f}% vs {100*a['gender_accuracy']:.2f}%), "
               f"it would likely be the better choice in a real-world setting"
               f"{', having learned diverse features from ImageNet' if pretrained else ''}.")
-    elif (b_age and a_gender) or (a_age and b_gender):
+    elif set(winners) == {"A", "B"}:
         s += " With each model ahead on one task, neither is clearly preferable for deployment on this evidence."
-    elif a_age and a_gender:
+    elif winners == ("A", "A"):
         s += " Model A was ahead on both tasks, so the pre-trained features did not pay off in this run."
-    elif b_age or b_gender or a_age or a_gender:
-        ahead = "B" if b_age or b_gender else "A"
-        task, other = ("age", "gender") if b_age or a_age else ("gender", "age")
-        s += f" Model {ahead} was ahead on {task} and level with Model {'AB'[ahead == 'A']} on {other}."
-    else:
+    elif winners == ("tie", "tie"):
         s += " The two models are level on both tasks."
+    else:
+        (task, ahead), (other, _) = sorted(zip(("gender", "age"), winners), key=lambda tw: tw[1] == "tie")
+        s += f" Model {ahead} was ahead on {task} and level with Model {'AB'[ahead == 'A']} on {other}."
     s += _significance_clause(run)
     out.append(s)
     levels = {k: overfitting_level(m[k]) for k in "AB"}
