@@ -4,7 +4,8 @@ Project pipeline: decoded-image cache (no JPEG decoding), batched Keras augmenta
 the precision `choose_precision("auto", model)` picks on this machine, phase 1 with the backbone frozen (no backward pass through it).
 Naive baseline: the same Keras models fed by a plain Python generator that decodes and resizes every JPEG at every
 step, per-image augmentation, float32, and phase 1 with the whole network trainable in the graph but the backbone
-frozen the same way (the naive part is the input side). Also prints our pipeline in the other precision (float32
+frozen the same way, and Keras's own `DepthwiseConv2D` code (no `depthwise_kernel_grad`: the naive part is the
+input side and the stock layers). Also prints our pipeline in the other precision (float32
 vs mixed_bfloat16; --skip-other leaves it out), and a forward-only pass of Model B for comparison with phase 1.
 
     python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH] [--skip-other]
@@ -23,15 +24,18 @@ def timed_fit(model, ds, steps, warm=2):
     model.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer])
     return ends[-1] - ends[warm - 1]
 
-def build(kind, size, precision="float32"):
-    "Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (top 120 layers trainable), compiled as in training."
+def build(kind, size, precision="float32", fast_grad=True):
+    """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (top 120 layers trainable), compiled as in training;
+    `fast_grad=False`: the backbone's depthwise layers run Keras's own code (the stock `DepthwiseConv2D`)."""
     import keras
-    from face_report.models import build_model_a, build_model_b, freeze_backbone, unfreeze_top
+    from face_report.models import build_model_a, build_model_b, freeze_backbone, unfreeze_top, DepthwiseConv2DFastGrad
     from face_report.training import compile_multitask
     keras.mixed_precision.set_global_policy(precision)
     if kind == "A":
         m = build_model_a(input_size=size); compile_multitask(m, 2e-4, 0.3); return m
     m = build_model_b("efficientnet_lite0", "imagenet", input_size=size)
+    for layer in m.get_layer("backbone").layers:
+        if isinstance(layer, DepthwiseConv2DFastGrad): layer.fast_grad = fast_grad
     if kind == "B1": freeze_backbone(m)
     else: unfreeze_top(m, 120, verbose=False)
     compile_multitask(m, 1e-4, 0.2); return m
@@ -67,7 +71,7 @@ def main():
         other = "mixed_bfloat16" if auto == "float32" else "float32"
         for label, feed, precision in [("ours", ours, auto), ("naive", naive, "float32")] + \
                                       ([] if a.skip_other else [("ours", ours, other)]):
-            m = build(kind, a.size, precision)
+            m = build(kind, a.size, precision, fast_grad=label == "ours")
             res[label, precision] = steps*a.batch/timed_fit(m, feed(), steps)
             print(f"{kind:3s} {label:5s} {precision:16s} {res[label, precision]:7.1f} images/s", flush=True)
         rows.append((kind, auto, res))

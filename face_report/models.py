@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['LITE0_STAGES', 'LITE0_BN_EPSILON', 'LITE0_BN_MOMENTUM', 'LITE0_MEAN', 'LITE0_STD', 'CONVERTER_VERSION', 'BACKBONES',
-           'FusedBatchNormalization', 'build_model_a', 'read_torch_state_dict', 'lite0_weights_file',
-           'lite0_block_specs', 'efficientnet_lite0', 'lite0_keras_weights', 'weights_cache_dir',
-           'convert_lite0_weights', 'backbone_weights_source', 'build_backbone', 'imagenet_classifier',
-           'lite0_numpy_reference', 'build_model_b', 'freeze_backbone', 'unfreeze_top', 'parameter_table',
-           'plot_architecture']
+           'FusedBatchNormalization', 'depthwise_kernel_grad', 'DepthwiseConv2DFastGrad', 'build_model_a',
+           'read_torch_state_dict', 'lite0_weights_file', 'lite0_block_specs', 'efficientnet_lite0',
+           'lite0_keras_weights', 'weights_cache_dir', 'convert_lite0_weights', 'backbone_weights_source',
+           'build_backbone', 'imagenet_classifier', 'lite0_numpy_reference', 'build_model_b', 'freeze_backbone',
+           'unfreeze_top', 'parameter_table', 'plot_architecture']
 
 # %% ../nbs/01_models.ipynb #25aec673
 import collections
@@ -48,6 +48,64 @@ class FusedBatchNormalization(layers.BatchNormalization):
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
                                                        epsilon=self.epsilon, is_training=False)
         return tf.cast(y, self.compute_dtype)
+
+# %% ../nbs/01_models.ipynb #6b3d8e52
+def _same_padding(n:int, k:int, s:int) -> tuple[int, int, int]:
+    "Output size and (before, after) padding of TensorFlow's SAME for input size n, kernel k, stride s."
+    out = -(-n // s)
+    total = max((out - 1) * s + k - n, 0)
+    return out, total // 2, total - total // 2
+
+
+def depthwise_kernel_grad(x, # (N, n, n, C) input of the depthwise convolution (a TensorFlow tensor)
+                          dy, # (N, out, out, C) gradient of its output
+                          kernel_size:int, # k of the square k x k kernel
+                          stride:int, # stride, the same along both axes
+                         ): # (k, k, C, 1) gradient of the kernel
+    "Kernel gradient of a SAME square depthwise convolution, computed as one forward depthwise convolution."
+    import tensorflow as tf
+    k, s = kernel_size, stride
+    out, before, after = _same_padding(x.shape[1], k, s)
+    span = k + s * (out - 1)  # the padded input rows and columns the output reads
+    xp = tf.pad(x, [[0, 0], [before, after], [before, after], [0, 0]])[:, :span, :span]
+    images = tf.reshape(tf.transpose(xp, [1, 2, 0, 3]), [1, span, span, -1])  # batch into channels: (1, span, span, N*C)
+    filters = tf.reshape(tf.transpose(dy, [1, 2, 0, 3]), [out, out, -1, 1])   # (out, out, N*C, 1)
+    g = tf.nn.depthwise_conv2d(images, filters, [1, 1, 1, 1], "VALID", dilations=[s, s])  # (1, k, k, N*C)
+    return tf.reduce_sum(tf.reshape(g, [k, k, -1, x.shape[-1]]), axis=2)[..., None]
+
+
+@keras.saving.register_keras_serializable(package="face_report")
+class DepthwiseConv2DFastGrad(layers.DepthwiseConv2D):
+    "`DepthwiseConv2D` taking its kernel gradient from `depthwise_kernel_grad` on CPU for kernels >= 5 on maps <= 8."
+    def __init__(self, *args, fast_grad:bool=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fast_grad = fast_grad  # False: always Keras's own code (set it before the model is traced)
+
+    def get_config(self): return {**super().get_config(), "fast_grad": self.fast_grad}
+
+    def _fast(self, inputs) -> bool:
+        if not self.fast_grad or keras.backend.backend() != "tensorflow": return False
+        import tensorflow as tf
+        (n, m), (k, k2), (s, s2) = inputs.shape[1:3], self.kernel_size, self.strides
+        return (self.data_format == "channels_last" and self.padding == "same" and self.depth_multiplier == 1
+                and tuple(self.dilation_rate) == (1, 1) and k == k2 >= 5 and s == s2 and n is not None and n == m
+                and -(-n // s) <= 8 and not tf.config.list_logical_devices("GPU"))
+
+    def call(self, inputs):
+        if not self._fast(inputs): return super().call(inputs)
+        import tensorflow as tf
+        k, s = self.kernel_size[0], self.strides[0]
+
+        @tf.custom_gradient
+        def conv(x, w):
+            def grad(dy):
+                return (tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), w, dy, [1, s, s, 1], "SAME"),
+                        depthwise_kernel_grad(x, dy, k, s))
+            return tf.nn.depthwise_conv2d(x, w, [1, s, s, 1], "SAME"), grad
+
+        y = conv(inputs, tf.cast(self.kernel, self.compute_dtype))
+        if self.use_bias: y = y + tf.cast(self.bias, self.compute_dtype)
+        return self.activation(y) if self.activation is not None else y
 
 # %% ../nbs/01_models.ipynb #02e3d95a
 def _conv_block(x, filters:int, prefix:str, suffix:str|int=""):
@@ -189,8 +247,8 @@ def efficientnet_lite0(input_size:int=224, # side of the square RGB input (value
         if sp["expand"] != 1:
             x = layers.Conv2D(sp["cin"] * sp["expand"], 1, use_bias=False, name=f"{p}_expand_conv")(x)
             x = _bn_relu6(x, f"{p}_expand")
-        x = layers.DepthwiseConv2D(sp["kernel"], strides=sp["stride"], padding="same", use_bias=False,
-                                   name=f"{p}_dwconv")(x)
+        x = DepthwiseConv2DFastGrad(sp["kernel"], strides=sp["stride"], padding="same", use_bias=False,
+                                    name=f"{p}_dwconv")(x)
         x = _bn_relu6(x, f"{p}_dw")
         x = layers.Conv2D(sp["cout"], 1, use_bias=False, name=f"{p}_project_conv")(x)
         x = _bn_relu6(x, f"{p}_project", relu=False)
@@ -228,7 +286,7 @@ def lite0_keras_weights(state_dict:dict, # EfficientNet-Lite0 state dict from `r
     return out
 
 # %% ../nbs/01_models.ipynb #d317f6a1
-CONVERTER_VERSION = 1  # bump when the conversion changes, to invalidate cached files
+CONVERTER_VERSION = 2  # bump when the conversion changes, to invalidate cached files
 
 
 def weights_cache_dir() -> Path: # folder holding converted weights
