@@ -6,13 +6,16 @@ Naive baseline: the same Keras models fed by a plain Python generator that decod
 step, per-image augmentation, float32, and phase 1 with the whole network trainable in the graph but the backbone
 frozen the same way, and Keras's own `DepthwiseConv2D` code (no `depthwise_kernel_grad`: the naive part is the
 input side and the stock layers). Also prints our pipeline in the other precision (float32
-vs mixed_bfloat16; --skip-other leaves it out), and a forward-only pass of Model B for comparison with phase 1.
+vs mixed_bfloat16; --skip-other leaves it out), phase 2 with Keras's own depthwise layer (what
+`DepthwiseConv2DFastGrad` adds), and a forward-only pass of Model B for comparison with phase 1.
 
     python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH] [--skip-other]
 """
 import argparse, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
+
+STOCK_DW = "ours with Keras's DepthwiseConv2D"
 
 def timed_fit(model, ds, steps, warm=2):
     """Seconds for `steps` training steps of `model.fit` on the endless dataset `ds`, timed from the end of the
@@ -70,7 +73,8 @@ def main():
         res, auto = {}, choose_precision("auto", kind[0])
         other = "mixed_bfloat16" if auto == "float32" else "float32"
         for label, feed, precision in [("ours", ours, auto), ("naive", naive, "float32")] + \
-                                      ([] if a.skip_other else [("ours", ours, other)]):
+                                      ([] if a.skip_other else [("ours", ours, other)]) + \
+                                      ([(STOCK_DW, ours, auto)] if kind == "B2" else []):
             m = build(kind, a.size, precision, fast_grad=label == "ours")
             res[label, precision] = steps*a.batch/timed_fit(m, feed(), steps)
             print(f"{kind:3s} {label:5s} {precision:16s} {res[label, precision]:7.1f} images/s", flush=True)
@@ -84,6 +88,7 @@ def main():
     for kind, auto, res in rows:
         extra = "" if a.skip_other else f"  ours bf16/fp32 {res['ours', 'mixed_bfloat16']/res['ours', 'float32']:.2f}x"
         print(f"{kind:3s} ours ({auto})/naive {res['ours', auto]/res['naive', 'float32']:5.2f}x{extra}")
+        if kind == "B2": print(f"    of which DepthwiseConv2DFastGrad's kernel gradient: {res['ours', auto]/res[STOCK_DW, auto]:.2f}x")
     b1 = next(res for kind, _, res in rows if kind == "B1")["ours", "float32"]  # float32, as the forward pass below
     print(f"B phase 1 step vs forward-only: {fwd/b1:.2f}x the cost of inference (a backward pass through the backbone would be ~3x)")
 
