@@ -376,9 +376,8 @@ def imagenet_classifier(name:str="efficientnet_lite0", # one of `BACKBONES`
 
 # %% ../nbs/01_models.ipynb #29f85d64
 def _np_same_pad(x, k, s):
-    n = x.shape[-1]
-    pad = max((-(-n // s) - 1) * s + k - n, 0)  # the port's Conv2dStaticSamePadding: odd pixel right/bottom
-    return np.pad(x, ((0, 0), (0, 0), (pad // 2, pad - pad // 2), (pad // 2, pad - pad // 2)))
+    _, before, after = _same_padding(x.shape[-1], k, s)  # the port's Conv2dStaticSamePadding: odd pixel right/bottom
+    return np.pad(x, ((0, 0), (0, 0), (before, after), (before, after)))
 
 
 def _np_conv(x, w, s):
