@@ -4,10 +4,11 @@ Project pipeline: decoded-image cache (no JPEG decoding), batched Keras augmenta
 the precision `choose_precision("auto", model)` picks on this machine, phase 1 with the backbone frozen (no backward pass through it).
 Naive baseline: the same Keras models fed by a plain Python generator that decodes and resizes every JPEG at every
 step, per-image augmentation, float32, and phase 1 with the whole network trainable in the graph but the backbone
-frozen the same way, and Keras's own `DepthwiseConv2D` code (no `depthwise_kernel_grad`: the naive part is the
-input side and the stock layers). Also prints our pipeline in the other precision (float32
-vs mixed_bfloat16; --skip-other leaves it out), phase 2 with Keras's own depthwise layer (what
-`DepthwiseConv2DFastGrad` adds), and a forward-only pass of Model B for comparison with phase 1.
+frozen the same way, and Keras's own layer code in the backbone (BatchNormalization not folded into the convolutions,
+no `depthwise_kernel_grad`: the naive part is the input side and the stock layers). Also prints our pipeline in the
+other precision (float32 vs mixed_bfloat16; --skip-other leaves it out), Model B's phases in our pipeline with Keras's
+layers (what the layers add) and phase 2 without BN folding only, and a forward-only pass of Model B for comparison
+with phase 1.
 
     python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH] [--skip-other]
 """
@@ -15,7 +16,7 @@ import argparse, os, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
-STOCK_DW = "ours with Keras's DepthwiseConv2D"
+STOCK, NO_FOLD = "ours, Keras's layers", "ours, BN not folded"
 
 def timed_fit(model, ds, steps, warm=2):
     """Seconds for `steps` training steps of `model.fit` on the endless dataset `ds`, timed from the end of the
@@ -27,11 +28,13 @@ def timed_fit(model, ds, steps, warm=2):
     model.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer])
     return ends[-1] - ends[warm - 1]
 
-def build(kind, size, precision="float32", fast_grad=True):
+def build(kind, size, precision="float32", fast_grad=True, fold=True):
     """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (top 120 layers trainable), compiled as in training;
-    `fast_grad=False`: the backbone's depthwise layers run Keras's own code (the stock `DepthwiseConv2D`)."""
+    `fast_grad=False`: the backbone's depthwise layers run Keras's own code (the stock `DepthwiseConv2D`);
+    `fold=False`: its BatchNormalization layers run Keras's own code instead of being folded into the convolutions."""
     import keras
-    from face_report.models import build_model_a, build_model_b, freeze_backbone, unfreeze_top, DepthwiseConv2DFastGrad
+    from face_report.models import (build_model_a, build_model_b, freeze_backbone, unfreeze_top, DepthwiseConv2DFastGrad,
+                                    FoldableBatchNormalization)
     from face_report.training import compile_multitask
     keras.mixed_precision.set_global_policy(precision)
     if kind == "A":
@@ -39,6 +42,7 @@ def build(kind, size, precision="float32", fast_grad=True):
     m = build_model_b("efficientnet_lite0", "imagenet", input_size=size)
     for layer in m.get_layer("backbone").layers:
         if isinstance(layer, DepthwiseConv2DFastGrad): layer.fast_grad = fast_grad
+        if isinstance(layer, FoldableBatchNormalization): layer.fold = fold
     if kind == "B1": freeze_backbone(m)
     else: unfreeze_top(m, 120, verbose=False)
     compile_multitask(m, 1e-4, 0.2); return m
@@ -74,8 +78,9 @@ def main():
         other = "mixed_bfloat16" if auto == "float32" else "float32"
         for label, feed, precision in [("ours", ours, auto), ("naive", naive, "float32")] + \
                                       ([] if a.skip_other else [("ours", ours, other)]) + \
-                                      ([(STOCK_DW, ours, auto)] if kind == "B2" else []):
-            m = build(kind, a.size, precision, fast_grad=label == "ours")
+                                      ([(STOCK, ours, auto)] if kind != "A" else []) + \
+                                      ([(NO_FOLD, ours, auto)] if kind == "B2" else []):
+            m = build(kind, a.size, precision, fast_grad=label in ("ours", NO_FOLD), fold=label == "ours")
             res[label, precision] = steps*a.batch/timed_fit(m, feed(), steps)
             print(f"{kind:3s} {label:5s} {precision:16s} {res[label, precision]:7.1f} images/s", flush=True)
         rows.append((kind, auto, res))
@@ -88,7 +93,8 @@ def main():
     for kind, auto, res in rows:
         extra = "" if a.skip_other else f"  ours bf16/fp32 {res['ours', 'mixed_bfloat16']/res['ours', 'float32']:.2f}x"
         print(f"{kind:3s} ours ({auto})/naive {res['ours', auto]/res['naive', 'float32']:5.2f}x{extra}")
-        if kind == "B2": print(f"    of which DepthwiseConv2DFastGrad's kernel gradient: {res['ours', auto]/res[STOCK_DW, auto]:.2f}x")
+        if kind != "A": print(f"    of which the backbone's layers (BN folding, depthwise gradient): {res['ours', auto]/res[STOCK, auto]:.2f}x")
+        if kind == "B2": print(f"    of which BN folding: {res['ours', auto]/res[NO_FOLD, auto]:.2f}x")
     b1 = next(res for kind, _, res in rows if kind == "B1")["ours", "float32"]  # float32, as the forward pass below
     print(f"B phase 1 step vs forward-only: {fwd/b1:.2f}x the cost of inference (a backward pass through the backbone would be ~3x)")
 

@@ -4,11 +4,12 @@
 
 # %% auto #0
 __all__ = ['LITE0_STAGES', 'LITE0_BN_EPSILON', 'LITE0_BN_MOMENTUM', 'LITE0_MEAN', 'LITE0_STD', 'CONVERTER_VERSION', 'BACKBONES',
-           'FusedBatchNormalization', 'depthwise_kernel_grad', 'DepthwiseConv2DFastGrad', 'build_model_a',
-           'read_torch_state_dict', 'lite0_weights_file', 'lite0_block_specs', 'efficientnet_lite0',
-           'lite0_keras_weights', 'weights_cache_dir', 'convert_lite0_weights', 'backbone_weights_source',
-           'build_backbone', 'imagenet_classifier', 'lite0_numpy_reference', 'build_model_b', 'freeze_backbone',
-           'unfreeze_top', 'parameter_table', 'plot_architecture']
+           'FusedBatchNormalization', 'FoldableBatchNormalization', 'FoldingConv2D', 'depthwise_kernel_grad',
+           'DepthwiseConv2DFastGrad', 'build_model_a', 'read_torch_state_dict', 'lite0_weights_file',
+           'lite0_block_specs', 'efficientnet_lite0', 'lite0_keras_weights', 'weights_cache_dir',
+           'convert_lite0_weights', 'backbone_weights_source', 'build_backbone', 'imagenet_classifier',
+           'lite0_numpy_reference', 'build_model_b', 'freeze_backbone', 'unfreeze_top', 'parameter_table',
+           'plot_architecture']
 
 # %% ../nbs/01_models.ipynb #25aec673
 import collections
@@ -23,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pandas as pd
-from keras import layers, regularizers
+from keras import layers, ops, regularizers
 
 # %% ../nbs/01_models.ipynb #3001520f
 @keras.saving.register_keras_serializable(package="face_report")
@@ -48,6 +49,81 @@ class FusedBatchNormalization(layers.BatchNormalization):
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, mean=self.moving_mean, variance=self.moving_variance,
                                                        epsilon=self.epsilon, is_training=False)
         return tf.cast(y, self.compute_dtype)
+
+# %% ../nbs/01_models.ipynb #a7f0c1d3
+class _LayerRef:
+    "A reference to another layer that Keras does not track, so no weights are shared, counted or saved twice."
+    __slots__ = ("layer",)
+    def __init__(self, layer): self.layer = layer
+
+
+def _add_bias(y, bias, data_format:str="channels_last"):
+    "Add a per-channel bias: one `BiasAdd` op on TensorFlow (which oneDNN fuses into the convolution before it)."
+    if keras.backend.backend() == "tensorflow" and data_format == "channels_last":
+        import tensorflow as tf
+        return tf.nn.bias_add(y, bias)
+    shape = (1,) * (len(y.shape) - 1) + (-1,) if data_format == "channels_last" else (1, -1) + (1,) * (len(y.shape) - 2)
+    return ops.add(y, ops.reshape(bias, shape))
+
+
+@keras.saving.register_keras_serializable(package="face_report")
+class FoldableBatchNormalization(layers.BatchNormalization):
+    "`BatchNormalization` that, in inference mode, lets the convolution before it compute it (see `FoldingConv2D`)."
+    def __init__(self, *args, fold:bool=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fold = fold  # False: always Keras's own code (set it before the model is first called)
+        self._conv = None
+
+    def get_config(self): return {**super().get_config(), "fold": self.fold}
+
+    def __call__(self, *args, **kwargs):
+        inputs = args[0] if args else kwargs.get("inputs")
+        source = getattr(getattr(inputs, "_keras_history", None), "operation", None)  # the layer that made `inputs`
+        if (isinstance(source, _FoldsBatchNorm) and source.data_format == "channels_last" and self.axis in (-1, 3)
+                and source.activation in (None, keras.activations.linear)):
+            self._conv, source._bn = _LayerRef(source), _LayerRef(self)
+        return super().__call__(*args, **kwargs)
+
+    def folded(self, training=None) -> bool:
+        "Whether the convolution before this layer computes it in this call."
+        return (self.fold and self._conv is not None and not (training and self.trainable)
+                and len(self._conv.layer._outbound_nodes) == 1)  # nothing else reads the convolution's output
+
+    def scale_and_shift(self) -> tuple: # float32 (scale, shift) per channel
+        "Inference mode as an affine map: `BN(x) = x * scale + shift`."
+        scale = ops.rsqrt(ops.cast(self.moving_variance, "float32") + self.epsilon)
+        if self.scale: scale = scale * ops.cast(self.gamma, "float32")
+        shift = -ops.cast(self.moving_mean, "float32") * scale
+        return scale, shift + ops.cast(self.beta, "float32") if self.center else shift
+
+    def call(self, inputs, training=None, mask=None):
+        if self.folded(training): return inputs  # already normalised by the convolution
+        return super().call(inputs, training=training, mask=mask)
+
+
+class _FoldsBatchNorm:
+    "Mixin for convolutions: the kernel and bias to use, with the following `FoldableBatchNormalization` folded in."
+    _bn = None  # set by the FoldableBatchNormalization that reads this layer's output
+
+    def _scale_kernel(self, kernel, scale): return kernel * scale  # (kh, kw, in, out) * (out,)
+
+    def _kernel_and_bias(self, training):
+        bias = self.bias if self.use_bias else None
+        if self._bn is None or not self._bn.layer.folded(training): return self.kernel, bias
+        scale, shift = self._bn.layer.scale_and_shift()
+        if bias is not None: shift = shift + ops.cast(bias, "float32") * scale
+        return (self._scale_kernel(self.kernel, ops.cast(scale, self.compute_dtype)),
+                ops.cast(shift, self.compute_dtype))
+
+
+@keras.saving.register_keras_serializable(package="face_report")
+class FoldingConv2D(_FoldsBatchNorm, layers.Conv2D):
+    "`Conv2D` that also computes the `FoldableBatchNormalization` after it when that one is in inference mode."
+    def call(self, inputs, training=None):
+        kernel, bias = self._kernel_and_bias(training)
+        y = self.convolution_op(inputs, kernel)
+        if bias is not None: y = _add_bias(y, bias, self.data_format)
+        return self.activation(y)
 
 # %% ../nbs/01_models.ipynb #6b3d8e52
 def _same_padding(n:int, k:int, s:int) -> tuple[int, int, int]:
@@ -75,8 +151,8 @@ def depthwise_kernel_grad(x, # (N, n, n, C) input of the depthwise convolution (
 
 
 @keras.saving.register_keras_serializable(package="face_report")
-class DepthwiseConv2DFastGrad(layers.DepthwiseConv2D):
-    "`DepthwiseConv2D` taking its kernel gradient from `depthwise_kernel_grad` on CPU for kernels >= 5 on maps <= 8."
+class DepthwiseConv2DFastGrad(_FoldsBatchNorm, layers.DepthwiseConv2D):
+    "`DepthwiseConv2D` with `depthwise_kernel_grad` on CPU for kernels >= 5 on maps <= 8, folding the BN after it."
     def __init__(self, *args, fast_grad:bool=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fast_grad = fast_grad  # False: always Keras's own code (set it before the model is traced)
@@ -91,21 +167,27 @@ class DepthwiseConv2DFastGrad(layers.DepthwiseConv2D):
                 and tuple(self.dilation_rate) == (1, 1) and k == k2 >= 5 and s == s2 and n is not None and n == m
                 and -(-n // s) <= 8 and not tf.config.list_logical_devices("GPU"))
 
-    def call(self, inputs):
-        if not self._fast(inputs): return super().call(inputs)
-        import tensorflow as tf
-        k, s = self.kernel_size[0], self.strides[0]
+    def _scale_kernel(self, kernel, scale): return kernel * ops.reshape(scale, kernel.shape[-2:])  # (kh, kw, C, mult)
 
-        @tf.custom_gradient
-        def conv(x, w):
-            def grad(dy):
-                return (tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), w, dy, [1, s, s, 1], "SAME"),
-                        depthwise_kernel_grad(x, dy, k, s))
-            return tf.nn.depthwise_conv2d(x, w, [1, s, s, 1], "SAME"), grad
+    def call(self, inputs, training=None):
+        kernel, bias = self._kernel_and_bias(training)
+        if self._fast(inputs):
+            import tensorflow as tf
+            k, s = self.kernel_size[0], self.strides[0]
 
-        y = conv(inputs, tf.cast(self.kernel, self.compute_dtype))
-        if self.use_bias: y = y + tf.cast(self.bias, self.compute_dtype)
-        return self.activation(y) if self.activation is not None else y
+            @tf.custom_gradient
+            def conv(x, w):
+                def grad(dy):
+                    return (tf.nn.depthwise_conv2d_backprop_input(tf.shape(x), w, dy, [1, s, s, 1], "SAME"),
+                            depthwise_kernel_grad(x, dy, k, s))
+                return tf.nn.depthwise_conv2d(x, w, [1, s, s, 1], "SAME"), grad
+
+            y = conv(inputs, tf.cast(kernel, self.compute_dtype))
+        else:  # Keras's DepthwiseConv2D.call
+            y = ops.depthwise_conv(inputs, kernel, strides=self.strides, padding=self.padding,
+                                   dilation_rate=self.dilation_rate, data_format=self.data_format)
+        if bias is not None: y = _add_bias(y, bias, self.data_format)
+        return self.activation(y)
 
 # %% ../nbs/01_models.ipynb #02e3d95a
 def _conv_block(x, filters:int, prefix:str, suffix:str|int=""):
@@ -227,37 +309,38 @@ def lite0_block_specs() -> list[dict]: # one dict per MBConv block: kernel, stri
     return specs
 
 
-def _bn_relu6(x, name:str, relu:bool=True):
-    x = layers.BatchNormalization(epsilon=LITE0_BN_EPSILON, momentum=LITE0_BN_MOMENTUM, name=f"{name}_bn")(x)
+def _bn_relu6(x, name:str, relu:bool=True, fold:bool=True):
+    x = FoldableBatchNormalization(epsilon=LITE0_BN_EPSILON, momentum=LITE0_BN_MOMENTUM, fold=fold, name=f"{name}_bn")(x)
     return layers.ReLU(6.0, name=f"{name}_relu6")(x) if relu else x
 
 
 def efficientnet_lite0(input_size:int=224, # side of the square RGB input (values 0..255)
                        drop_connect_rate:float=0.2, # stochastic-depth rate of the last block (training only)
+                       fold_batchnorm:bool=True, # frozen BatchNormalization computed by the convolution before it
                        name:str="backbone", # Keras model name
                       ) -> keras.Model: # randomly initialised feature extractor, output (size/32, size/32, 1280)
     "EfficientNet-Lite0 without classifier top, in Keras, with layer names that mirror the PyTorch port."
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = layers.Rescaling(1 / LITE0_STD, offset=-LITE0_MEAN / LITE0_STD, name="preprocess")(inputs)
-    x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = _bn_relu6(x, "stem")
+    x = FoldingConv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = _bn_relu6(x, "stem", fold=fold_batchnorm)
     specs = lite0_block_specs()
     for i, sp in enumerate(specs):
         p, block_input = f"block{i}", x
         if sp["expand"] != 1:
-            x = layers.Conv2D(sp["cin"] * sp["expand"], 1, use_bias=False, name=f"{p}_expand_conv")(x)
-            x = _bn_relu6(x, f"{p}_expand")
+            x = FoldingConv2D(sp["cin"] * sp["expand"], 1, use_bias=False, name=f"{p}_expand_conv")(x)
+            x = _bn_relu6(x, f"{p}_expand", fold=fold_batchnorm)
         x = DepthwiseConv2DFastGrad(sp["kernel"], strides=sp["stride"], padding="same", use_bias=False,
                                     name=f"{p}_dwconv")(x)
-        x = _bn_relu6(x, f"{p}_dw")
-        x = layers.Conv2D(sp["cout"], 1, use_bias=False, name=f"{p}_project_conv")(x)
-        x = _bn_relu6(x, f"{p}_project", relu=False)
+        x = _bn_relu6(x, f"{p}_dw", fold=fold_batchnorm)
+        x = FoldingConv2D(sp["cout"], 1, use_bias=False, name=f"{p}_project_conv")(x)
+        x = _bn_relu6(x, f"{p}_project", relu=False, fold=fold_batchnorm)
         if sp["stride"] == 1 and sp["cin"] == sp["cout"]:
             rate = drop_connect_rate * i / len(specs)
             if rate > 0: x = layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=f"{p}_drop")(x)
             x = layers.Add(name=f"{p}_add")([x, block_input])
-    x = layers.Conv2D(1280, 1, use_bias=False, name="head_conv")(x)
-    x = _bn_relu6(x, "head")
+    x = FoldingConv2D(1280, 1, use_bias=False, name="head_conv")(x)
+    x = _bn_relu6(x, "head", fold=fold_batchnorm)
     return keras.Model(inputs, x, name=name)
 
 # %% ../nbs/01_models.ipynb #3f168635
@@ -286,7 +369,7 @@ def lite0_keras_weights(state_dict:dict, # EfficientNet-Lite0 state dict from `r
     return out
 
 # %% ../nbs/01_models.ipynb #d317f6a1
-CONVERTER_VERSION = 2  # bump when the conversion changes, to invalidate cached files
+CONVERTER_VERSION = 3  # bump when the conversion changes, to invalidate cached files
 
 
 def weights_cache_dir() -> Path: # folder holding converted weights
