@@ -87,7 +87,8 @@ class FoldableBatchNormalization(layers.BatchNormalization):
     def folded(self, training=None) -> bool:
         "Whether the convolution before this layer computes it in this call."
         return (self.fold and self._conv is not None and not (training and self.trainable)
-                and len(self._conv.layer._outbound_nodes) == 1)  # nothing else reads the convolution's output
+                and len(self._inbound_nodes) == 1  # called once, on that convolution's output,
+                and len(self._conv.layer._outbound_nodes) == 1)  # which nothing else reads
 
     def scale_and_shift(self) -> tuple: # float32 (scale, shift) per channel
         "Inference mode as an affine map: `BN(x) = x * scale + shift`."
