@@ -95,7 +95,8 @@ class FoldableBatchNormalization(layers.BatchNormalization):
         scale = ops.rsqrt(ops.cast(self.moving_variance, "float32") + self.epsilon)
         if self.scale: scale = scale * ops.cast(self.gamma, "float32")
         shift = -ops.cast(self.moving_mean, "float32") * scale
-        return scale, shift + ops.cast(self.beta, "float32") if self.center else shift
+        if self.center: shift = shift + ops.cast(self.beta, "float32")
+        return scale, shift
 
     def call(self, inputs, training=None, mask=None):
         if self.folded(training): return inputs  # already normalised by the convolution
