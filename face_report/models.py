@@ -311,8 +311,8 @@ def lite0_block_specs() -> list[dict]: # one dict per MBConv block: kernel, stri
     return specs
 
 
-def _bn_relu6(x, name:str, relu:bool=True, fold:bool=True):
-    x = FoldableBatchNormalization(epsilon=LITE0_BN_EPSILON, momentum=LITE0_BN_MOMENTUM, fold=fold, name=f"{name}_bn")(x)
+def _bn_relu6(x, name:str, relu:bool=True):
+    x = FoldableBatchNormalization(epsilon=LITE0_BN_EPSILON, momentum=LITE0_BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.ReLU(6.0, name=f"{name}_relu6")(x) if relu else x
 
 
@@ -325,25 +325,28 @@ def efficientnet_lite0(input_size:int=224, # side of the square RGB input (value
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = layers.Rescaling(1 / LITE0_STD, offset=-LITE0_MEAN / LITE0_STD, name="preprocess")(inputs)
     x = FoldingConv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
-    x = _bn_relu6(x, "stem", fold=fold_batchnorm)
+    x = _bn_relu6(x, "stem")
     specs = lite0_block_specs()
     for i, sp in enumerate(specs):
         p, block_input = f"block{i}", x
         if sp["expand"] != 1:
             x = FoldingConv2D(sp["cin"] * sp["expand"], 1, use_bias=False, name=f"{p}_expand_conv")(x)
-            x = _bn_relu6(x, f"{p}_expand", fold=fold_batchnorm)
+            x = _bn_relu6(x, f"{p}_expand")
         x = DepthwiseConv2DFastGrad(sp["kernel"], strides=sp["stride"], padding="same", use_bias=False,
                                     name=f"{p}_dwconv")(x)
-        x = _bn_relu6(x, f"{p}_dw", fold=fold_batchnorm)
+        x = _bn_relu6(x, f"{p}_dw")
         x = FoldingConv2D(sp["cout"], 1, use_bias=False, name=f"{p}_project_conv")(x)
-        x = _bn_relu6(x, f"{p}_project", relu=False, fold=fold_batchnorm)
+        x = _bn_relu6(x, f"{p}_project", relu=False)
         if sp["stride"] == 1 and sp["cin"] == sp["cout"]:
             rate = drop_connect_rate * i / len(specs)
             if rate > 0: x = layers.Dropout(rate, noise_shape=(None, 1, 1, 1), name=f"{p}_drop")(x)
             x = layers.Add(name=f"{p}_add")([x, block_input])
     x = FoldingConv2D(1280, 1, use_bias=False, name="head_conv")(x)
-    x = _bn_relu6(x, "head", fold=fold_batchnorm)
-    return keras.Model(inputs, x, name=name)
+    x = _bn_relu6(x, "head")
+    model = keras.Model(inputs, x, name=name)
+    for layer in model.layers:
+        if isinstance(layer, FoldableBatchNormalization): layer.fold = fold_batchnorm
+    return model
 
 # %% ../nbs/01_models.ipynb #3f168635
 def _bn_weights(sd, prefix): return [sd[f"{prefix}.{n}"] for n in ("weight", "bias", "running_mean", "running_var")]
