@@ -23,7 +23,7 @@ def one(kind, autotune, epochs, size, data):
         if autotune:
             o = tf.data.Options(); o.autotune.enabled = True; ds = ds.with_options(o)
         return ds
-    m = build(kind, size, choose_precision("auto", kind[0]))
+    m = build(kind, size, choose_precision("auto", kind))
     rows = []
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None): self.t0, self.ends = time.perf_counter(), []

@@ -1,7 +1,7 @@
 """Training speed: images/s for Model A, Model B phase 1 and Model B phase 2, this project's pipeline vs a naive baseline.
 
 Project pipeline: decoded-image cache (no JPEG decoding), batched Keras augmentation inside tf.data, prefetch,
-the precision `choose_precision("auto", model)` picks on this machine, phase 1 with the backbone frozen (no backward pass through it).
+the precision `choose_precision("auto", phase)` picks on this machine, phase 1 with the backbone frozen (no backward pass through it).
 Naive baseline: the same Keras models fed by a plain Python generator that decodes and resizes every JPEG at every
 step, per-image augmentation, float32, and phase 1 with the whole network trainable in the graph but the backbone
 frozen the same way, and Keras's own layer code in the backbone (BatchNormalization not folded into the convolutions,
@@ -74,7 +74,7 @@ def main():
 
     rows = []
     for kind in ("A", "B1", "B2"):
-        res, auto = {}, choose_precision("auto", kind[0])
+        res, auto = {}, choose_precision("auto", kind)
         other = "mixed_bfloat16" if auto == "float32" else "float32"
         for label, feed, precision in [("ours", ours, auto), ("naive", naive, "float32")] + \
                                       ([] if a.skip_other else [("ours", ours, other)]) + \

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LITE0_STAGES', 'LITE0_BN_EPSILON', 'LITE0_BN_MOMENTUM', 'LITE0_MEAN', 'LITE0_STD', 'CONVERTER_VERSION', 'BACKBONES',
            'FusedBatchNormalization', 'FoldableBatchNormalization', 'FoldingConv2D', 'depthwise_kernel_grad',
-           'DepthwiseConv2DFastGrad', 'build_model_a', 'read_torch_state_dict', 'lite0_weights_file',
+           'DepthwiseConv2DFastGrad', 'FusedAdam', 'build_model_a', 'read_torch_state_dict', 'lite0_weights_file',
            'lite0_block_specs', 'efficientnet_lite0', 'lite0_keras_weights', 'weights_cache_dir',
            'convert_lite0_weights', 'backbone_weights_source', 'build_backbone', 'imagenet_classifier',
            'lite0_numpy_reference', 'build_model_b', 'freeze_backbone', 'unfreeze_top', 'parameter_table',
@@ -190,6 +190,22 @@ class DepthwiseConv2DFastGrad(_FoldsBatchNorm, layers.DepthwiseConv2D):
                                    dilation_rate=self.dilation_rate, data_format=self.data_format)
         if bias is not None: y = _add_bias(y, bias, self.data_format)
         return self.activation(y)
+
+# %% ../nbs/01_models.ipynb #8d1f0a22
+@keras.saving.register_keras_serializable(package="face_report")
+class FusedAdam(keras.optimizers.Adam):
+    "`keras.optimizers.Adam` whose update is TensorFlow's fused `ResourceApplyAdam` kernel (one op per variable)."
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad or keras.backend.backend() != "tensorflow":
+            return super().update_step(gradient, variable, learning_rate)
+        import tensorflow as tf
+        dt, i = variable.dtype, self._get_variable_index(variable)
+        step, b1, b2 = ops.cast(self.iterations + 1, dt), ops.cast(self.beta_1, dt), ops.cast(self.beta_2, dt)
+        tf.raw_ops.ResourceApplyAdam(var=variable.handle, m=self._momentums[i].handle, v=self._velocities[i].handle,
+                                     beta1_power=ops.power(b1, step), beta2_power=ops.power(b2, step),
+                                     lr=ops.cast(learning_rate, dt), beta1=b1, beta2=b2,
+                                     epsilon=ops.cast(self.epsilon, dt), grad=ops.cast(gradient, dt))
+
 
 # %% ../nbs/01_models.ipynb #02e3d95a
 def _conv_block(x, filters:int, prefix:str, suffix:str|int=""):

@@ -481,7 +481,13 @@ def training_text_a(params:dict, # the run's parameters (`page_params`), with `p
             f"stop training and to reduce the learning rate to stabilise optimisation; the weights of the epoch with the "
             f"lowest validation loss were kept.")
 
-def training_text_b(params:dict, # the run's parameters (`page_params`), with `precision` as used
+def _phases_precision(precision:str|dict) -> str:
+    "'float32 precision', or per phase when phase 1 ('B1') and phase 2 ('B2') used different policies."
+    if not isinstance(precision, dict) or len(set(precision.values())) == 1:
+        return f"{next(iter(precision.values())) if isinstance(precision, dict) else precision} precision"
+    return f"{precision['B1']} precision in phase 1 and {precision['B2']} in phase 2"
+
+def training_text_b(params:dict, # the run's parameters (`page_params`), with `precision` as used (one, or per phase)
                     weights_source:str, # where the backbone's weights come from (`models.backbone_weights_source`)
                    ) -> str: # markdown
     "Section 3.2: how Model B was trained in this run (two phases)."
@@ -498,7 +504,7 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
             f"{_count_of(params['epochs_b1'], 'epoch')} using {_schedule_sentence(params)}, and `ModelCheckpoint` to retain "
             f"the best-performing weights. The same setup was used in phase 2, which was allowed to run for up to "
             f"{_count_of(params['epochs_b2'], 'epoch')} to give the slower fine-tuning process enough time to converge. "
-            f"Both phases used a batch size of {params['batch_size']} and {params['precision']} precision.")
+            f"Both phases used a batch size of {params['batch_size']}, with {_phases_precision(params['precision'])}.")
 
 # %% ../nbs/05_report.ipynb #66545dfb
 def fit_sentence(metrics:dict, # metrics.json contents
@@ -576,11 +582,12 @@ def wall_time_table(metrics:dict, # metrics.json contents
     rows = [(names.get(k, k), epochs(k), f"{v:.0f}", f"{v/60:.1f}") for k, v in metrics.get("wall_seconds", {}).items()]
     return pd.DataFrame(rows, columns=["Stage", "Epochs", "Seconds", "Minutes"])
 
-def precision_text(precision:str|dict|None, # params.json's `precision`: one policy, or one per model
+def precision_text(precision:str|dict|None, # params.json's `precision`: one policy, or one per model or phase
                   ) -> str:
-    "The dtype policies a run trained with, e.g. 'Model A mixed_bfloat16, Model B float32'."
+    "The dtype policies a run trained with, e.g. 'Model A mixed_bfloat16, Model B phase 1 mixed_bfloat16, ...'."
     if not isinstance(precision, dict): return precision or ""
-    return ", ".join(f"Model {m} {v}" for m, v in precision.items())
+    names = {"B1": "Model B phase 1", "B2": "Model B phase 2"}
+    return ", ".join(f"{names.get(m, f'Model {m}')} {v}" for m, v in precision.items())
 
 def environment_table(params:dict|None=None, # params.json contents (versions recorded at training time)
                      ) -> pd.DataFrame: # Item, Value

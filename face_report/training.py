@@ -14,10 +14,11 @@ from . import __version__
 from .data import Splits, make_dataset, prepare_splits
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'HISTORY_COLUMNS', 'EVALUATION', 'TrainingError', 'resolve_params',
-           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'choose_precision', 'SingleDevice', 'make_strategy',
-           'compile_multitask', 'init_age_bias', 'read_history', 'fit_phase', 'roc_auc', 'split_metrics',
-           'evaluate_model', 'read_json', 'write_json', 'start_run', 'train_model_a', 'train_model_b', 'train_all']
+__all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'TrainingError', 'resolve_params',
+           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
+           'make_strategy', 'compile_multitask', 'init_age_bias', 'read_history', 'fit_phase', 'roc_auc',
+           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'start_run', 'train_model_a', 'train_model_b',
+           'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -73,28 +74,40 @@ def onednn_enabled() -> bool: # False on the JAX and PyTorch backends
     from tensorflow.python.util import _pywrap_util_port
     return bool(_pywrap_util_port.IsMklEnabled())
 
+def _cpu_flags() -> set[str]:
+    try: return set(next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split())
+    except (OSError, StopIteration): return set()
+
 def cpu_has_bf16() -> bool: # True where /proc/cpuinfo lists avx512_bf16 or amx_bf16
     "Whether this CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX), which oneDNN's fast bf16 kernels need."
-    try: flags = next(l for l in open("/proc/cpuinfo") if l.startswith("flags")).split()
-    except (OSError, StopIteration): return False
-    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
+    return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+
+def cpu_has_amx() -> bool: # True where /proc/cpuinfo lists amx_bf16 (Intel Xeon since Sapphire Rapids)
+    "Whether this CPU has AMX tiles for bfloat16 matrix products."
+    return "amx_bf16" in _cpu_flags()
+
+PHASES = ("A", "B1", "B2")  # what gets a precision: Model A, Model B's phase 1 and phase 2
 
 def choose_precision(precision:str="auto", # "auto", "float32", "mixed_bfloat16" or "mixed_float16"
-                     model:str="A", # "A" or "B": on a CPU the fastest policy depends on the model
+                     phase:str="A", # one of `PHASES`: on a CPU the fastest policy depends on the model and phase
                     ) -> str: # the Keras dtype policy used
-    "The dtype policy for `model` on this device: mixed_float16 on a GPU; on a CPU the one measured fastest for `model`."
+    "The dtype policy for `phase` on this device: mixed_float16 on a GPU; on a CPU the one measured fastest for `phase`."
+    if phase not in PHASES: raise ValueError(f"phase must be one of {', '.join(PHASES)}, not {phase!r}")
     if precision != "auto": return precision
     if any("GPU" in d.upper() or "CUDA" in d.upper() for d in backend_devices()): return "mixed_float16"
-    return "mixed_bfloat16" if model == "A" and onednn_enabled() and cpu_has_bf16() else "float32"
+    fast_bf16 = {"A": cpu_has_bf16(), "B1": cpu_has_amx(), "B2": False}[phase]
+    return "mixed_bfloat16" if fast_bf16 and onednn_enabled() else "float32"
 
 class SingleDevice:
     "The 'none' strategy on the JAX and PyTorch backends: one device, an empty scope."
     num_replicas_in_sync = 1
     def scope(self): import contextlib; return contextlib.nullcontext()
 
+_STRATEGIES = {}  # one per kind and process: a second MirroredStrategy's collective ops clash with the first one's
+
 def make_strategy(name:str="none", # "none", "mirrored" (all local GPUs / logical devices) or "multiworker" (TF_CONFIG)
                  ):
-    "A `tf.distribute` strategy; models are built and compiled in its scope."
+    "A `tf.distribute` strategy (the same object for every call in a process); models are built and compiled in its scope."
     import keras
     if keras.backend.backend() != "tensorflow":
         if name in (None, "none"): return SingleDevice()
@@ -102,11 +115,13 @@ def make_strategy(name:str="none", # "none", "mirrored" (all local GPUs / logica
                          f"this process runs {keras.backend.backend()}")
     import tensorflow as tf
     if name in (None, "none"): return tf.distribute.get_strategy()
+    if name in _STRATEGIES: return _STRATEGIES[name]
     if name == "mirrored":  # every local GPU; without GPUs, every logical CPU device (see the test below)
         gpus = tf.config.list_logical_devices("GPU")
-        return tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
-    if name == "multiworker": return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r}; choose none, mirrored or multiworker")
+        _STRATEGIES[name] = tf.distribute.MirroredStrategy([d.name for d in gpus or tf.config.list_logical_devices("CPU")])
+    elif name == "multiworker": _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
+    else: raise ValueError(f"unknown strategy {name!r}; choose none, mirrored or multiworker")
+    return _STRATEGIES[name]
 
 # %% ../nbs/02_training.ipynb #a4e11625
 def compile_multitask(model, # a model with outputs `gender` and `age`
@@ -116,7 +131,8 @@ def compile_multitask(model, # a model with outputs `gender` and `age`
                      ):
     "Compile with the report's multi-task loss."
     import keras
-    model.compile(optimizer=keras.optimizers.Adam(lr),
+    from face_report.models import FusedAdam
+    model.compile(optimizer=FusedAdam(lr),
                   loss={"gender": keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing), "age": keras.losses.MeanAbsoluteError()},
                   loss_weights={"gender": 1.0, "age": age_weight},
                   metrics={"gender": ["accuracy", keras.metrics.AUC(name="auc")], "age": [keras.metrics.MeanAbsoluteError(name="mae")]})
@@ -301,7 +317,7 @@ def start_run(params:dict, # from `resolve_params`
     if diff and not params.get("retrain"):
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
                             "use another run folder, or retrain=True (--retrain) to replace it")
-    rec = {**params, "precision": {m: choose_precision(params["precision"], m) for m in "AB"}, "precision_requested": params["precision"], "onednn": onednn_enabled(),
+    rec = {**params, "precision": {m: choose_precision(params["precision"], m) for m in PHASES}, "precision_requested": params["precision"], "onednn": onednn_enabled(),
            "package_version": __version__, "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
            f"{keras.backend.backend()}_version": sys.modules[keras.backend.backend()].__version__,
            "python_version": platform.python_version(), "weights_source": backbone_weights_source(params["backbone"], params["weights"]),
@@ -342,15 +358,17 @@ def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None
     return m[tag]
 
 def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
-    "Shared start of `train_model_a`/`train_model_b`: parameters, run folder, retrain, re-use, precision, strategy."
-    import keras
+    "Shared start of `train_model_a`/`train_model_b`: parameters, run folder, retrain, re-use, strategy."
     p = {**resolve_params(), **(params or {})}
     if run_dir is not None: p["run_dir"] = str(run_dir)
     run_dir = start_run(p)
     if p.get("retrain"): _forget(run_dir, tag)
-    done = _reuse(run_dir, tag, splits, p, log)
-    if not done: keras.mixed_precision.set_global_policy(choose_precision(p["precision"], tag))
-    return p, run_dir, done, make_strategy(p["strategy"])
+    return p, run_dir, _reuse(run_dir, tag, splits, p, log), make_strategy(p["strategy"])
+
+def _use_precision(p:dict, phase:str):
+    "Make `phase`'s dtype policy the global one: it applies to the layers built afterwards."
+    import keras
+    keras.mixed_precision.set_global_policy(choose_precision(p["precision"], phase))
 
 # %% ../nbs/02_training.ipynb #2a45c6ce
 def train_model_a(splits:Splits, # data from `prepare_splits`
@@ -362,6 +380,7 @@ def train_model_a(splits:Splits, # data from `prepare_splits`
     from face_report.models import build_model_a
     p, run_dir, done, strategy = _open_run("A", splits, run_dir, params, log)
     if done: return done
+    _use_precision(p, "A")
     with strategy.scope():
         model = init_age_bias(build_model_a(input_size=p["image_size"], l2=p["l2"]), splits.frames["train"]["age"], p["age_bias"])
         compile_multitask(model, p["lr_a"]*strategy.num_replicas_in_sync, p["age_weight_a"], p["label_smoothing"])
@@ -382,20 +401,26 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
     p, run_dir, done, strategy = _open_run("B", splits, run_dir, params, log)
     if done: return done
     r = strategy.num_replicas_in_sync
-    with strategy.scope():
-        model = init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),
-                              splits.frames["train"]["age"], p["age_bias"])
-    marker = run_dir/"phase1_B.json"
+
+    def build(phase):  # Model B under `phase`'s precision, the age output starting at the median age
+        _use_precision(p, phase)
+        with strategy.scope():
+            return init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),
+                                 splits.frames["train"]["age"], p["age_bias"])
+    marker, best1 = run_dir/"phase1_B.json", run_dir/"checkpoints"/"B_phase1_best.weights.h5"
     if marker.exists():
-        info = read_json(marker); model.load_weights(str(run_dir/"checkpoints"/"B_phase1_best.weights.h5"))
+        info = read_json(marker)
         log(f"Model B: phase 1 already done ({info['epochs']} epochs), continuing with phase 2")
     else:
+        model = build("B1")
         with strategy.scope():
             freeze_backbone(model); compile_multitask(model, p["lr_b1"]*r, p["age_weight_b"], p["label_smoothing"])
         s1 = fit_phase(model, splits, run_dir, "B_phase1", 1, p["epochs_b1"], p, log=log)
         h = read_history(run_dir/"history_B.csv")
         info = {"epochs": int((h.phase == 1).sum()), "seconds": round(s1, 1)}
         write_json(marker, info)
+    model = build("B2")  # phase 2 may run in another precision: rebuilt, from phase 1's best weights
+    if best1.exists(): model.load_weights(str(best1))
     with strategy.scope():
         unfreeze_top(model, p["n_unfreeze"], verbose=False)
         compile_multitask(model, p["lr_b2"]*r, p["age_weight_b"], p["label_smoothing"])

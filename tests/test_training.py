@@ -41,7 +41,7 @@ def test_model_a_artefacts(tmp_path):
     pred = pd.read_csv(run / "predictions/A_test.csv")
     assert list(pred.columns) == ["file", "age", "gender", "race", "age_pred", "p_female"] and len(pred) == 8
     params = json.loads((run / "params.json").read_text())
-    assert params["precision"] == {m: choose_precision("auto", m) for m in "AB"}
+    assert params["precision"] == {m: choose_precision("auto", m) for m in ("A", "B1", "B2")}
     assert params["tensorflow_version"] and "weights_source" in params
     import keras  # the saved model trained with the policy params.json records
     conv = next(l for l in keras.models.load_model(run / "model_A.keras").layers if isinstance(l, keras.layers.Conv2D))
@@ -112,9 +112,22 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
         s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"])
         m = train_model_a(s, params=p)
         print("REPLICAS OK", m["val"]["age_mae"])
+        import keras, numpy as np  # FusedAdam updates every replica's copy, as Keras's Adam does
+        from face_report.models import FusedAdam
+        x = np.random.default_rng(0).normal(size=(16, 5)).astype("float32"); kernels = []
+        for opt in (keras.optimizers.Adam, FusedAdam):
+            keras.utils.set_random_seed(1)
+            with make_strategy("mirrored").scope():
+                net = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3), keras.layers.Dense(1)]); net.compile(opt(0.05), "mse")
+            start = net.layers[0].kernel.numpy()
+            net.fit(x, x.sum(1), batch_size=8, epochs=3, verbose=0, shuffle=False)
+            kernels.append([k.numpy() for k in make_strategy("mirrored").experimental_local_results(net.layers[0].kernel.value)])
+        (a0, a1), (f0, f1) = kernels
+        assert np.abs(f0 - f1).max() < 1e-7 and np.abs(f0 - a0).max() < 1e-4 and np.abs(a0 - start).max() > 0.05
+        print("FUSED ADAM OK")
     """
     child = run_child(code, tmp_path); out, _ = child.communicate(timeout=300)
-    assert child.returncode == 0 and "REPLICAS OK" in out, out
+    assert child.returncode == 0 and "REPLICAS OK" in out and "FUSED ADAM OK" in out, out
     h = pd.read_csv(Path(p["run_dir"]) / "history_A.csv")
     assert np.isfinite(h[["loss", "val_loss"]].to_numpy()).all()
 
