@@ -86,8 +86,10 @@ def main():
         rows.append((kind, auto, res))
     keras.mixed_precision.set_global_policy("float32")
     m = build("B1", a.size); x = np.asarray(images[:a.batch*4], "float32")
-    m.predict(x, batch_size=a.batch, verbose=0); t = time.time(); m.predict(x, batch_size=a.batch, verbose=0)
-    fwd = len(x)/(time.time() - t)
+    for _ in range(3): m.predict(x, batch_size=a.batch, verbose=0)  # the first two calls are still warming up
+    t = time.time()
+    for _ in range(5): m.predict(x, batch_size=a.batch, verbose=0)
+    fwd = 5*len(x)/(time.time() - t)
     print(f"B forward only (inference)   {fwd:7.1f} images/s")
     print(f"\nsize {a.size}px, batch {a.batch}, {steps} steps, {os.cpu_count()} CPU cores")
     for kind, auto, res in rows:

@@ -565,9 +565,13 @@ def breakdown_table(run, # a loaded run (`face_report.analysis.load_run`)
 # %% ../nbs/05_report.ipynb #cd2356e8
 def params_table(params:dict, # the run's params.json (or resolved parameters)
                 ) -> pd.DataFrame: # Parameter, Value
-    "All run parameters as a two-column table, in name order."
+    "All run parameters as a two-column table, in name order (lists and dicts written out, not as Python reprs)."
     import pandas as pd
-    return pd.DataFrame([(k, "" if v is None else str(v)) for k, v in sorted(params.items())], columns=["Parameter", "Value"])
+    def text(v):
+        if isinstance(v, dict): return ", ".join(f"{k}: {text(x)}" for k, x in v.items())
+        if isinstance(v, (list, tuple)): return ", ".join(map(text, v))
+        return "" if v is None else str(v)
+    return pd.DataFrame([(k, text(v)) for k, v in sorted(params.items())], columns=["Parameter", "Value"])
 
 def wall_time_table(metrics:dict, # metrics.json contents
                     history:dict|None=None, # {"A": DataFrame, "B": DataFrame} histories, for epoch counts
