@@ -10,9 +10,11 @@ other precision (float32 vs mixed_bfloat16; --skip-other leaves it out), Model B
 layers (what the layers add) and phase 2 without BN folding only, and a forward-only pass of Model B for comparison
 with phase 1.
 
+Each figure is measured in a fresh process (`--one KIND LABEL PRECISION`), so no earlier pipeline competes for the cores.
+
     python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH] [--skip-other]
 """
-import argparse, os, sys, time
+import argparse, os, subprocess, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 
@@ -47,18 +49,19 @@ def build(kind, size, precision="float32", fast_grad=True, fold=True):
     else: unfreeze_top(m, 120, verbose=False)
     compile_multitask(m, 1e-4, 0.2); return m
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=640)
-    ap.add_argument("--batch", type=int, default=32); ap.add_argument("--data", default=None)
-    ap.add_argument("--skip-other", action="store_true", help="do not time our pipeline in the precision auto did not pick")
-    a = ap.parse_args()
-    import keras, tensorflow as tf
+def measure(kind, label, precision, a):
+    """Images/s of one configuration, in this process: `kind` A, B1 or B2, `label` one of "ours", "naive", `STOCK`,
+    `NO_FOLD`, or "forward" (Model B's inference, `precision` float32)."""
     from face_report.data import prepare_splits, make_dataset, load_image, build_augmenter
-    from face_report.training import choose_precision
     sp = prepare_splits(a.data, n_images=max(a.images, 100) + 50, val_fraction=0.1, test_size=50, seed=0, image_size=a.size)
     frame, images = sp.frames["train"].iloc[:a.images], sp.images["train"][:a.images]
     steps = a.images // a.batch
+    if label == "forward":
+        m = build("B1", a.size, precision); x = np.asarray(images[:a.batch*4], "float32")
+        for _ in range(3): m.predict(x, batch_size=a.batch, verbose=0)  # the first two calls are still warming up
+        t = time.time()
+        for _ in range(5): m.predict(x, batch_size=a.batch, verbose=0)
+        return 5*len(x)/(time.time() - t)
 
     def ours(): return make_dataset(images, frame, a.batch, shuffle=True, augment=True, seed=0).repeat()
     def naive():
@@ -72,32 +75,44 @@ def main():
                     yield x, {"gender": b.gender.to_numpy("float32")[:, None], "age": b.age.to_numpy("float32")[:, None]}
         return gen()
 
+    m = build(kind, a.size, precision, fast_grad=label in ("ours", NO_FOLD), fold=label == "ours")
+    return steps*a.batch/timed_fit(m, (naive if label == "naive" else ours)(), steps)
+
+def isolated(kind, label, precision, a):
+    """`measure` in a fresh process: an endless tf.data pipeline or generator of an earlier measurement can keep
+    working in the background and slow the next one down (seen as 235-241 instead of 270-276 images/s for phase 2)."""
+    args = ["--size", str(a.size), "--images", str(a.images), "--batch", str(a.batch)] + (["--data", a.data] if a.data else [])
+    out = subprocess.run([sys.executable, __file__, "--one", kind, label, precision, *args], capture_output=True, text=True)
+    if out.returncode: sys.exit(f"{kind} {label} {precision} failed:\n{out.stderr[-3000:]}")
+    return float(out.stdout.split()[-1])
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=640)
+    ap.add_argument("--batch", type=int, default=32); ap.add_argument("--data", default=None)
+    ap.add_argument("--skip-other", action="store_true", help="do not time our pipeline in the precision auto did not pick")
+    ap.add_argument("--one", nargs=3, metavar=("KIND", "LABEL", "PRECISION"), help="time one configuration in this process")
+    a = ap.parse_args()
+    if a.one: print(measure(*a.one, a)); return
+    from face_report.training import choose_precision
     rows = []
     for kind in ("A", "B1", "B2"):
         res, auto = {}, choose_precision("auto", kind)
         other = "mixed_bfloat16" if auto == "float32" else "float32"
-        for label, feed, precision in [("ours", ours, auto), ("naive", naive, "float32")] + \
-                                      ([] if a.skip_other else [("ours", ours, other)]) + \
-                                      ([(STOCK, ours, auto)] if kind != "A" else []) + \
-                                      ([(NO_FOLD, ours, auto)] if kind == "B2" else []):
-            m = build(kind, a.size, precision, fast_grad=label in ("ours", NO_FOLD), fold=label == "ours")
-            res[label, precision] = steps*a.batch/timed_fit(m, feed(), steps)
+        for label, precision in [("ours", auto), ("naive", "float32")] + ([] if a.skip_other else [("ours", other)]) + \
+                                ([(STOCK, auto)] if kind != "A" else []) + ([(NO_FOLD, auto)] if kind == "B2" else []):
+            res[label, precision] = isolated(kind, label, precision, a)
             print(f"{kind:3s} {label:5s} {precision:16s} {res[label, precision]:7.1f} images/s", flush=True)
         rows.append((kind, auto, res))
-    keras.mixed_precision.set_global_policy("float32")
-    m = build("B1", a.size); x = np.asarray(images[:a.batch*4], "float32")
-    for _ in range(3): m.predict(x, batch_size=a.batch, verbose=0)  # the first two calls are still warming up
-    t = time.time()
-    for _ in range(5): m.predict(x, batch_size=a.batch, verbose=0)
-    fwd = 5*len(x)/(time.time() - t)
+    fwd = isolated("B1", "forward", "float32", a)
     print(f"B forward only (inference)   {fwd:7.1f} images/s")
-    print(f"\nsize {a.size}px, batch {a.batch}, {steps} steps, {os.cpu_count()} CPU cores")
+    print(f"\nsize {a.size}px, batch {a.batch}, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process")
     for kind, auto, res in rows:
         extra = "" if a.skip_other else f"  ours bf16/fp32 {res['ours', 'mixed_bfloat16']/res['ours', 'float32']:.2f}x"
         print(f"{kind:3s} ours ({auto})/naive {res['ours', auto]/res['naive', 'float32']:5.2f}x{extra}")
         if kind != "A": print(f"    of which the backbone's layers (BN folding, depthwise gradient): {res['ours', auto]/res[STOCK, auto]:.2f}x")
         if kind == "B2": print(f"    of which BN folding: {res['ours', auto]/res[NO_FOLD, auto]:.2f}x")
-    b1 = next(res for kind, _, res in rows if kind == "B1")["ours", "float32"]  # float32, as the forward pass below
-    print(f"B phase 1 step vs forward-only: {fwd/b1:.2f}x the cost of inference (a backward pass through the backbone would be ~3x)")
+    b1 = next(res for kind, _, res in rows if kind == "B1").get(("ours", "float32"))  # float32, as the forward pass
+    if b1: print(f"B phase 1 step vs forward-only: {fwd/b1:.2f}x the cost of inference (a backward pass through the backbone would be ~3x)")
 
 if __name__ == "__main__": sys.exit(main())
