@@ -483,9 +483,8 @@ def training_text_a(params:dict, # the run's parameters (`page_params`), with `p
 
 def _phases_precision(precision:str|dict) -> str:
     "'float32 precision', or per phase when phase 1 ('B1') and phase 2 ('B2') used different policies."
-    if not isinstance(precision, dict) or len(set(precision.values())) == 1:
-        return f"{next(iter(precision.values())) if isinstance(precision, dict) else precision} precision"
-    return f"{precision['B1']} precision in phase 1 and {precision['B2']} in phase 2"
+    b1, b2 = (precision["B1"], precision["B2"]) if isinstance(precision, dict) else (precision, precision)
+    return f"{b1} precision" if b1 == b2 else f"{b1} precision in phase 1 and {b2} in phase 2"
 
 def training_text_b(params:dict, # the run's parameters (`page_params`), with `precision` as used (one, or per phase)
                     weights_source:str, # where the backbone's weights come from (`models.backbone_weights_source`)

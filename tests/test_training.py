@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from face_report.data import make_sample_utkface, prepare_splits
-from face_report.training import HISTORY_COLUMNS, TrainingError, choose_precision, resolve_params, train_model_a
+from face_report.training import HISTORY_COLUMNS, PHASES, TrainingError, choose_precision, resolve_params, train_model_a
 
 
 def tiny_params(tmp_path, **kw):
@@ -41,7 +41,7 @@ def test_model_a_artefacts(tmp_path):
     pred = pd.read_csv(run / "predictions/A_test.csv")
     assert list(pred.columns) == ["file", "age", "gender", "race", "age_pred", "p_female"] and len(pred) == 8
     params = json.loads((run / "params.json").read_text())
-    assert params["precision"] == {m: choose_precision("auto", m) for m in ("A", "B1", "B2")}
+    assert params["precision"] == {m: choose_precision("auto", m) for m in PHASES}
     assert params["tensorflow_version"] and "weights_source" in params
     import keras  # the saved model trained with the policy params.json records
     conv = next(l for l in keras.models.load_model(run / "model_A.keras").layers if isinstance(l, keras.layers.Conv2D))
