@@ -30,8 +30,9 @@ def timed_fit(model, ds, steps, warm=2):
     model.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer])
     return ends[-1] - ends[warm - 1]
 
-def build(kind, size, precision="float32", fast_grad=True, fold=True):
-    """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (top 120 layers trainable), compiled as in training;
+def build(kind, size, precision="float32", fast_grad=True, fold=True, **compile_kwargs):
+    """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (top 120 layers trainable), compiled as in training
+    (with `compile_kwargs` for `Model.compile`);
     `fast_grad=False`: the backbone's depthwise layers run Keras's own code (the stock `DepthwiseConv2D`);
     `fold=False`: its BatchNormalization layers run Keras's own code instead of being folded into the convolutions."""
     import keras
@@ -40,14 +41,14 @@ def build(kind, size, precision="float32", fast_grad=True, fold=True):
     from face_report.training import compile_multitask
     keras.mixed_precision.set_global_policy(precision)
     if kind == "A":
-        m = build_model_a(input_size=size); compile_multitask(m, 2e-4, 0.3); return m
+        m = build_model_a(input_size=size); compile_multitask(m, 2e-4, 0.3, **compile_kwargs); return m
     m = build_model_b("efficientnet_lite0", "imagenet", input_size=size)
     for layer in m.get_layer("backbone").layers:
         if isinstance(layer, DepthwiseConv2DFastGrad): layer.fast_grad = fast_grad
         if isinstance(layer, FoldableBatchNormalization): layer.fold = fold
     if kind == "B1": freeze_backbone(m)
     else: unfreeze_top(m, 120, verbose=False)
-    compile_multitask(m, 1e-4, 0.2); return m
+    compile_multitask(m, 1e-4, 0.2, **compile_kwargs); return m
 
 def measure(kind, label, precision, a):
     """Images/s of one configuration, in this process: `kind` A, B1 or B2, `label` one of "ours", "naive", `STOCK`,

@@ -128,6 +128,7 @@ def compile_multitask(model, # a model with outputs `gender` and `age`
                       lr:float, # Adam learning rate
                       age_weight:float, # loss weight of age (gender's is 1.0)
                       label_smoothing:float=0.1, # label smoothing of the gender BCE
+                      **compile_kwargs, # other `Model.compile` arguments, e.g. `jit_compile`, `steps_per_execution`
                      ):
     "Compile with the report's multi-task loss."
     import keras
@@ -135,7 +136,8 @@ def compile_multitask(model, # a model with outputs `gender` and `age`
     model.compile(optimizer=FusedAdam(lr),
                   loss={"gender": keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing), "age": keras.losses.MeanAbsoluteError()},
                   loss_weights={"gender": 1.0, "age": age_weight},
-                  metrics={"gender": ["accuracy", keras.metrics.AUC(name="auc")], "age": [keras.metrics.MeanAbsoluteError(name="mae")]})
+                  metrics={"gender": ["accuracy", keras.metrics.AUC(name="auc")], "age": [keras.metrics.MeanAbsoluteError(name="mae")]},
+                  **compile_kwargs)
     return model
 
 # %% ../nbs/02_training.ipynb #c16270c4

@@ -1,0 +1,72 @@
+"""Model B phase 2: images/s of the training step as `face_report` runs it and under variants that did not make it
+faster on the 2-core Xeon: XLA, `steps_per_execution=4`, the folded BatchNormalization's scale and shift as constants,
+and the frozen backbone layers in mixed_bfloat16. The real data pipeline of `benchmarks/train_speed.py` (cached
+images, augmentation, prefetch), float32, each variant in a fresh process, `--repeats` times, alternating.
+
+    python benchmarks/phase2_variants.py [--size 96] [--images 640] [--repeats 2] [--data PATH]
+"""
+import argparse, os, subprocess, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+VARIANTS = {"as trained": "the training step of `train_model_b`'s phase 2",
+            "xla": "compiled with jit_compile=True",
+            "steps_per_execution=4": "four steps per call of the compiled training function",
+            "bn constants": "each folded BN's scale and shift computed once, as graph constants",
+            "frozen bf16": "the 30 frozen backbone layers (stem to block 3's expansion) in mixed_bfloat16"}
+
+def timed_steps(model, ds, steps, spe):
+    "Seconds per `steps` steps, timed between ends of compiled calls (one per `spe` steps), after the first call."
+    import keras
+    ends = []
+    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append((batch, time.perf_counter())))
+    warm = max(spe, 2)
+    model.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer])
+    (b0, t0), (b1, t1) = next(e for e in ends if e[0] + 1 >= warm), ends[-1]
+    return t1 - t0, b1 - b0
+
+def measure(variant, a):
+    import tensorflow as tf, keras
+    from keras import ops
+    from face_report.data import prepare_splits, make_dataset
+    from face_report.models import FoldableBatchNormalization
+    from train_speed import build
+    if variant == "bn constants":
+        computed = FoldableBatchNormalization.scale_and_shift
+        def constant_scale_and_shift(self):
+            if not hasattr(self, "_constants"):
+                with tf.init_scope(): self._constants = [ops.convert_to_numpy(v) for v in computed(self)]
+            return tuple(tf.constant(v) for v in self._constants)
+        FoldableBatchNormalization.scale_and_shift = constant_scale_and_shift
+    sp = prepare_splits(a.data, n_images=a.images + 150, val_fraction=0.1, test_size=50, seed=0, image_size=a.size)
+    ds = make_dataset(sp.images["train"][:a.images], sp.frames["train"].iloc[:a.images], 32, shuffle=True, augment=True, seed=0).repeat()
+    spe = 4 if variant == "steps_per_execution=4" else 1
+    m = build("B2", a.size, "float32", jit_compile=variant == "xla", steps_per_execution=spe)
+    if variant == "frozen bf16":
+        bb = m.get_layer("backbone")
+        for layer in bb.layers[1:len(bb.layers) - 120]: layer.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
+    seconds, steps = timed_steps(m, ds, a.images // 32, spe)
+    return steps * 32 / seconds
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=640)
+    ap.add_argument("--repeats", type=int, default=2); ap.add_argument("--data", default=None)
+    ap.add_argument("--one", choices=list(VARIANTS), help="time one variant in this process")
+    a = ap.parse_args()
+    if a.one: print(measure(a.one, a)); return
+    res = {v: [] for v in VARIANTS}
+    for r in range(a.repeats):
+        for v in VARIANTS:
+            args = [sys.executable, __file__, "--one", v, "--size", str(a.size), "--images", str(a.images)] + (["--data", a.data] if a.data else [])
+            out = subprocess.run(args, capture_output=True, text=True)
+            if out.returncode: sys.exit(f"{v} failed:\n{out.stderr[-3000:]}")
+            res[v].append(float(out.stdout.split()[-1]))
+            print(f"run {r + 1} {v:22s} {res[v][-1]:7.1f} images/s", flush=True)
+    print(f"\nModel B phase 2, {a.size} px, batch 32, float32, {os.cpu_count()} CPU cores, each figure in a fresh process")
+    base = res["as trained"]
+    for v, text in VARIANTS.items():
+        ratios = " / ".join(f"{x / b:.2f}x" for x, b in zip(res[v], base))
+        print(f"{v:22s} {' / '.join(f'{x:.1f}' for x in res[v]):>16s} images/s  {ratios:>14s}  {text}")
+
+if __name__ == "__main__": sys.exit(main())
