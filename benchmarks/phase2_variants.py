@@ -5,7 +5,7 @@ images, augmentation, prefetch), float32, each variant in a fresh process, `--re
 
     python benchmarks/phase2_variants.py [--size 96] [--images 640] [--repeats 2] [--data PATH]
 """
-import argparse, os, subprocess, sys, time
+import argparse, os, subprocess, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -15,22 +15,12 @@ VARIANTS = {"as trained": "the training step of `train_model_b`'s phase 2",
             "bn constants": "each folded BN's scale and shift computed once, as graph constants",
             "frozen bf16": "the 30 frozen backbone layers (stem to block 3's expansion) in mixed_bfloat16"}
 
-def timed_steps(model, ds, steps, spe):
-    "Seconds per `steps` steps, timed between ends of compiled calls (one per `spe` steps), after the first call."
-    import keras
-    ends = []
-    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append((batch, time.perf_counter())))
-    warm = max(spe, 2)
-    model.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer])
-    (b0, t0), (b1, t1) = next(e for e in ends if e[0] + 1 >= warm), ends[-1]
-    return t1 - t0, b1 - b0
-
 def measure(variant, a):
     import tensorflow as tf, keras
     from keras import ops
     from face_report.data import prepare_splits, make_dataset
     from face_report.models import FoldableBatchNormalization
-    from train_speed import build
+    from train_speed import build, timed_fit
     if variant == "bn constants":
         computed = FoldableBatchNormalization.scale_and_shift
         def constant_scale_and_shift(self):
@@ -45,8 +35,8 @@ def measure(variant, a):
     if variant == "frozen bf16":
         bb = m.get_layer("backbone")
         for layer in bb.layers[1:len(bb.layers) - 120]: layer.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
-    seconds, steps = timed_steps(m, ds, a.images // 32, spe)
-    return steps * 32 / seconds
+    steps = a.images // 32
+    return steps * 32 / timed_fit(m, ds, steps, warm=max(spe, 2))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -22,13 +22,16 @@ STOCK, NO_FOLD = "ours, Keras's layers", "ours, BN not folded"
 
 def timed_fit(model, ds, steps, warm=2):
     """Seconds for `steps` training steps of `model.fit` on the endless dataset `ds`, timed from the end of the
-    `warm`-th step to the end of the last one. Timing the whole `fit` call instead counts the tear-down of the endless
-    tf.data iterator, which was seen to wait up to 2.5 s (fits of 20 steps ended at multiples of 10.24 s)."""
+    compiled call that completes the `warm`-th step to the end of the last one (Keras reports once per call, every
+    `steps_per_execution` steps; `warm` should be a multiple of it). Timing the whole `fit` call instead counts the
+    tear-down of the endless tf.data iterator, which was seen to wait up to 2.5 s (fits of 20 steps ended at multiples
+    of 10.24 s)."""
     import keras
-    ends = []
-    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append(time.perf_counter()))
+    ends = []  # (index of the call's last step, time)
+    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append((batch, time.perf_counter())))
     model.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer])
-    return ends[-1] - ends[warm - 1]
+    (b0, t0), (b1, t1) = next(e for e in ends if e[0] + 1 >= warm), ends[-1]
+    return (t1 - t0) * steps / (b1 - b0)
 
 def build(kind, size, precision="float32", fast_grad=True, fold=True, **compile_kwargs):
     """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (top 120 layers trainable), compiled as in training

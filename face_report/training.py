@@ -422,7 +422,11 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         info = {"epochs": int((h.phase == 1).sum()), "seconds": round(s1, 1)}
         write_json(marker, info)
     model = build("B2")  # phase 2 may run in another precision: rebuilt, from phase 1's best weights
-    if best1.exists(): model.load_weights(str(best1))
+    if info["epochs"]:
+        if not best1.exists():
+            raise TrainingError(f"{best1} is missing: Model B's phase 1 finished ({info['epochs']} epochs, see {marker}) "
+                                f"but its best weights are gone; delete {marker} to train phase 1 again")
+        model.load_weights(str(best1))
     with strategy.scope():
         unfreeze_top(model, p["n_unfreeze"], verbose=False)
         compile_multitask(model, p["lr_b2"]*r, p["age_weight_b"], p["label_smoothing"])
