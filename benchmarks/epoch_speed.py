@@ -34,7 +34,7 @@ def one(kind, autotune, epochs, size, data):
             rows.append({"epoch": epoch + 1, "seconds": now - self.t0, "first_batch": self.ends[0] - self.t0,
                          "median_step_ms": 1000*float(np.median(np.diff(self.ends))), "validation": now - self.v0})
     m.fit(feed("train", p["batch_size"], True), validation_data=feed("val", p["eval_batch_size"], False),
-          epochs=epochs, verbose=0, callbacks=[Timer()])
+          epochs=epochs, verbose=0, callbacks=[Timer()], shuffle=False)
     return rows
 
 def main():

@@ -29,7 +29,7 @@ def timed_fit(model, ds, steps, warm=2):
     import keras
     ends = []  # (index of the call's last step, time)
     timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: ends.append((batch, time.perf_counter())))
-    model.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer])
+    model.fit(ds, epochs=1, steps_per_epoch=warm + steps, verbose=0, callbacks=[timer], shuffle=False)
     (b0, t0), (b1, t1) = next(e for e in ends if e[0] + 1 >= warm), ends[-1]
     return (t1 - t0) * steps / (b1 - b0)
 

@@ -237,7 +237,8 @@ def fit_phase(model, # a compiled model
     val = make_dataset(splits.images["val"], splits.frames["val"], p["eval_batch_size"]*replicas)
     cbs, ckpt = _callbacks(run_dir, tag, phase, epoch_offset, epochs, p, tag.replace("_", " "), log)
     t0 = time.time()
-    model.fit(train, validation_data=val, epochs=epochs, callbacks=cbs, verbose=0)
+    # `train` is shuffled by tf.data; Keras's default shuffle=True would only warn that it is ignored
+    model.fit(train, validation_data=val, epochs=epochs, callbacks=cbs, verbose=0, shuffle=False)
     secs = time.time() - t0
     if getattr(model, "face_report_nan", False):
         raise TrainingError(f"{tag}: the loss became NaN; training stopped. Kept: {run_dir/('history_' + tag[0] + '.csv')} "
