@@ -1,9 +1,10 @@
 """Model B phase 2: images/s of the training step as `face_report` runs it and under variants that did not make it
 faster on the 2-core Xeon: XLA, `steps_per_execution=4`, the folded BatchNormalization's scale and shift as constants,
-and the frozen backbone layers in mixed_bfloat16. The real data pipeline of `benchmarks/train_speed.py` (cached
-images, augmentation, prefetch), float32, each variant in a fresh process, `--repeats` times, alternating.
+the frozen backbone layers in mixed_bfloat16, and the last two together. The real data pipeline of
+`benchmarks/train_speed.py` (cached images, augmentation, prefetch), float32, each variant in a fresh process,
+`--repeats` times, alternating; `--only` picks variants (always timed against "as trained").
 
-    python benchmarks/phase2_variants.py [--size 96] [--images 640] [--repeats 2] [--data PATH]
+    python benchmarks/phase2_variants.py [--size 96] [--images 640] [--repeats 2] [--only VARIANT ...] [--data PATH]
 """
 import argparse, os, subprocess, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -13,7 +14,8 @@ VARIANTS = {"as trained": "the training step of `train_model_b`'s phase 2",
             "xla": "compiled with jit_compile=True",
             "steps_per_execution=4": "four steps per call of the compiled training function",
             "bn constants": "each folded BN's scale and shift computed once, as graph constants",
-            "frozen bf16": "the 30 frozen backbone layers (stem to block 3's expansion) in mixed_bfloat16"}
+            "frozen bf16": "the 30 frozen backbone layers (stem to block 3's expansion) in mixed_bfloat16",
+            "spe=4 + frozen bf16": "the last two together"}
 
 def measure(variant, a):
     import tensorflow as tf, keras
@@ -30,9 +32,9 @@ def measure(variant, a):
         FoldableBatchNormalization.scale_and_shift = constant_scale_and_shift
     sp = prepare_splits(a.data, n_images=a.images + 150, val_fraction=0.1, test_size=50, seed=0, image_size=a.size)
     ds = make_dataset(sp.images["train"][:a.images], sp.frames["train"].iloc[:a.images], 32, shuffle=True, augment=True, seed=0).repeat()
-    spe = 4 if variant == "steps_per_execution=4" else 1
+    spe = 4 if variant in ("steps_per_execution=4", "spe=4 + frozen bf16") else 1
     m = build("B2", a.size, "float32", jit_compile=variant == "xla", steps_per_execution=spe)
-    if variant == "frozen bf16":
+    if variant in ("frozen bf16", "spe=4 + frozen bf16"):
         bb = m.get_layer("backbone")
         for layer in bb.layers[1:len(bb.layers) - 120]: layer.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
     steps = a.images // 32
@@ -42,12 +44,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=640)
     ap.add_argument("--repeats", type=int, default=2); ap.add_argument("--data", default=None)
+    ap.add_argument("--only", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="the variants to time")
     ap.add_argument("--one", choices=list(VARIANTS), help="time one variant in this process")
     a = ap.parse_args()
     if a.one: print(measure(a.one, a)); return
-    res = {v: [] for v in VARIANTS}
+    variants = ["as trained"] + [v for v in a.only if v != "as trained"]
+    res = {v: [] for v in variants}
     for r in range(a.repeats):
-        for v in VARIANTS:
+        for v in variants:
             args = [sys.executable, __file__, "--one", v, "--size", str(a.size), "--images", str(a.images)] + (["--data", a.data] if a.data else [])
             out = subprocess.run(args, capture_output=True, text=True)
             if out.returncode: sys.exit(f"{v} failed:\n{out.stderr[-3000:]}")
@@ -55,7 +59,8 @@ def main():
             print(f"run {r + 1} {v:22s} {res[v][-1]:7.1f} images/s", flush=True)
     print(f"\nModel B phase 2, {a.size} px, batch 32, float32, {os.cpu_count()} CPU cores, each figure in a fresh process")
     base = res["as trained"]
-    for v, text in VARIANTS.items():
+    for v in variants:
+        text = VARIANTS[v]
         ratios = " / ".join(f"{x / b:.2f}x" for x, b in zip(res[v], base))
         print(f"{v:22s} {' / '.join(f'{x:.1f}' for x in res[v]):>16s} images/s  {ratios:>14s}  {text}")
 
