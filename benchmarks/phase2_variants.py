@@ -6,24 +6,26 @@ the frozen backbone layers in mixed_bfloat16, and the last two together. The rea
 
     python benchmarks/phase2_variants.py [--size 96] [--images 640] [--repeats 2] [--only VARIANT ...] [--data PATH]
 """
-import argparse, os, subprocess, sys
+import argparse, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-VARIANTS = {"as trained": "the training step of `train_model_b`'s phase 2",
-            "xla": "compiled with jit_compile=True",
-            "steps_per_execution=4": "four steps per call of the compiled training function",
-            "bn constants": "each folded BN's scale and shift computed once, as graph constants",
-            "frozen bf16": "the 30 frozen backbone layers (stem to block 3's expansion) in mixed_bfloat16",
-            "spe=4 + frozen bf16": "the last two together"}
+LEVERS = {"xla": "compiled with jit_compile=True",
+          "spe=4": "four steps per call of the compiled training function",
+          "bn constants": "each folded BN's scale and shift computed once, as graph constants",
+          "frozen bf16": "the 30 frozen backbone layers (stem to block 3's expansion) in mixed_bfloat16"}
+VARIANTS = {"as trained": (), "xla": ("xla",), "steps_per_execution=4": ("spe=4",), "bn constants": ("bn constants",),
+            "frozen bf16": ("frozen bf16",), "spe=4 + frozen bf16": ("spe=4", "frozen bf16")}  # variant: its levers
 
 def measure(variant, a):
     import tensorflow as tf, keras
     from keras import ops
     from face_report.data import prepare_splits, make_dataset
     from face_report.models import FoldableBatchNormalization
+    from face_report.training import DEFAULTS
     from train_speed import build, timed_fit
-    if variant == "bn constants":
+    levers = VARIANTS[variant]
+    if "bn constants" in levers:
         computed = FoldableBatchNormalization.scale_and_shift
         def constant_scale_and_shift(self):
             if not hasattr(self, "_constants"):
@@ -32,11 +34,11 @@ def measure(variant, a):
         FoldableBatchNormalization.scale_and_shift = constant_scale_and_shift
     sp = prepare_splits(a.data, n_images=a.images + 150, val_fraction=0.1, test_size=50, seed=0, image_size=a.size)
     ds = make_dataset(sp.images["train"][:a.images], sp.frames["train"].iloc[:a.images], 32, shuffle=True, augment=True, seed=0).repeat()
-    spe = 4 if variant in ("steps_per_execution=4", "spe=4 + frozen bf16") else 1
-    m = build("B2", a.size, "float32", jit_compile=variant == "xla", steps_per_execution=spe)
-    if variant in ("frozen bf16", "spe=4 + frozen bf16"):
+    spe = 4 if "spe=4" in levers else 1
+    m = build("B2", a.size, "float32", jit_compile="xla" in levers, steps_per_execution=spe)
+    if "frozen bf16" in levers:
         bb = m.get_layer("backbone")
-        for layer in bb.layers[1:len(bb.layers) - 120]: layer.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
+        for layer in bb.layers[1:len(bb.layers) - DEFAULTS["n_unfreeze"]]: layer.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
     steps = a.images // 32
     return steps * 32 / timed_fit(m, ds, steps, warm=max(spe, 2))
 
@@ -48,19 +50,18 @@ def main():
     ap.add_argument("--one", choices=list(VARIANTS), help="time one variant in this process")
     a = ap.parse_args()
     if a.one: print(measure(a.one, a)); return
+    from train_speed import fresh_figure
     variants = ["as trained"] + [v for v in a.only if v != "as trained"]
     res = {v: [] for v in variants}
     for r in range(a.repeats):
         for v in variants:
-            args = [sys.executable, __file__, "--one", v, "--size", str(a.size), "--images", str(a.images)] + (["--data", a.data] if a.data else [])
-            out = subprocess.run(args, capture_output=True, text=True)
-            if out.returncode: sys.exit(f"{v} failed:\n{out.stderr[-3000:]}")
-            res[v].append(float(out.stdout.split()[-1]))
+            res[v].append(fresh_figure(__file__, "--one", v, "--size", a.size, "--images", a.images,
+                                       *(["--data", a.data] if a.data else [])))
             print(f"run {r + 1} {v:22s} {res[v][-1]:7.1f} images/s", flush=True)
     print(f"\nModel B phase 2, {a.size} px, batch 32, float32, {os.cpu_count()} CPU cores, each figure in a fresh process")
     base = res["as trained"]
     for v in variants:
-        text = VARIANTS[v]
+        text = " and ".join(LEVERS[l] for l in VARIANTS[v]) or "the training step of `train_model_b`'s phase 2"
         ratios = " / ".join(f"{x / b:.2f}x" for x, b in zip(res[v], base))
         print(f"{v:22s} {' / '.join(f'{x:.1f}' for x in res[v]):>16s} images/s  {ratios:>14s}  {text}")
 

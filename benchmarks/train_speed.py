@@ -34,14 +34,14 @@ def timed_fit(model, ds, steps, warm=2):
     return (t1 - t0) * steps / (b1 - b0)
 
 def build(kind, size, precision="float32", fast_grad=True, fold=True, **compile_kwargs):
-    """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (top 120 layers trainable), compiled as in training
+    """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (the top `n_unfreeze` layers trainable), compiled as in training
     (with `compile_kwargs` for `Model.compile`);
     `fast_grad=False`: the backbone's depthwise layers run Keras's own code (the stock `DepthwiseConv2D`);
     `fold=False`: its BatchNormalization layers run Keras's own code instead of being folded into the convolutions."""
     import keras
     from face_report.models import (build_model_a, build_model_b, freeze_backbone, unfreeze_top, DepthwiseConv2DFastGrad,
                                     FoldableBatchNormalization)
-    from face_report.training import compile_multitask
+    from face_report.training import DEFAULTS, compile_multitask
     keras.mixed_precision.set_global_policy(precision)
     if kind == "A":
         m = build_model_a(input_size=size); compile_multitask(m, 2e-4, 0.3, **compile_kwargs); return m
@@ -50,7 +50,7 @@ def build(kind, size, precision="float32", fast_grad=True, fold=True, **compile_
         if isinstance(layer, DepthwiseConv2DFastGrad): layer.fast_grad = fast_grad
         if isinstance(layer, FoldableBatchNormalization): layer.fold = fold
     if kind == "B1": freeze_backbone(m)
-    else: unfreeze_top(m, 120, verbose=False)
+    else: unfreeze_top(m, DEFAULTS["n_unfreeze"], verbose=False)
     compile_multitask(m, 1e-4, 0.2, **compile_kwargs); return m
 
 def measure(kind, label, precision, a):
@@ -82,13 +82,18 @@ def measure(kind, label, precision, a):
     m = build(kind, a.size, precision, fast_grad=label in ("ours", NO_FOLD), fold=label == "ours")
     return steps*a.batch/timed_fit(m, (naive if label == "naive" else ours)(), steps)
 
-def isolated(kind, label, precision, a):
-    """`measure` in a fresh process: an endless tf.data pipeline or generator of an earlier measurement can keep
-    working in the background and slow the next one down (seen as 235-241 instead of 270-276 images/s for phase 2)."""
-    args = ["--size", str(a.size), "--images", str(a.images), "--batch", str(a.batch)] + (["--data", a.data] if a.data else [])
-    out = subprocess.run([sys.executable, __file__, "--one", kind, label, precision, *args], capture_output=True, text=True)
-    if out.returncode: sys.exit(f"{kind} {label} {precision} failed:\n{out.stderr[-3000:]}")
+def fresh_figure(script, *args):
+    """The figure (the last number printed) of `python script *args`, run in a fresh process: an endless tf.data
+    pipeline or generator of an earlier measurement can keep working in the background and slow the next one down
+    (seen as 235-241 instead of 270-276 images/s for phase 2). Exits with the child's error if it fails."""
+    out = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True)
+    if out.returncode: sys.exit(f"{' '.join(map(str, args))} failed:\n{out.stderr[-3000:]}")
     return float(out.stdout.split()[-1])
+
+def isolated(kind, label, precision, a):
+    "`measure` in a fresh process (`fresh_figure`)."
+    return fresh_figure(__file__, "--one", kind, label, precision, "--size", a.size, "--images", a.images,
+                        "--batch", a.batch, *(["--data", a.data] if a.data else []))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
