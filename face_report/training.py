@@ -16,9 +16,9 @@ from .data import Splits, make_dataset, prepare_splits
 # %% auto #0
 __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'TrainingError', 'resolve_params',
            'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
-           'make_strategy', 'compile_multitask', 'init_age_bias', 'read_history', 'fit_phase', 'roc_auc',
-           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'start_run', 'train_model_a', 'train_model_b',
-           'train_all']
+           'make_strategy', 'onednn_fpmath', 'use_bf16_math', 'compile_multitask', 'init_age_bias', 'read_history',
+           'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'start_run',
+           'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -122,6 +122,18 @@ def make_strategy(name:str="none", # "none", "mirrored" (all local GPUs / logica
     elif name == "multiworker": _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
     else: raise ValueError(f"unknown strategy {name!r}; choose none, mirrored or multiworker")
     return _STRATEGIES[name]
+
+# %% ../nbs/02_training.ipynb #f9a1b2c3
+def onednn_fpmath() -> str: # e.g. "STRICT" (oneDNN's default) or "BF16"
+    "oneDNN's floating-point math mode in this process: `ONEDNN_DEFAULT_FPMATH_MODE`, which oneDNN reads once, at its first primitive."
+    return os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT").upper()
+
+def use_bf16_math() -> str: # the mode in effect afterwards
+    """On a CPU with AMX, let oneDNN's float32 convolutions compute in bf16 on the AMX tiles (inputs rounded to bf16,
+    float32 sums and storage) unless `ONEDNN_DEFAULT_FPMATH_MODE` is already set. Call it before any model runs;
+    `face-report train` and `run` do."""
+    if cpu_has_amx(): os.environ.setdefault("ONEDNN_DEFAULT_FPMATH_MODE", "BF16")
+    return onednn_fpmath()
 
 # %% ../nbs/02_training.ipynb #a4e11625
 def compile_multitask(model, # a model with outputs `gender` and `age`
@@ -321,6 +333,7 @@ def start_run(params:dict, # from `resolve_params`
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
                             "use another run folder, or retrain=True (--retrain) to replace it")
     rec = {**params, "precision": {m: choose_precision(params["precision"], m) for m in PHASES}, "precision_requested": params["precision"], "onednn": onednn_enabled(),
+           "onednn_fpmath": onednn_fpmath(),
            "package_version": __version__, "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
            f"{keras.backend.backend()}_version": sys.modules[keras.backend.backend()].__version__,
            "python_version": platform.python_version(), "weights_source": backbone_weights_source(params["backbone"], params["weights"]),
