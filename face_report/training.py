@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import Splits, make_dataset, prepare_splits
+from .data import Splits, load_utkface, make_dataset, prepare_splits
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'TrainingError', 'resolve_params',
-           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
-           'make_strategy', 'onednn_fpmath', 'use_bf16_math', 'compile_multitask', 'init_age_bias', 'read_history',
-           'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'start_run',
+__all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'OPEN', 'FROM', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS',
+           'EVALUATION', 'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled',
+           'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath',
+           'use_bf16_math', 'compile_multitask', 'init_age_bias', 'read_history', 'fit_phase', 'roc_auc',
+           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run',
            'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
@@ -39,6 +40,30 @@ RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "image_size", "batc
             "lr_a", "age_weight_a", "l2", "epochs_b1", "lr_b1", "epochs_b2", "lr_b2", "age_weight_b", "n_unfreeze",
             "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias")
 
+# what each parameter may be: a whole number from a minimum, a number in an interval, or one of some choices
+WHOLE = dict(n_images=1, test_size=0, seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
+             epochs_a=1, epochs_b1=1, epochs_b2=1, n_unfreeze=0)
+OPEN, FROM = (0, 1, False), (0, 1, True)  # (low, high, low allowed): 0 < x < 1 and 0 <= x < 1
+NUMBER = dict(val_fraction=OPEN, lr_a=OPEN, lr_b1=OPEN, lr_b2=OPEN, lr_factor=OPEN, label_smoothing=FROM, min_lr=FROM,
+              age_weight_a=(0, math.inf, True), age_weight_b=(0, math.inf, True), l2=(0, math.inf, True))
+CHOICES = dict(precision=("auto", "float32", "mixed_bfloat16", "mixed_float16"), strategy=("none", "mirrored", "multiworker"),
+               age_bias=("median", "zero"))
+
+def check_params(p:dict, # from `resolve_params`
+                ) -> dict: # `p`, when every value is usable
+    "Refuse a parameter of the wrong type or out of range with a message naming it (`n_images` None means every image)."
+    def bad(k, why): raise ValueError(f"parameter {k}={p[k]!r} {why}")
+    for k, lo in WHOLE.items():
+        if k == "n_images" and p[k] is None: continue
+        if isinstance(p[k], bool) or not isinstance(p[k], int): bad(k, "must be a whole number")
+        if p[k] < lo: bad(k, f"must be at least {lo}")
+    for k, (lo, hi, lo_ok) in NUMBER.items():
+        if isinstance(p[k], bool) or not isinstance(p[k], (int, float)): bad(k, "must be a number")
+        if not (lo <= p[k] if lo_ok else lo < p[k]) or not p[k] < hi: bad(k, f"must be in {'[(' [not lo_ok]}{lo}, {hi})")
+    for k, allowed in CHOICES.items():
+        if p[k] not in allowed: bad(k, f"must be one of {', '.join(map(str, allowed))}")
+    return p
+
 class TrainingError(RuntimeError):
     "Training cannot go on; the message says why and what was kept."
 
@@ -52,7 +77,7 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     p = {**DEFAULTS, **PROFILES[profile], "profile": profile}
     p.update({k: v for k, v in overrides.items() if v is not None})
     if p["run_dir"] is None: p["run_dir"] = f"runs/{profile}"
-    return p
+    return check_params(p)
 
 # %% ../nbs/02_training.ipynb #8e55ee80
 def backend_devices() -> list[str]: # e.g. ["/physical_device:CPU:0"] or ["cuda:0"]
@@ -179,9 +204,9 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
     ckpt = run_dir/"checkpoints"/f"{tag}_best.weights.h5"; ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     class History(keras.callbacks.Callback):
-        "Append one row per finished epoch; on resume drop rows of epochs that will be re-run."
+        "Append one row per finished epoch; on resume drop rows of epochs that will be re-run and sum the kept ones' time."
         def on_train_begin(self, logs=None):
-            self.t0, self.trimmed = time.time(), False
+            self.t0, self.trimmed, self.earlier_seconds = time.time(), False, 0.0
         def on_epoch_begin(self, epoch, logs=None):
             self.te = time.time()
             if self.trimmed: return
@@ -189,6 +214,7 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
             h = read_history(hist_path)
             keep = h[~((h.phase == phase) & (h.epoch > epoch_offset + epoch))]
             if len(keep) != len(h): keep.to_csv(hist_path, index=False)
+            self.earlier_seconds = float(keep[keep.phase == phase].wall_seconds.sum())  # epochs of earlier sessions
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
             row = {c: logs.get(c, np.nan) for c in HISTORY_COLUMNS}
@@ -240,7 +266,7 @@ def fit_phase(model, # a compiled model
               p:dict, # run parameters
               epoch_offset:int=0, # epochs already in the history before this phase
               log=print, # progress printer
-             ) -> float: # wall seconds
+             ) -> float: # wall seconds; a resumed phase adds the finished epochs of earlier sessions
     "Train one phase with early stopping, LR schedule, best checkpoint and resume; load the best weights at the end."
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend: the strategy the model was built in
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
@@ -251,7 +277,7 @@ def fit_phase(model, # a compiled model
     t0 = time.time()
     # `train` is shuffled by tf.data; Keras's default shuffle=True would only warn that it is ignored
     model.fit(train, validation_data=val, epochs=epochs, callbacks=cbs, verbose=0, shuffle=False)
-    secs = time.time() - t0
+    secs = time.time() - t0 + next(c.earlier_seconds for c in cbs if hasattr(c, "earlier_seconds"))
     if getattr(model, "face_report_nan", False):
         raise TrainingError(f"{tag}: the loss became NaN; training stopped. Kept: {run_dir/('history_' + tag[0] + '.csv')} "
                             f"(finished epochs) and the best checkpoint so far {ckpt if ckpt.exists() else '(none yet)'}. "
@@ -321,17 +347,28 @@ def write_json(path:str|Path, obj:dict):
     path = Path(path); tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str)); tmp.replace(path)
 
-def start_run(params:dict, # from `resolve_params`
-             ) -> Path: # the run folder
-    "Create or re-open the run folder, refusing one that holds a run with other parameters."
-    import keras
-    from face_report.models import backbone_weights_source
-    run_dir = Path(params["run_dir"]); run_dir.mkdir(parents=True, exist_ok=True)
+def check_run_folder(params:dict, # from `resolve_params`
+                    ) -> Path: # the run folder (not created)
+    "Refuse a run folder that holds a run with other parameters, unless `params` asks to retrain."
+    run_dir = Path(params["run_dir"])
     old = read_json(run_dir/"params.json")
     diff = {k: (old.get(k), params.get(k)) for k in RUN_KEYS if k in old and old.get(k) != params.get(k)}
     if diff and not params.get("retrain"):
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
                             "use another run folder, or retrain=True (--retrain) to replace it")
+    return run_dir
+
+def check_run(params:dict, # from `resolve_params`
+             ) -> Path: # the run folder (not created)
+    "What a run needs before anything is written: a run folder free for `params` (`check_run_folder`) and readable data."
+    run_dir = check_run_folder(params); load_utkface(params.get("data")); return run_dir
+
+def start_run(params:dict, # from `resolve_params`
+             ) -> Path: # the run folder
+    "Create or re-open the run folder, refusing one that holds a run with other parameters."
+    import keras
+    from face_report.models import backbone_weights_source
+    run_dir = check_run_folder(params); run_dir.mkdir(parents=True, exist_ok=True)
     rec = {**params, "precision": {m: choose_precision(params["precision"], m) for m in PHASES}, "precision_requested": params["precision"], "onednn": onednn_enabled(),
            "onednn_fpmath": onednn_fpmath(),
            "package_version": __version__, "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),

@@ -129,6 +129,19 @@ def test_render_site_quarto_requires_quarto(tmp_path, monkeypatch):
         report.render_site(tmp_path, engine="auto")
 
 
+def test_render_site_refuses_unfinished_runs(rendered, tmp_path):
+    "A folder without executed pages gets no site folders; a run stopped at a failed page gets no site."
+    with pytest.raises(FileNotFoundError, match="run the pipeline first"):
+        report.render_site(tmp_path/"not_a_run", engine="pandoc")
+    assert not (tmp_path/"not_a_run").exists()
+    run_dir, _ = rendered
+    (run_dir/"pipeline.json").write_text(json.dumps({"pages": [{"page": "1_introduction.ipynb", "status": "done"},
+                                                               {"page": "2_custom_cnn.ipynb", "status": "failed"}]}))
+    with pytest.raises(RuntimeError, match=r"did not finish: 2_custom_cnn.ipynb \(failed\)"):
+        report.render_site(run_dir, tmp_path/"site", engine="pandoc")
+    assert not (tmp_path/"site").exists()
+
+
 def test_render_site_quarto_plumbing(rendered, tmp_path, monkeypatch):
     "With quarto on PATH: site_src holds _quarto.yml (the run's pages), index.md and the notebooks; quarto's site is copied."
     run_dir, _ = rendered
@@ -177,7 +190,8 @@ def stand_in_training(monkeypatch, tmp_path):
         unknown = set(overrides) - set(base)
         if unknown: raise TypeError(f"unknown parameters {unknown}")
         return {**base, **overrides}
-    monkeypatch.setitem(sys.modules, "face_report.training", types.SimpleNamespace(resolve_params=resolve_params))
+    monkeypatch.setitem(sys.modules, "face_report.training",
+                        types.SimpleNamespace(resolve_params=resolve_params, check_run=lambda p: Path(p["run_dir"])))
 
 
 def test_run_pipeline_runs_pages_and_stops_on_failure(tmp_path, stand_in_training):
@@ -227,6 +241,21 @@ def test_run_pipeline_interrupt_keeps_executed_pages(tmp_path, stand_in_training
     assert any("interrupted" in l and "Kept executed pages: 1_page.ipynb" in l for l in lines)
     state = json.loads((tmp_path/"run"/"pipeline.json").read_text())
     assert [p["status"] for p in state["pages"]] == ["done", "interrupted"]
+
+
+def test_refused_run_changes_nothing(tmp_path):
+    "A run folder holding another run, or data that cannot be read: refused before any file is written."
+    from face_report.training import TrainingError
+    from face_report.data import DataError
+    run_dir = tmp_path/"run"; (run_dir/"notebooks").mkdir(parents=True)
+    (run_dir/"params.json").write_text(json.dumps({"image_size": 64}))
+    (run_dir/"report_params.json").write_text("{}"); (run_dir/"notebooks"/"1_introduction.ipynb").write_text("kept")
+    before = {f: f.read_bytes() for f in run_dir.rglob("*") if f.is_file()}
+    with pytest.raises(TrainingError, match="image_size: 64 -> 48"):
+        report.run_pipeline("quick", run_dir, params=dict(image_size=48))
+    with pytest.raises(DataError, match="not found at .*missing.tar.gz"):
+        report.run_pipeline("quick", run_dir, params=dict(image_size=64, data=str(tmp_path/"missing.tar.gz")))
+    assert {f: f.read_bytes() for f in run_dir.rglob("*") if f.is_file()} == before
 
 
 def test_run_pipeline_unknown_page(stand_in_training, tmp_path):

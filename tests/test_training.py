@@ -81,6 +81,17 @@ def test_resume_after_kill(tmp_path):
     assert (Path(p["run_dir"]) / "model_A.keras").exists()
 
 
+def test_resumed_phase_counts_earlier_epochs(tmp_path):
+    "A phase resumed after epoch 2 of 3 keeps rows 1-2 and their seconds, which `fit_phase` adds to its own."
+    from face_report.training import _callbacks, read_history
+    rows = [{**dict.fromkeys(HISTORY_COLUMNS, 0.0), "epoch": e, "phase": 1, "wall_seconds": 100.0} for e in (1, 2, 3)]
+    pd.DataFrame(rows).to_csv(tmp_path / "history_A.csv", index=False)
+    cbs, _ = _callbacks(tmp_path, "A", 1, 0, 5, tiny_params(tmp_path), "A")
+    history = next(c for c in cbs if type(c).__name__ == "History")
+    history.on_train_begin(); history.on_epoch_begin(2)  # restored from the backup taken after epoch 2
+    assert history.earlier_seconds == 200.0 and read_history(tmp_path / "history_A.csv").epoch.tolist() == [1, 2]
+
+
 def test_nan_loss_stops_with_clear_message(tmp_path):
     p = tiny_params(tmp_path)
     s = tiny_splits(p, tmp_path)
