@@ -26,13 +26,12 @@ def _overrides(args) -> dict:
 
 def cmd_data(args) -> int:
     "Print the split table and the rejected-file summary."
-    from face_report.data import load_utkface, make_splits, split_table, rejected_summary, rejected_files, decode_images
+    from face_report.data import load_utkface, make_splits, split_table, rejected_files, decode_images
     import time
-    df = load_utkface(args.data)
-    print(rejected_summary(df))
+    df = load_utkface(args.data)  # logs the one-line summary of usable and rejected files
     rej = rejected_files(df)
-    if len(rej): print(rej.to_string(index=False, max_rows=20))
-    frames = make_splits(df, args.n_images, args.val_fraction, args.test_size, args.seed)
+    if len(rej): print("Rejected files:"); print(rej.to_string(index=False, max_rows=20))
+    frames = make_splits(df, args.n_images or None, args.val_fraction, args.test_size, args.seed)
     print(split_table(frames).to_string())
     if args.image_size:
         t = time.time(); n = sum(len(decode_images(f["path"].tolist(), args.image_size)) for f in frames.values())
@@ -69,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("data", help="load UTKFace, print the splits and the rejected files")
     d.add_argument("--data", help="UTKFace.tar.gz or a folder of images (default: $FACE_REPORT_DATA or data/UTKFace.tar.gz)")
-    d.add_argument("--n-images", type=int, default=5000); d.add_argument("--val-fraction", type=float, default=0.2)
+    d.add_argument("--n-images", type=int, default=5000, help="train+validation pool; 0: every image outside the test split")
+    d.add_argument("--val-fraction", type=float, default=0.2)
     d.add_argument("--test-size", type=int, default=2000); d.add_argument("--seed", type=int, default=42)
     d.add_argument("--image-size", type=int, default=0, help="also build the decoded-image cache at this size")
     d.set_defaults(func=cmd_data)
@@ -106,3 +106,7 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         if os.environ.get("FACE_REPORT_DEBUG"): raise
         print(f"face-report {args.command}: error: {e}", file=sys.stderr)
         return 1
+
+# %% ../nbs/06_cli.ipynb #5f0c2d9e
+if __name__ == "__main__" and "IPython" not in sys.modules:  # `python -m face_report.cli ...`, not this notebook
+    sys.exit(main())

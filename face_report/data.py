@@ -262,6 +262,9 @@ def make_splits(df:pd.DataFrame, # from `load_utkface`
                 seed:int=42, # random seed for every draw
                ) -> dict[str, pd.DataFrame]: # "train", "val", "test"
     "The report's seeded train/validation split plus a fixed held-out test split."
+    if not 0 < val_fraction < 1: raise DataError(f"val_fraction must be between 0 and 1, not {val_fraction}")
+    if test_size < 0: raise DataError(f"test_size must be 0 or more, not {test_size}")
+    if n_images is not None and n_images < 1: raise DataError(f"n_images must be at least 1 (None: every image), not {n_images}")
     df = df.sort_values("path").reset_index(drop=True)
     df.attrs = {}
     if test_size + (n_images or 0) > len(df):
@@ -317,11 +320,13 @@ def decode_images(paths:list[str], # image files
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f".partial{os.getpid()}.npy")
-        arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
-        def one(i): arr[i] = load_image(paths[i], size)
-        with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: list(ex.map(one, range(len(paths))))
-        arr.flush(); del arr
-        tmp.rename(out)
+        try:
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
+            def one(i): arr[i] = load_image(paths[i], size)
+            with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: list(ex.map(one, range(len(paths))))
+            arr.flush(); del arr
+            tmp.rename(out)
+        finally: tmp.unlink(missing_ok=True)  # a failed or interrupted decode leaves no half-written file
     return np.load(out, mmap_mode="r")
 
 # %% ../nbs/00_data.ipynb #ff743edb

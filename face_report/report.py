@@ -14,11 +14,11 @@ from .training import read_json, write_json
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'SITE_CSS', 'SITE_TEMPLATE', 'repo_root', 'page_paths', 'venv_kernel',
            'papermill_log', 'PageError', 'execute_pages', 'make_dummy_page', 'run_pipeline', 'page_params',
            'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b',
-           'curve_noise', 'overfitting_level', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
-           'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences', 'breakdown_table',
-           'params_table', 'wall_time_table', 'precision_text', 'environment_table', 'merged_streams', 'notebook_title',
-           'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'render_pandoc',
-           'quarto_notebook', 'render_quarto', 'render_site']
+           'curve_noise', 'gender_chance', 'overfitting_level', 'discussion_paragraphs', 'describe_augmentation',
+           'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
+           'breakdown_table', 'params_table', 'wall_time_table', 'precision_text', 'environment_table',
+           'merged_streams', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown',
+           'executed_pages', 'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -167,8 +167,9 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
                  retrain:bool=False, # retrain models even when the run folder holds finished ones
                  log=print, # progress function
                 ) -> Path: # the run folder
-    "Resolve the parameters, then execute the report pages with papermill into `run_dir/notebooks/`."
-    from face_report.training import resolve_params
+    """Resolve the parameters, then execute the report pages with papermill into `run_dir/notebooks/`. A run folder
+    holding another run, or data that cannot be read, is refused before anything is written (`check_run`)."""
+    from face_report.training import resolve_params, check_run
     overrides = dict(params or {})
     overrides.pop("retrain", None)
     if run_dir is not None: overrides["run_dir"] = str(run_dir)
@@ -177,6 +178,7 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
     p.update(run_dir=str(run_dir), profile=p.get("profile", profile), retrain=bool(retrain))
     if p.get("data") and Path(p["data"]).expanduser().exists(): p["data"] = str(Path(p["data"]).expanduser().resolve())
     paths = page_paths(pages)
+    check_run(p)
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir/"report_params.json", p)
     log(f"Report run: profile {p['profile']}, {len(paths)} page(s), run folder {run_dir}")
@@ -311,6 +313,14 @@ def curve_noise(history, # one model's history DataFrame
     x = history[column].astype(float)
     return float((x - x.rolling(5, center=True, min_periods=1).mean()).std() / abs(x.mean()))
 
+def gender_chance(predictions, # one split's predictions: `gender` (0/1) and `p_female`
+                 ) -> dict: # accuracy, majority (share of the commoner gender), n, at_chance
+    "Whether gender predictions fail to beat always answering the commoner gender by more than two standard errors."
+    n, female = len(predictions), float(predictions.gender.mean())
+    majority = max(female, 1 - female)
+    accuracy = float(((predictions.p_female >= 0.5).astype(int) == predictions.gender).mean())
+    return dict(accuracy=accuracy, majority=majority, n=n, at_chance=bool(accuracy <= majority + 2*(majority*(1 - majority)/n)**0.5))
+
 def overfitting_level(split_metrics:dict, # one model's {"train": S, "val": S} from metrics.json
                      ) -> str: # "no clear", "mild" or "marked"
     "How much a model overfits, from its validation-minus-training gaps (thresholds above)."
@@ -348,7 +358,11 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     m, h, p = run.metrics, run.history, run.params
     if not all(k in m for k in "AB"):
         return ["The discussion needs results for both models; this run does not have them (yet)."]
-    out = []
+    chance = {k: gender_chance(run.predictions(k, "val")) for k in run.available("val")}
+    untrained = [k for k, c in chance.items() if c["at_chance"]]
+    out = [f"**Model {k} has not learned gender in this run**: its validation accuracy ({100*chance[k]['accuracy']:.1f}%) "
+           f"is no better than always answering the commoner gender ({100*chance[k]['majority']:.1f}%), so the "
+           "comparisons below say more about how long it trained than about its architecture." for k in untrained]
     noise = {(k, t): curve_noise(h.get(k), c) for k in "AB" for t, c in (("gender", "val_gender_loss"), ("age", "val_age_mae"))}
     if any(v != v for v in noise.values()):
         out.append("The learning curves are too short (fewer than 5 epochs) to compare how noisy the two models' training was.")
@@ -417,13 +431,18 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
         s += f" Model {ahead} was ahead on {task} and level with Model {'AB'[ahead == 'A']} on {other}."
     s += _significance_clause(run)
     out.append(s)
-    levels = {k: overfitting_level(m[k]) for k in "AB"}
-    if levels["A"] == levels["B"]:
+    levels = {k: overfitting_level(m[k]) for k in "AB" if k not in untrained}
+    if len(levels) < 2:
+        s = (f"Model {_and(untrained)} learned too little for {'its' if len(untrained) == 1 else 'their'} train–validation "
+             "gaps to show overfitting" + "".join(f"; Model {k} shows {v} overfitting judged by its gaps" for k, v in levels.items()))
+        s += "; a longer run (the `paper` profile) is needed before the gaps can be compared."
+    elif levels["A"] == levels["B"]:
         s = f"Both models show {levels['A']} overfitting judged by their train–validation gaps"
     else:
         s = f"Model A shows {levels['A']} and Model B {levels['B']} overfitting judged by their train–validation gaps"
-    s += (", so a larger and more diverse dataset would be among the most useful improvements." if "no clear" not in levels.values()
-          else "; a larger and more diverse dataset would still widen the variety of faces they generalise to.")
+    if len(levels) == 2:
+        s += (", so a larger and more diverse dataset would be among the most useful improvements." if "no clear" not in levels.values()
+              else "; a larger and more diverse dataset would still widen the variety of faces they generalise to.")
     out.append(s)
     if p.get("profile") == "quick" or p.get("synthetic"):
         out.append(f"*Note: this run used the `{p.get('profile')}` profile"
@@ -508,8 +527,14 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
 # %% ../nbs/05_report.ipynb #66545dfb
 def fit_sentence(metrics:dict, # metrics.json contents
                  model:str, # "A" or "B"
+                 val_predictions=None, # the model's validation predictions, to say when it has not learned gender
                 ) -> str: # one sentence
-    "How much `model` overfits in this run, in words (see `overfitting_level`)."
+    "How much `model` overfits in this run, in words (see `overfitting_level` and `gender_chance`)."
+    c = gender_chance(val_predictions) if val_predictions is not None else {}
+    if c.get("at_chance"):
+        return (f"Model {model} has not learned gender in this run: its validation accuracy ({100*c['accuracy']:.1f}%) is "
+                f"no better than always answering the commoner gender ({100*c['majority']:.1f}% of {c['n']} faces), so its "
+                "train–validation gaps say nothing about overfitting.")
     m = metrics[model]
     acc = 100*(m["val"]["gender_accuracy"] - m["train"]["gender_accuracy"])
     mae = m["val"]["age_mae"] - m["train"]["age_mae"]
@@ -582,7 +607,9 @@ def wall_time_table(metrics:dict, # metrics.json contents
         h = (history or {}).get(k[0])
         if h is None or k == "total": return ""
         return str(int((h.phase == int(k[-1])).sum())) if k.startswith("B_") and "phase" in h else str(len(h))
-    rows = [(names.get(k, k), epochs(k), f"{v:.0f}", f"{v/60:.1f}") for k, v in metrics.get("wall_seconds", {}).items()]
+    w = metrics.get("wall_seconds", {})  # stored in the order the stages finished (a re-used Model A is written last)
+    order = [k for k in names if k in w and k != "total"] + [k for k in w if k not in names] + [k for k in ("total",) if k in w]
+    rows = [(names.get(k, k), epochs(k), f"{w[k]:.0f}", f"{w[k]/60:.1f}") for k in order]
     return pd.DataFrame(rows, columns=["Stage", "Epochs", "Seconds", "Minutes"])
 
 def precision_text(precision:str|dict|None, # params.json's `precision`: one policy, or one per model or phase
@@ -919,11 +946,17 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
                 out_dir=None, # where the site goes; None: `run_dir/site`
                 engine:str="auto", # "quarto", "pandoc" or "auto" (quarto when on PATH, else pandoc)
                ) -> Path: # the site's index.html
-    "Build the report website from a run's executed notebooks (nothing is executed again)."
+    """Build the report website from a run's executed notebooks (nothing is executed again). A folder without executed
+    pages, or a run whose pipeline stopped at a failed or interrupted page (its site would show the traceback), is
+    refused before anything is written."""
     run_dir = Path(run_dir).resolve()
     out_dir = Path(out_dir).resolve() if out_dir is not None else run_dir/"site"
     if engine not in ("auto", "quarto", "pandoc"): raise ValueError(f"engine must be auto, quarto or pandoc, not {engine!r}")
     quarto = shutil.which("quarto")
     if engine == "quarto" and not quarto: raise RuntimeError("engine='quarto' but quarto is not on PATH (use engine='pandoc')")
+    executed_pages(run_dir)
+    unfinished = [f"{p['page']} ({p['status']})" for p in read_json(run_dir/"pipeline.json").get("pages", []) if p.get("status") != "done"]
+    if unfinished: raise RuntimeError(f"{run_dir} holds pages that did not finish: {', '.join(unfinished)}. "
+                                      "Run the pipeline again (`face-report run` with the same options) before rendering")
     if engine == "quarto" or (engine == "auto" and quarto): return render_quarto(run_dir, out_dir, quarto)
     return render_pandoc(run_dir, out_dir)
