@@ -14,12 +14,12 @@ from . import __version__
 from .data import Splits, load_utkface, make_dataset, prepare_splits
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'OPEN', 'FROM', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS',
-           'EVALUATION', 'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled',
-           'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath',
-           'use_bf16_math', 'compile_multitask', 'init_age_bias', 'read_history', 'fit_phase', 'roc_auc',
-           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run',
-           'train_model_a', 'train_model_b', 'train_all']
+__all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION',
+           'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16',
+           'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'use_bf16_math',
+           'compile_multitask', 'init_age_bias', 'read_history', 'fit_phase', 'roc_auc', 'split_metrics',
+           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'train_model_a',
+           'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -43,8 +43,8 @@ RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "image_size", "batc
 # what each parameter may be: a whole number from a minimum, a number in an interval, or one of some choices
 WHOLE = dict(n_images=1, test_size=0, seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
              epochs_a=1, epochs_b1=1, epochs_b2=1, n_unfreeze=0)
-OPEN, FROM = (0, 1, False), (0, 1, True)  # (low, high, low allowed): 0 < x < 1 and 0 <= x < 1
-NUMBER = dict(val_fraction=OPEN, lr_a=OPEN, lr_b1=OPEN, lr_b2=OPEN, lr_factor=OPEN, label_smoothing=FROM, min_lr=FROM,
+_OPEN, _FROM = (0, 1, False), (0, 1, True)  # (low, high, low allowed): 0 < x < 1 and 0 <= x < 1
+NUMBER = dict(val_fraction=_OPEN, lr_a=_OPEN, lr_b1=_OPEN, lr_b2=_OPEN, lr_factor=_OPEN, label_smoothing=_FROM, min_lr=_FROM,
               age_weight_a=(0, math.inf, True), age_weight_b=(0, math.inf, True), l2=(0, math.inf, True))
 CHOICES = dict(precision=("auto", "float32", "mixed_bfloat16", "mixed_float16"), strategy=("none", "mirrored", "multiworker"),
                age_bias=("median", "zero"))
