@@ -61,9 +61,10 @@ def cmd_render(args) -> int:
     return 0
 
 # %% ../nbs/06_cli.ipynb #09a7ea86
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command:str|None=None, # the subcommand to parse; None: all. `predict` and `export` bring their arguments
+                                        # with `face_report.predict`, which imports TensorFlow (seconds): only when needed
+                ) -> argparse.ArgumentParser:
     "The `face-report` argument parser."
-    from face_report.predict import add_predict_arguments, predict_main, add_export_arguments, export_main
     ap = argparse.ArgumentParser(prog="face-report", description="Train, evaluate and compare two CNNs for age and gender on UTKFace.")
     sub = ap.add_subparsers(dest="command", required=True)
     d = sub.add_parser("data", help="load UTKFace, print the splits and the rejected files")
@@ -87,15 +88,19 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="build the report site from a run folder's executed notebooks")
     r.add_argument("run"); r.add_argument("--out"); r.add_argument("--engine", default="auto", choices=["auto", "quarto", "pandoc"])
     r.set_defaults(func=cmd_render)
-    add_predict_arguments(sub.add_parser("predict", help="predict age and gender for images")).set_defaults(func=predict_main)
-    add_export_arguments(sub.add_parser("export", help="export a run's models (keras, savedmodel, tflite)")).set_defaults(func=export_main)
+    pr = sub.add_parser("predict", help="predict age and gender for images")
+    ex = sub.add_parser("export", help="export a run's models (keras, savedmodel, tflite)")
+    if command in (None, "predict", "export"):
+        from face_report.predict import add_predict_arguments, predict_main, add_export_arguments, export_main
+        add_predict_arguments(pr).set_defaults(func=predict_main); add_export_arguments(ex).set_defaults(func=export_main)
     return ap
 
 def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         ) -> int: # exit code
     "Entry point of the `face-report` command."
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv[0] if argv else "").parse_args(argv)
     if args.command in ("train", "run"):  # before any model runs: oneDNN reads its math mode once
         from face_report.training import use_bf16_math; use_bf16_math()
     try: return args.func(args)
