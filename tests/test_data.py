@@ -46,7 +46,8 @@ def test_cli_data(tmp_path):
     r = subprocess.run([str(Path(sys.executable).parent / "face-report"), "data", "--data", str(folder), "--n-images", "20",
                         "--test-size", "5", "--image-size", "32"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
-    assert "train" in r.stdout and "5 rejected" in r.stdout and "decoded-image cache ready" in r.stdout
+    assert "train" in r.stdout and "Rejected files:" in r.stdout and "decoded-image cache ready" in r.stdout
+    assert (r.stdout + r.stderr).count("images usable") == 1 and "5 rejected" in r.stderr  # the summary, logged once
 
 
 @pytest.mark.skipif(not REAL.exists(), reason="real UTKFace archive not present")
