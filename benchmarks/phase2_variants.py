@@ -1,8 +1,8 @@
-"""Model B phase 2: images/s of the training step as `face_report` runs it (oneDNN's float32 convolutions computing in
-bf16 on AMX CPUs, `use_bf16_math`) and under variants: oneDNN's strict float32 (how phase 2 trained before), and levers
-that did not make it faster on the 2-core Xeon: XLA, `steps_per_execution=4`, the folded BatchNormalization's scale and
-shift as constants, the frozen backbone layers in mixed_bfloat16, and the last two together. The real data pipeline of
-`benchmarks/train_speed.py` (cached images, augmentation, prefetch), float32 weights, each variant in a fresh process,
+"""Model B phase 2: images/s of the training step as `face_report` runs it and under variants that did not make it
+clearly faster on the 2-core Xeon: XLA, `steps_per_execution=4`, the folded BatchNormalization's scale and shift as
+constants, the frozen backbone layers in mixed_bfloat16, the last two together, and oneDNN's float32 convolutions
+computing in bf16 on AMX (ONEDNN_DEFAULT_FPMATH_MODE=BF16; "as trained" runs with the variable as the shell sets it). The real data pipeline of
+`benchmarks/train_speed.py` (cached images, augmentation, prefetch), float32, each variant in a fresh process,
 `--repeats` times, alternating; `--only` picks variants (always timed against "as trained").
 
     python benchmarks/phase2_variants.py [--size 96] [--images 640] [--repeats 2] [--only VARIANT ...] [--data PATH]
@@ -11,19 +11,18 @@ import argparse, os, sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-LEVERS = {"strict": "oneDNN's strict float32 math (ONEDNN_DEFAULT_FPMATH_MODE=STRICT)",
-          "xla": "compiled with jit_compile=True",
+LEVERS = {"xla": "compiled with jit_compile=True",
           "spe=4": "four steps per call of the compiled training function",
           "bn constants": "each folded BN's scale and shift computed once, as graph constants",
-          "frozen bf16": "the 30 frozen backbone layers (stem to block 3's expansion) in mixed_bfloat16"}
-VARIANTS = {"as trained": (), "strict float32": ("strict",), "xla": ("xla",), "steps_per_execution=4": ("spe=4",), "bn constants": ("bn constants",),
-            "frozen bf16": ("frozen bf16",), "spe=4 + frozen bf16": ("spe=4", "frozen bf16")}  # variant: its levers
+          "frozen bf16": "the 30 frozen backbone layers (stem to block 3's expansion) in mixed_bfloat16",
+          "fpmath bf16": "oneDNN's float32 convolutions computing in bf16 (ONEDNN_DEFAULT_FPMATH_MODE=BF16)"}
+VARIANTS = {"as trained": (), "xla": ("xla",), "steps_per_execution=4": ("spe=4",), "bn constants": ("bn constants",),
+            "frozen bf16": ("frozen bf16",), "spe=4 + frozen bf16": ("spe=4", "frozen bf16"),
+            "fpmath bf16": ("fpmath bf16",)}  # variant: its levers
 
 def measure(variant, a):
-    from face_report.training import use_bf16_math  # the math mode is read once, at oneDNN's first primitive
     levers = VARIANTS[variant]
-    if "strict" in levers: os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] = "STRICT"
-    use_bf16_math()
+    if "fpmath bf16" in levers: os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] = "BF16"  # read at oneDNN's first primitive
     import tensorflow as tf, keras
     from keras import ops
     from face_report.data import prepare_splits, make_dataset
@@ -63,9 +62,7 @@ def main():
             res[v].append(fresh_figure(__file__, "--one", v, "--size", a.size, "--images", a.images,
                                        *(["--data", a.data] if a.data else [])))
             print(f"run {r + 1} {v:22s} {res[v][-1]:7.1f} images/s", flush=True)
-    from face_report.training import use_bf16_math
-    print(f"\nModel B phase 2, {a.size} px, batch 32, float32, oneDNN math {use_bf16_math()} unless strict, "
-          f"{os.cpu_count()} CPU cores, each figure in a fresh process")
+    print(f"\nModel B phase 2, {a.size} px, batch 32, float32, {os.cpu_count()} CPU cores, each figure in a fresh process")
     base = res["as trained"]
     for v in variants:
         text = " and ".join(LEVERS[l] for l in VARIANTS[v]) or "the training step of `train_model_b`'s phase 2"

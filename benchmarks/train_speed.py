@@ -10,9 +10,6 @@ other precision (float32 vs mixed_bfloat16; --skip-other leaves it out), Model B
 layers (what the layers add) and phase 2 without BN folding only, and a forward-only pass of Model B for comparison
 with phase 1.
 
-Ours runs as `face-report train` does, oneDNN's float32 convolutions computing in bf16 where the CPU has AMX
-(`use_bf16_math`); the naive baseline in oneDNN's strict float32.
-
 Each figure is measured in a fresh process (`--one KIND LABEL PRECISION`), so no earlier pipeline competes for the cores.
 
     python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH] [--skip-other]
@@ -105,10 +102,8 @@ def main():
     ap.add_argument("--skip-other", action="store_true", help="do not time our pipeline in the precision auto did not pick")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "LABEL", "PRECISION"), help="time one configuration in this process")
     a = ap.parse_args()
-    from face_report.training import choose_precision, use_bf16_math
-    if a.one:  # oneDNN reads its math mode once, at its first primitive
-        if a.one[1] == "naive": os.environ["ONEDNN_DEFAULT_FPMATH_MODE"] = "STRICT"
-        use_bf16_math(); print(measure(*a.one, a)); return
+    if a.one: print(measure(*a.one, a)); return
+    from face_report.training import choose_precision
     rows = []
     for kind in ("A", "B1", "B2"):
         res, auto = {}, choose_precision("auto", kind)
@@ -120,7 +115,7 @@ def main():
         rows.append((kind, auto, res))
     fwd = isolated("B1", "forward", "float32", a)
     print(f"B forward only (inference)   {fwd:7.1f} images/s")
-    print(f"\nsize {a.size}px, batch {a.batch}, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process; oneDNN math: ours {use_bf16_math()}, naive STRICT")
+    print(f"\nsize {a.size}px, batch {a.batch}, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process")
     for kind, auto, res in rows:
         extra = "" if a.skip_other else f"  ours bf16/fp32 {res['ours', 'mixed_bfloat16']/res['ours', 'float32']:.2f}x"
         print(f"{kind:3s} ours ({auto})/naive {res['ours', auto]/res['naive', 'float32']:5.2f}x{extra}")

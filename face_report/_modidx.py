@@ -347,5 +347,4 @@ d = { 'settings': { 'branch': 'main',
                                       'face_report.training.train_all': ('training.html#train_all', 'face_report/training.py'),
                                       'face_report.training.train_model_a': ('training.html#train_model_a', 'face_report/training.py'),
                                       'face_report.training.train_model_b': ('training.html#train_model_b', 'face_report/training.py'),
-                                      'face_report.training.use_bf16_math': ('training.html#use_bf16_math', 'face_report/training.py'),
                                       'face_report.training.write_json': ('training.html#write_json', 'face_report/training.py')}}}

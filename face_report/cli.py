@@ -101,8 +101,6 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else "").parse_args(argv)
-    if args.command in ("train", "run"):  # before any model runs: oneDNN reads its math mode once
-        from face_report.training import use_bf16_math; use_bf16_math()
     try: return args.func(args)
     except KeyboardInterrupt:
         print("interrupted: finished epochs and executed pages are kept; run the same command again to resume", file=sys.stderr)

@@ -16,10 +16,9 @@ from .data import Splits, load_utkface, make_dataset, prepare_splits
 # %% auto #0
 __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION',
            'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16',
-           'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'use_bf16_math',
-           'compile_multitask', 'init_age_bias', 'read_history', 'fit_phase', 'roc_auc', 'split_metrics',
-           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'train_model_a',
-           'train_model_b', 'train_all']
+           'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask',
+           'init_age_bias', 'read_history', 'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model', 'read_json',
+           'write_json', 'check_run_folder', 'check_run', 'start_run', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -150,15 +149,8 @@ def make_strategy(name:str="none", # "none", "mirrored" (all local GPUs / logica
 
 # %% ../nbs/02_training.ipynb #f9a1b2c3
 def onednn_fpmath() -> str: # e.g. "STRICT" (oneDNN's default) or "BF16"
-    "oneDNN's floating-point math mode in this process: `ONEDNN_DEFAULT_FPMATH_MODE`, which oneDNN reads once, at its first primitive."
+    "oneDNN's floating-point math mode in this process: `ONEDNN_DEFAULT_FPMATH_MODE`, which oneDNN reads once, at its first primitive (see Model B below)."
     return os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT").upper()
-
-def use_bf16_math() -> str: # the mode in effect afterwards
-    """On a CPU with AMX, let oneDNN's float32 convolutions compute in bf16 on the AMX tiles (inputs rounded to bf16,
-    float32 sums and storage) unless `ONEDNN_DEFAULT_FPMATH_MODE` is already set. Call it before any model runs;
-    `face-report train` and `run` do."""
-    if cpu_has_amx(): os.environ.setdefault("ONEDNN_DEFAULT_FPMATH_MODE", "BF16")
-    return onednn_fpmath()
 
 # %% ../nbs/02_training.ipynb #a4e11625
 def compile_multitask(model, # a model with outputs `gender` and `age`
