@@ -26,9 +26,10 @@ def _overrides(args) -> dict:
 
 def cmd_data(args) -> int:
     "Print the split table and the rejected-file summary."
-    from face_report.data import load_utkface, make_splits, split_table, rejected_files, decode_images
+    from face_report.data import load_utkface, make_splits, split_table, rejected_summary, rejected_files, decode_images
     import time
-    df = load_utkface(args.data)  # logs the one-line summary of usable and rejected files
+    df = load_utkface(args.data, report=False)
+    print(rejected_summary(df))
     rej = rejected_files(df)
     if len(rej): print("Rejected files:"); print(rej.to_string(index=False, max_rows=20))
     frames = make_splits(df, args.n_images or None, args.val_fraction, args.test_size, args.seed)

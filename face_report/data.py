@@ -161,6 +161,7 @@ def _validate(folder:Path, files:list[Path], cache_dir) -> dict:
 
 def load_utkface(source:str|Path|None=None, # archive or folder; see `data_source`
                  cache_dir:str|Path|None=None, # see `cache_root`
+                 report:bool=True, # log the one-line `rejected_summary` (a warning of the `face_report` logger)
                 ) -> pd.DataFrame: # path, age, gender, race, timestamp, note; see `rejected_files`
     "All usable UTKFace images with their labels; every rejected file is listed with its reason."
     src = data_source(source)
@@ -178,7 +179,7 @@ def load_utkface(source:str|Path|None=None, # archive or folder; see `data_sourc
     df["race"] = df["race"].astype("Int64")
     df.attrs["rejected"] = [{"file": f, "reason": r} for f, r in rejected]  # plain records: attrs must compare with ==
     df.attrs["source"] = str(src)
-    log.warning(rejected_summary(df))
+    if report: log.warning(rejected_summary(df))
     return df
 
 def rejected_files(df:pd.DataFrame, # a frame from `load_utkface`

@@ -47,7 +47,7 @@ def test_cli_data(tmp_path):
                         "--test-size", "5", "--image-size", "32"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "train" in r.stdout and "Rejected files:" in r.stdout and "decoded-image cache ready" in r.stdout
-    assert (r.stdout + r.stderr).count("images usable") == 1 and "5 rejected" in r.stderr  # the summary, logged once
+    assert (r.stdout + r.stderr).count("images usable") == 1 and "5 rejected" in r.stdout  # the summary, once
 
 
 @pytest.mark.skipif(not REAL.exists(), reason="real UTKFace archive not present")
