@@ -58,7 +58,7 @@ def check_params(p:dict, # from `resolve_params`
         if p[k] < lo: bad(k, f"must be at least {lo}")
     for k, (lo, hi, lo_ok) in NUMBER.items():
         if isinstance(p[k], bool) or not isinstance(p[k], (int, float)): bad(k, "must be a number")
-        if not (lo <= p[k] if lo_ok else lo < p[k]) or not p[k] < hi: bad(k, f"must be in {'[(' [not lo_ok]}{lo}, {hi})")
+        if not (lo <= p[k] if lo_ok else lo < p[k]) or not p[k] < hi: bad(k, f"must be in {'[' if lo_ok else '('}{lo}, {hi})")
     for k, allowed in CHOICES.items():
         if p[k] not in allowed: bad(k, f"must be one of {', '.join(map(str, allowed))}")
     return p
