@@ -321,6 +321,10 @@ def gender_chance(predictions, # one split's predictions: `gender` (0/1) and `p_
     accuracy = float(((predictions.p_female >= 0.5).astype(int) == predictions.gender).mean())
     return dict(accuracy=accuracy, majority=majority, n=n, at_chance=bool(accuracy <= majority + 2*(majority*(1 - majority)/n)**0.5))
 
+def _not_learned(model, c): # (statement, evidence): the words `fit_sentence` and `discussion_paragraphs` share
+    return (f"Model {model} has not learned gender in this run", f"its validation accuracy ({100*c['accuracy']:.1f}%) is no "
+            f"better than always answering the commoner gender ({100*c['majority']:.1f}% of {c['n']} faces)")
+
 def overfitting_level(split_metrics:dict, # one model's {"train": S, "val": S} from metrics.json
                      ) -> str: # "no clear", "mild" or "marked"
     "How much a model overfits, from its validation-minus-training gaps (thresholds above)."
@@ -360,9 +364,8 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
         return ["The discussion needs results for both models; this run does not have them (yet)."]
     chance = {k: gender_chance(run.predictions(k, "val")) for k in run.available("val")}
     untrained = [k for k, c in chance.items() if c["at_chance"]]
-    out = [f"**Model {k} has not learned gender in this run**: its validation accuracy ({100*chance[k]['accuracy']:.1f}%) "
-           f"is no better than always answering the commoner gender ({100*chance[k]['majority']:.1f}%), so the "
-           "comparisons below say more about how long it trained than about its architecture." for k in untrained]
+    out = ["**{}**: {}, so the comparisons below say more about how long it trained than about its architecture."
+           .format(*_not_learned(k, chance[k])) for k in untrained]
     noise = {(k, t): curve_noise(h.get(k), c) for k in "AB" for t, c in (("gender", "val_gender_loss"), ("age", "val_age_mae"))}
     if any(v != v for v in noise.values()):
         out.append("The learning curves are too short (fewer than 5 epochs) to compare how noisy the two models' training was.")
@@ -532,9 +535,7 @@ def fit_sentence(metrics:dict, # metrics.json contents
     "How much `model` overfits in this run, in words (see `overfitting_level` and `gender_chance`)."
     c = gender_chance(val_predictions) if val_predictions is not None else {}
     if c.get("at_chance"):
-        return (f"Model {model} has not learned gender in this run: its validation accuracy ({100*c['accuracy']:.1f}%) is "
-                f"no better than always answering the commoner gender ({100*c['majority']:.1f}% of {c['n']} faces), so its "
-                "train–validation gaps say nothing about overfitting.")
+        return "{}: {}, so its train–validation gaps say nothing about overfitting.".format(*_not_learned(model, c))
     m = metrics[model]
     acc = 100*(m["val"]["gender_accuracy"] - m["train"]["gender_accuracy"])
     mae = m["val"]["age_mae"] - m["train"]["age_mae"]
