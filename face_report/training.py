@@ -30,7 +30,7 @@ DEFAULTS = dict(
     backbone="efficientnet_lite0", weights="imagenet", precision="auto", strategy="none", eval_batch_size=128,
 )
 PROFILES = {
-    "quick": dict(n_images=1000, test_size=500, image_size=64, epochs_a=6, epochs_b1=3, epochs_b2=3, patience=3, lr_patience=2),
+    "quick": dict(n_images=2000, test_size=500, image_size=64, epochs_a=20, epochs_b1=5, epochs_b2=5),
     "paper": dict(n_images=5000, test_size=2000, image_size=112),
     "full": dict(n_images=None, test_size=2000, image_size=128),
 }
