@@ -21,9 +21,9 @@ from .data import ImageError, MAX_PIXELS, load_image, to_rgb
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
            'check_image_size', 'read_photo', 'face_cascade', 'detect_faces', 'face_crop', 'PredictorError',
-           'model_image_size', 'float32_model', 'load_predictor', 'as_predictors', 'predict_arrays', 'predict_paths',
-           'export_model', 'exported_predictor', 'check_export', 'add_predict_arguments', 'predict_main',
-           'add_export_arguments', 'export_main']
+           'model_image_size', 'float32_model', 'load_predictor', 'as_predictors', 'image_batch', 'predict_arrays',
+           'predict_paths', 'export_model', 'exported_predictor', 'check_export', 'add_predict_arguments',
+           'predict_main', 'add_export_arguments', 'export_main']
 
 # %% ../nbs/04_predict.ipynb #76367cf6
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -206,11 +206,25 @@ def _inference_function(m:keras.Model):
     return tf.function(lambda x: m(x, training=False), autograph=False).get_concrete_function(
         tf.TensorSpec((None, size, size, 3), tf.float32))
 
+def image_batch(images:np.ndarray, # one (S, S, 3) image or a batch (N, S, S, 3), RGB 0..255
+                size:int, # S, the side the model takes
+               ) -> np.ndarray: # float32 (N, S, S, 3)
+    "`images` as a batch a model of `size` px can take, or a `PredictorError` saying what it must be."
+    want = f"one ({size}, {size}, 3) RGB image or a batch (N, {size}, {size}, 3)"
+    try: x = np.asarray(images, dtype=np.float32)
+    except (ValueError, TypeError) as e: raise PredictorError(f"images must be {want} of numbers ({e})") from None
+    if x.ndim == 3: x = x[None]
+    if x.ndim != 4 or x.shape[1:] != (size, size, 3):
+        hint = ("; `load_image(file, size)` reads and resizes a file" if x.ndim == 4 and x.shape[3] == 3 else
+                "; grayscale needs three channels: `np.repeat(x[..., None], 3, -1)`" if x.shape[-1:] != (3,) else "")
+        raise PredictorError(f"images must be {want}, not shape {np.shape(images)}{hint}")
+    return x
+
 def predict_arrays(m:keras.Model, # a model with outputs `gender` and `age`
-                   images:np.ndarray, # (N, S, S, 3) RGB 0..255 at the model's size
+                   images:np.ndarray, # (N, S, S, 3) or one (S, S, 3) image, RGB 0..255 at the model's size
                   ) -> dict[str, np.ndarray]: # {"p_female": (N,), "age_pred": (N,)}
-    "Run one batch through a model (inference mode)."
-    out = _inference_function(m)(tf.constant(np.asarray(images, dtype=np.float32)))
+    "Run one batch (or one image) through a model (inference mode)."
+    out = _inference_function(m)(tf.constant(image_batch(images, model_image_size(m))))
     out = _named_outputs(keras.tree.map_structure(lambda t: t.numpy(), out), m.output_names)
     return {"p_female": out["gender"], "age_pred": out["age"]}
 
@@ -320,22 +334,24 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
     return written
 
 def exported_predictor(path:str|Path, # a .keras file, SavedModel folder or .tflite file from `export_model`
-                      ) -> callable: # images (N, S, S, 3) 0..255 -> {"p_female": (N,), "age_pred": (N,)}
-    "Load an exported model as a function of a batch of images."
+                      ) -> callable: # images (N, S, S, 3) or one image, 0..255 -> {"p_female": (N,), "age_pred": (N,)}
+    "Load an exported model as a function of a batch of images (or of one image)."
     path = Path(path)
     if path.suffix == ".keras":
         m = _load_keras(path)
         return lambda x: predict_arrays(m, x)
     if path.is_dir():
         loaded = tf.saved_model.load(str(path))  # must stay referenced: it owns the variables
-        out = lambda x: _named_outputs({k: v.numpy() for k, v in loaded.serve(tf.constant(x, tf.float32)).items()}, [])
+        size = tf.nest.flatten(loaded.signatures["serving_default"].structured_input_signature)[0].shape[1]
+        out = lambda x: _named_outputs({k: v.numpy() for k, v in loaded.serve(tf.constant(image_batch(x, size))).items()}, [])
     elif path.suffix == ".tflite":
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tf.lite.Interpreter warns that it moves to the ai_edge_litert package
             interpreter = tf.lite.Interpreter(model_path=str(path))
         runner = interpreter.get_signature_runner()
         (arg,) = interpreter.get_signature_list()["serving_default"]["inputs"]
-        out = lambda x: _named_outputs(runner(**{arg: np.asarray(x, np.float32)}), [])
+        size = int(interpreter.get_input_details()[0]["shape"][1])
+        out = lambda x: _named_outputs(runner(**{arg: image_batch(x, size)}), [])
     else: raise PredictorError(f"{path}: not a .keras file, SavedModel folder or .tflite file")
     return lambda x: {"p_female": (o := out(x))["gender"], "age_pred": o["age"]}
 
@@ -345,7 +361,7 @@ def check_export(original_model:keras.Model, # the model that was exported
                 ) -> float: # largest absolute difference of p_female and age_pred
     "Compare an exported model with its original on the same images."
     size = model_image_size(original_model)
-    x = np.asarray(images if isinstance(images, np.ndarray) else [load_image(f, size) for f in images], np.float32)
+    x = image_batch(images if isinstance(images, np.ndarray) else [load_image(f, size) for f in images], size)
     ref, got = predict_arrays(original_model, x), exported_predictor(exported_path)(x)
     return float(max(np.abs(ref[k] - got[k]).max() for k in ref))
 
