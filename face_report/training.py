@@ -69,12 +69,16 @@ class TrainingError(RuntimeError):
 def resolve_params(profile:str="quick", # "quick", "paper" or "full"
                    **overrides, # any key of `DEFAULTS`
                   ) -> dict: # every training parameter
-    "The parameters of a run: `DEFAULTS`, then the profile's values, then `overrides` (None values are ignored)."
+    """The parameters of a run: `DEFAULTS`, then the profile's values, then `overrides`. None values are ignored (papermill
+    and the page defaults say "not given" with None), so None itself is spelled `n_images="all"` (every image) and
+    `weights="none"` (random initialisation), as in `-p n_images all`."""
     if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     unknown = set(overrides) - set(DEFAULTS)
     if unknown: raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
     p = {**DEFAULTS, **PROFILES[profile], "profile": profile}
     p.update({k: v for k, v in overrides.items() if v is not None})
+    if p["n_images"] == "all": p["n_images"] = None
+    if p["weights"] == "none": p["weights"] = None
     if p["run_dir"] is None: p["run_dir"] = f"runs/{profile}"
     return check_params(p)
 
