@@ -18,7 +18,8 @@ __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PH
            'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16',
            'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask',
            'init_age_bias', 'read_history', 'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model', 'read_json',
-           'write_json', 'check_run_folder', 'check_run', 'start_run', 'train_model_a', 'train_model_b', 'train_all']
+           'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params', 'train_model_a',
+           'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -349,6 +350,8 @@ def check_run_folder(params:dict, # from `resolve_params`
     run_dir = Path(params["run_dir"])
     old = read_json(run_dir/"params.json")
     diff = {k: (old.get(k), params.get(k)) for k in RUN_KEYS if k in old and old.get(k) != params.get(k)}
+    if old.get("precision_requested", params.get("precision")) != params.get("precision"):
+        diff["precision"] = (old["precision_requested"], params.get("precision"))
     if diff and not params.get("retrain"):
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
                             "use another run folder, or retrain=True (--retrain) to replace it")
@@ -361,17 +364,19 @@ def check_run(params:dict, # from `resolve_params`
 
 def start_run(params:dict, # from `resolve_params`
              ) -> Path: # the run folder
-    "Create or re-open the run folder, refusing one that holds a run with other parameters."
+    """Create or re-open the run folder, refusing one that holds a run with other parameters. The precision, versions
+    and hardware recorded are those of the session that started the run: a session that resumes or re-uses it keeps them."""
     import keras
     from face_report.models import backbone_weights_source
     run_dir = check_run_folder(params); run_dir.mkdir(parents=True, exist_ok=True)
-    rec = {**params, "precision": {m: choose_precision(params["precision"], m) for m in PHASES}, "precision_requested": params["precision"], "onednn": onednn_enabled(),
-           "onednn_fpmath": onednn_fpmath(),
-           "package_version": __version__, "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
-           f"{keras.backend.backend()}_version": sys.modules[keras.backend.backend()].__version__,
-           "python_version": platform.python_version(), "weights_source": backbone_weights_source(params["backbone"], params["weights"]),
-           "devices": backend_devices(), "cpu_count": os.cpu_count(),
-           "machine": platform.machine()}
+    facts = {"precision": {m: choose_precision(params["precision"], m) for m in PHASES}, "precision_requested": params["precision"],
+             "onednn": onednn_enabled(), "onednn_fpmath": onednn_fpmath(),
+             "package_version": __version__, "keras_version": keras.__version__, "keras_backend": keras.backend.backend(),
+             f"{keras.backend.backend()}_version": sys.modules[keras.backend.backend()].__version__,
+             "python_version": platform.python_version(), "weights_source": backbone_weights_source(params["backbone"], params["weights"]),
+             "devices": backend_devices(), "cpu_count": os.cpu_count(), "machine": platform.machine()}
+    old = {} if params.get("retrain") else read_json(run_dir/"params.json")
+    rec = {**params, **facts, **{k: old[k] for k in facts if k in old}}
     rec.pop("retrain", None)
     write_json(run_dir/"params.json", rec)
     return run_dir
@@ -406,10 +411,20 @@ def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None
     log(f"Model {tag}: re-using the trained model in {run_dir}")
     return m[tag]
 
+def splits_params(splits:Splits, # from `prepare_splits`
+                 ) -> dict: # image_size, n_images (train + val) and test_size
+    "The parameters that `splits` show they were prepared with."
+    n = {k: len(f) for k, f in splits.frames.items()}
+    return dict(image_size=int(splits.images["train"].shape[1]), n_images=n["train"] + n["val"], test_size=n["test"])
+
 def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
-    "Shared start of `train_model_a`/`train_model_b`: parameters, run folder, retrain, re-use, strategy."
-    p = {**resolve_params(), **(params or {})}
+    "Shared start of `train_model_a`/`train_model_b`: parameters (checked against the splits), run folder, retrain, re-use, strategy."
+    shown = splits_params(splits)
+    p = {**resolve_params(), **(shown if params is None else params)}
     if run_dir is not None: p["run_dir"] = str(run_dir)
+    diff = {k: (v, p[k]) for k, v in shown.items() if p[k] is not None and p[k] != v}
+    if diff: raise TrainingError(f"the splits do not match the parameters ({', '.join(f'{k}: {a} in the splits, {b} in the parameters' for k, (a, b) in diff.items())}); "
+                                 "prepare the splits with the run's parameters, or pass params=None to take these from the splits")
     run_dir = start_run(p)
     if p.get("retrain"): _forget(run_dir, tag)
     return p, run_dir, _reuse(run_dir, tag, splits, p, log), make_strategy(p["strategy"])
