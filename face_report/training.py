@@ -17,8 +17,8 @@ from .data import Splits, load_utkface, make_dataset, prepare_splits
 __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION',
            'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16',
            'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask',
-           'init_age_bias', 'read_history', 'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model', 'read_json',
-           'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params', 'train_model_a',
+           'init_age_bias', 'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model',
+           'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params', 'train_model_a',
            'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
@@ -195,13 +195,22 @@ def read_history(path:str|Path) -> pd.DataFrame:
     path = Path(path)
     return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=HISTORY_COLUMNS)
 
-def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p:dict, label:str, log=print):
+def example_mean(running:list[float], # a Keras tracker's value after each batch: the running mean of the batch means
+                 sizes:list[int], # the batches' sizes
+                ) -> float: # the mean over examples
+    "The mean over examples behind Keras's per-output loss trackers, which average batch means without weighting them."
+    r = np.asarray(running, np.float64); k = np.arange(1, len(r) + 1)
+    batch_means = k*r - (k - 1)*np.concatenate([[0.0], r[:-1]])
+    return float(np.dot(batch_means, sizes)/np.sum(sizes))
+
+def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p:dict, label:str, log=print, val_sizes=()):
     import keras
     hist_path = run_dir/f"history_{tag[0]}.csv"
     ckpt = run_dir/"checkpoints"/f"{tag}_best.weights.h5"; ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     class History(keras.callbacks.Callback):
-        "Append one row per finished epoch; on resume drop rows of epochs that will be re-run and sum the kept ones' time."
+        """Append one row per finished epoch; on resume drop rows of epochs that will be re-run and sum the kept ones' time.
+        The validation losses per output are means over images (`example_mean` of the trackers after each batch)."""
         def on_train_begin(self, logs=None):
             self.t0, self.trimmed, self.earlier_seconds = time.time(), False, 0.0
         def on_epoch_begin(self, epoch, logs=None):
@@ -212,8 +221,13 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
             keep = h[~((h.phase == phase) & (h.epoch > epoch_offset + epoch))]
             if len(keep) != len(h): keep.to_csv(hist_path, index=False)
             self.earlier_seconds = float(keep[keep.phase == phase].wall_seconds.sum())  # epochs of earlier sessions
+        def on_test_begin(self, logs=None): self.running = []
+        def on_test_batch_end(self, batch, logs=None):
+            self.running.append({k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items() if k in ("gender_loss", "age_loss")})
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
+            if len(getattr(self, "running", ())) == len(val_sizes):  # one value per batch (not so with steps_per_execution > 1)
+                logs.update({f"val_{k}": example_mean([r[k] for r in self.running], val_sizes) for k in self.running[0]})
             row = {c: logs.get(c, np.nan) for c in HISTORY_COLUMNS}
             row.update(epoch=epoch_offset + epoch + 1, phase=phase, wall_seconds=round(time.time() - self.te, 2),
                        lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
@@ -269,8 +283,9 @@ def fit_phase(model, # a compiled model
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     bs = p["batch_size"]*replicas  # the global batch: `batch_size` per replica, as Keras recommends
     train = make_dataset(splits.images["train"], splits.frames["train"], bs, shuffle=True, augment=True, seed=p["seed"])
-    val = make_dataset(splits.images["val"], splits.frames["val"], p["eval_batch_size"]*replicas)
-    cbs, ckpt = _callbacks(run_dir, tag, phase, epoch_offset, epochs, p, tag.replace("_", " "), log)
+    n, vb = len(splits.frames["val"]), p["eval_batch_size"]*replicas
+    val = make_dataset(splits.images["val"], splits.frames["val"], vb)
+    cbs, ckpt = _callbacks(run_dir, tag, phase, epoch_offset, epochs, p, tag.replace("_", " "), log, [vb]*(n//vb) + [n % vb]*(n % vb > 0))
     t0 = time.time()
     # `train` is shuffled by tf.data; Keras's default shuffle=True would only warn that it is ignored
     model.fit(train, validation_data=val, epochs=epochs, callbacks=cbs, verbose=0, shuffle=False)
