@@ -188,13 +188,15 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
     return run_dir
 
 # %% ../nbs/05_report.ipynb #c276d6e9
-def page_params(ns:dict, # the page's namespace (`globals()`), holding the `PARAM_NAMES` set by the parameters cell
+def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES` of its parameters cell, and any other
+                         # run parameter papermill injected (`papermill page.ipynb out.ipynb -p lr_a 1e-3`)
                 resolve=None, # `resolve_params`-like function; None: `face_report.training.resolve_params`
                ) -> dict: # the run's full parameters, `run_dir` as an absolute Path (created, with `figures/`)
     "The run parameters of a page: its parameter values, the run's other overrides and the profile's defaults."
+    from face_report.training import DEFAULTS
     if resolve is None: from face_report.training import resolve_params as resolve
     profile = ns.get("profile") or "quick"
-    given = {k: ns[k] for k in PARAM_NAMES if ns.get(k) is not None and k not in ("profile", "retrain")}
+    given = {k: ns[k] for k in {*PARAM_NAMES, *DEFAULTS} if ns.get(k) is not None and k not in ("profile", "retrain")}
     saved = read_json(Path(resolve(profile, **given)["run_dir"])/"report_params.json")
     extra = {k: v for k, v in saved.items() if k not in PARAM_NAMES}
     p = dict(resolve(profile, **{**extra, **given}))
