@@ -133,8 +133,11 @@ def execute_pages(pages:list, # page notebook paths, executed in order
                 raise err from e
             except KeyboardInterrupt:
                 record(page, "interrupted", time.time() - t0, out)
-                log(f"[{i}/{len(pages)}] {page.name}: interrupted after {time.time() - t0:.1f} s; its partial "
-                    f"notebook is at {out}. Kept executed pages: {', '.join(done) if done else 'none'} in {out_dir}")
+                partial = f"its partial notebook is at {out}" if out.exists() else "it wrote no notebook"
+                log(f"[{i}/{len(pages)}] {page.name}: interrupted after {time.time() - t0:.1f} s; {partial}. Kept in "
+                    f"{run_dir}: trained models, and the finished epochs and best weights of an unfinished training "
+                    "(history_*.csv, checkpoints/, backup/). The same command resumes: it executes the pages again, "
+                    "re-using the trained models and going on from the last finished epoch.")
                 raise
             record(page, "done", time.time() - t0, out)
             done.append(page.name); outputs.append(out)

@@ -221,6 +221,8 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
             keep = h[~((h.phase == phase) & (h.epoch > epoch_offset + epoch))]
             if len(keep) != len(h): keep.to_csv(hist_path, index=False)
             self.earlier_seconds = float(keep[keep.phase == phase].wall_seconds.sum())  # epochs of earlier sessions
+            if epoch: log(f"{label}: resuming at epoch {epoch + 1}/{epochs}; the {epoch} finished epoch(s) of an earlier "
+                          f"session ({_hms(self.earlier_seconds)}) and the best weights so far were kept")
         def on_test_begin(self, logs=None): self.running = []
         def on_test_batch_end(self, batch, logs=None):
             self.running.append({k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items() if k in ("gender_loss", "age_loss")})

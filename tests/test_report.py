@@ -227,7 +227,7 @@ def test_run_pipeline_runs_pages_and_stops_on_failure(tmp_path, stand_in_trainin
     assert [(p["page"], p["status"]) for p in state["pages"]] == [("1_ok.ipynb", "done"), ("2_bad.ipynb", "failed")]
 
 
-def test_run_pipeline_interrupt_keeps_executed_pages(tmp_path, stand_in_training, monkeypatch):
+def test_run_pipeline_interrupt_says_what_was_kept(tmp_path, stand_in_training, monkeypatch):
     import papermill
     def fake_execute(inp, out, **kw):
         if "2_" in Path(inp).name: raise KeyboardInterrupt
@@ -238,7 +238,7 @@ def test_run_pipeline_interrupt_keeps_executed_pages(tmp_path, stand_in_training
     with pytest.raises(KeyboardInterrupt):
         report.run_pipeline(run_dir=tmp_path/"run", pages=pages, log=lines.append)
     assert (tmp_path/"run"/"notebooks"/"1_page.ipynb").exists()
-    assert any("interrupted" in l and "Kept executed pages: 1_page.ipynb" in l for l in lines)
+    assert any("2_page.ipynb: interrupted" in l and "it wrote no notebook" in l and "The same command resumes" in l for l in lines)
     state = json.loads((tmp_path/"run"/"pipeline.json").read_text())
     assert [p["status"] for p in state["pages"]] == ["done", "interrupted"]
 

@@ -76,6 +76,7 @@ def test_resume_after_kill(tmp_path):
     assert not (Path(p["run_dir"]) / "model_A.keras").exists()
     done = run_child(code, tmp_path); out, _ = done.communicate(timeout=300)
     assert done.returncode == 0, out
+    assert "A: resuming at epoch 2/4" in out, out
     h = pd.read_csv(hist)
     assert h.epoch.tolist() == [1, 2, 3, 4], h
     assert (Path(p["run_dir"]) / "model_A.keras").exists()
@@ -86,10 +87,12 @@ def test_resumed_phase_counts_earlier_epochs(tmp_path):
     from face_report.training import _callbacks, read_history
     rows = [{**dict.fromkeys(HISTORY_COLUMNS, 0.0), "epoch": e, "phase": 1, "wall_seconds": 100.0} for e in (1, 2, 3)]
     pd.DataFrame(rows).to_csv(tmp_path / "history_A.csv", index=False)
-    cbs, _ = _callbacks(tmp_path, "A", 1, 0, 5, tiny_params(tmp_path), "A")
+    said = []
+    cbs, _ = _callbacks(tmp_path, "A", 1, 0, 5, tiny_params(tmp_path), "A", log=said.append)
     history = next(c for c in cbs if type(c).__name__ == "History")
     history.on_train_begin(); history.on_epoch_begin(2)  # restored from the backup taken after epoch 2
     assert history.earlier_seconds == 200.0 and read_history(tmp_path / "history_A.csv").epoch.tolist() == [1, 2]
+    assert said == ["A: resuming at epoch 3/5; the 2 finished epoch(s) of an earlier session (0:03:20) and the best weights so far were kept"]
 
 
 def test_nan_loss_stops_with_clear_message(tmp_path):
