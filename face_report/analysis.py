@@ -277,17 +277,17 @@ def _gender_clause(c: dict, word: str) -> str:
     return f"Model {c['gender_winner']} achieved higher {word} accuracy ({_signed(abs(c['accuracy_diff_pp']), 2, plus=True)} pp) in gender classification"
 
 def _age_clause(c: dict, word: str) -> str:
-    if c["age_winner"] == "tie": return f"both models achieved the same {word} age MAE ({c['mae_a']:.2f})"
-    return f"Model {c['age_winner']} achieved lower {word} age MAE ({_signed(-abs(c['mae_diff']), 2)})"
+    if c["age_winner"] == "tie": return f"both models achieved the same {word} age MAE ({c['mae_a']:.2f} years)"
+    return f"Model {c['age_winner']} achieved lower {word} age MAE ({_signed(-abs(c['mae_diff']), 2)} years)"
 
 def _comparison_sentence(c: dict, word: str) -> str:
     g, a = c["gender_winner"], c["age_winner"]
     if g == a == "tie":
         s = (f"both models achieved the same {word} accuracy ({c['accuracy_a']:.2f}%) in gender classification "
-             f"and the same {word} age MAE ({c['mae_a']:.2f})")
+             f"and the same {word} age MAE ({c['mae_a']:.2f} years)")
     elif g == a:
         s = (f"Model {g} achieved both higher {word} accuracy ({_signed(abs(c['accuracy_diff_pp']), 2, plus=True)} pp) in gender "
-             f"classification and lower {word} age MAE ({_signed(-abs(c['mae_diff']), 2)})")
+             f"classification and lower {word} age MAE ({_signed(-abs(c['mae_diff']), 2)} years)")
     else: s = f"{_gender_clause(c, word)}, while {_age_clause(c, word)}"
     return s + "."
 

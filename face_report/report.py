@@ -412,6 +412,7 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     gap = {k: m[k]["val"]["age_mae"] - m[k]["train"]["age_mae"] for k in "AB"}
     gaps = f"{_minus(gap['B'])} vs {_minus(gap['A'])} years"
     n_train = m["A"].get("train", {}).get("n") or p.get("n_images")
+    n_train = f"{n_train:,}" if isinstance(n_train, int) else str(n_train)
     pretrained = p.get("weights", "imagenet") is not None
     if b_age:
         s = (f"{'With its pre-trained backbone, ' if pretrained else ''}Model B reached a lower {word} age MAE than Model A, "

@@ -64,9 +64,9 @@ def test_compare_and_summary():
     assert (c["gender_winner"], c["age_winner"]) == ("A", "B")
     assert an.summary_sentences(_metrics(0.9210, 0.9102, 6.517, 6.017)).startswith(
         "Model A achieved higher validation accuracy (+1.08 pp) in gender classification, "
-        "while Model B achieved lower validation age MAE (−0.50).")
+        "while Model B achieved lower validation age MAE (−0.50 years).")
     assert an.summary_sentences(_metrics(0.90, 0.95, 7.0, 6.0)).startswith(
-        "Model B achieved both higher validation accuracy (+5.00 pp) in gender classification and lower validation age MAE (−1.00).")
+        "Model B achieved both higher validation accuracy (+5.00 pp) in gender classification and lower validation age MAE (−1.00 years).")
     assert an.summary_sentences(_metrics(0.90, 0.90, 6.0, 7.0)).startswith("Both models achieved the same validation accuracy (90.00%)")
     assert "cannot be compared yet" in an.summary_sentences({})
 
