@@ -301,6 +301,8 @@ def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
     "Read one image as RGB, resized to `size` x `size`; `ImageError` names the file and the reason when it cannot."
     path = Path(path)
     if not path.exists(): raise ImageError(path, "file not found")
+    if not path.is_file(): raise ImageError(path, "not a file")
+    if not path.stat().st_size: raise ImageError(path, "empty file")
     try:
         with Image.open(path) as im:
             if im.width*im.height > MAX_PIXELS: raise ImageError(path, f"image too large ({im.width}x{im.height})")

@@ -60,6 +60,7 @@ def check_image_size(path:str|Path, # an image file
     path = Path(path)
     if not path.exists(): raise ImageError(path, "file not found")
     if not path.is_file(): raise ImageError(path, "not a file")
+    if not path.stat().st_size: raise ImageError(path, "empty file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -91,14 +92,17 @@ def face_cascade() -> cv2.CascadeClassifier: # OpenCV's frontal-face Haar cascad
                            f"(found OpenCV {cv2.__version__}): pip install 'opencv-python-headless>=4.9,<5'")
     return cv2.CascadeClassifier(str(xml))
 
-def detect_faces(image:np.ndarray, # uint8 (H, W, 3) RGB
+def detect_faces(image:np.ndarray, # uint8 (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) grayscale
                  min_face:int=24, # smallest face side to report, in pixels of the scanned image
                  max_side:int=1024, # larger photos are scanned downscaled to this longest side
                  pad:float=0.3, # gray border added before scanning, as a fraction of the longest side
                 ) -> np.ndarray: # int (n, 4) boxes x, y, w, h in image pixels, left to right
     "Find frontal faces with OpenCV's Haar cascade."
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or not (image.ndim == 2 or image.ndim == 3 and image.shape[2] in (3, 4)) or min(image.shape[:2]) < 1:
+        raise ValueError(f"detect_faces needs a uint8 RGB (H, W, 3), RGBA (H, W, 4) or grayscale (H, W) image, not {image.dtype} {image.shape}")
     scale = min(1.0, max_side/max(image.shape[:2]))
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY if image.shape[2] == 3 else cv2.COLOR_RGBA2GRAY)
     if scale < 1: gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     b = int(pad*max(gray.shape))
     gray = cv2.copyMakeBorder(gray, b, b, b, b, cv2.BORDER_CONSTANT, value=128)
