@@ -20,7 +20,7 @@ from PIL import Image
 from scipy import stats
 
 from .data import AGE_BAND_LABELS, RACES, ImageError, age_band, load_image
-from .training import read_json, roc_auc
+from .training import gender_correct, read_json, roc_auc, split_metrics
 
 # %% auto #0
 __all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'GROUPS', 'make_synthetic_run', 'Run', 'load_run', 'save_figure',
@@ -33,12 +33,8 @@ __all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'GROUPS', 'make_
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
 
 def _split_summary(frame: pd.DataFrame) -> dict:
-    "metrics.json entry computed from a predictions frame"
-    p = frame.p_female.clip(1e-7, 1 - 1e-7)
-    bce = -(frame.gender * np.log(p) + (1 - frame.gender) * np.log(1 - p)).mean()
-    mae = (frame.age_pred - frame.age).abs().mean()
-    acc = ((frame.p_female >= 0.5).astype(int) == frame.gender).mean()
-    return dict(gender_accuracy=float(acc), gender_loss=float(bce), age_mae=float(mae), age_loss=float(mae), n=len(frame))
+    "metrics.json entry computed from a predictions frame, as training computes it"
+    return split_metrics(frame.age, frame.gender, frame.age_pred, frame.p_female)
 
 def _synthetic_history(rng, n_epochs: int, phase_lengths: tuple, final: dict, val: dict, lr0: float) -> pd.DataFrame:
     "Decaying, noisy learning curves ending near the final train/val metrics"
@@ -441,7 +437,7 @@ def plot_reliability(y, # binary labels (1 = female)
 # %% ../nbs/03_analysis.ipynb #14265212
 def _per_image(pred: pd.DataFrame):
     "Per-image gender correctness and absolute age error"
-    return ((pred.p_female >= 0.5).astype(int) == pred.gender).to_numpy(), (pred.age_pred - pred.age).abs().to_numpy()
+    return gender_correct(pred.p_female, pred.gender), (pred.age_pred - pred.age).abs().to_numpy()
 
 _SIG_COLUMNS = ["Model", "Quantity", "Estimate", "CI low", "CI high", "Test", "Statistic", "p-value", "n"]
 
@@ -573,7 +569,7 @@ def _worst(pred: pd.DataFrame, task: str, n: int):
         rows = pred.loc[err.sort_values(ascending=False, kind="stable").index[:n]]
         return rows, [f"true {r.age} y, pred {r.age_pred:.1f} y\n(error {abs(r.age_pred - r.age):.1f} y)" for r in rows.itertuples()]
     if task == "gender":
-        wrong = pred[(pred.p_female >= 0.5).astype(int) != pred.gender]
+        wrong = pred[~gender_correct(pred.p_female, pred.gender)]
         rows = wrong.loc[(wrong.p_female - wrong.gender).abs().sort_values(ascending=False, kind="stable").index[:n]]
         return rows, [f"true {gender_name[r.gender]}, pred {gender_name[1 - r.gender]}\n(p(female) = {r.p_female:.2f})" for r in rows.itertuples()]
     raise ValueError(f"task must be 'age' or 'gender', not {task!r}")

@@ -292,7 +292,7 @@ def _table(rows:list[dict], names:list[str], detect:bool) -> pd.DataFrame:
     df["model_order"] = df["model"].map({n: i for i, n in enumerate(names)})
     df = df.sort_values(["order", "face", "model_order"], na_position="first", kind="stable").reset_index(drop=True)
     df["age_pred"], df["p_female"] = df["age_pred"].astype(float), df["p_female"].astype(float)
-    df["gender_pred"] = (df["p_female"] >= 0.5).astype("Int64").where(df["p_female"].notna())
+    df["gender_pred"] = (df["p_female"] > 0.5).astype("Int64").where(df["p_female"].notna())  # as `training.gender_correct` decides
     if not detect: return df[COLUMNS]
     box = [b if isinstance(b, tuple) else (pd.NA,)*4 for b in df["box"]]
     for i, c in enumerate(FACE_COLUMNS[1:]): df[c] = [b[i] for b in box]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib, datetime, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
-from .training import read_json, write_json
+from .training import gender_correct, read_json, write_json
 
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'SITE_CSS', 'SITE_TEMPLATE', 'repo_root', 'page_paths', 'venv_kernel',
@@ -323,7 +323,7 @@ def gender_chance(predictions, # one split's predictions: `gender` (0/1) and `p_
     "Whether gender predictions fail to beat always answering the commoner gender by more than two standard errors."
     n, female = len(predictions), float(predictions.gender.mean())
     majority = max(female, 1 - female)
-    accuracy = float(((predictions.p_female >= 0.5).astype(int) == predictions.gender).mean())
+    accuracy = float(gender_correct(predictions.p_female, predictions.gender).mean())
     return dict(accuracy=accuracy, majority=majority, n=n, at_chance=bool(accuracy <= majority + 2*(majority*(1 - majority)/n)**0.5))
 
 def _not_learned(model, c): # (statement, evidence): the words `fit_sentence` and `discussion_paragraphs` share
@@ -351,7 +351,7 @@ def _significance_clause(run, alpha=0.05) -> str:
     from face_report.analysis import mcnemar_test, paired_age_test
     if run.available("test") != ["A", "B"]: return ""
     pa, pb = run.predictions("A", "test"), run.predictions("B", "test")
-    ok = lambda pr: ((pr.p_female >= 0.5).astype(int) == pr.gender).to_numpy()
+    ok = lambda pr: gender_correct(pr.p_female, pr.gender)
     g = mcnemar_test(ok(pa), ok(pb))["p_value"]
     a = paired_age_test((pa.age_pred - pa.age).abs(), (pb.age_pred - pb.age).abs(), n_boot=200)["p_value"]
     sig = [p < alpha for p in (g, a)]

@@ -17,9 +17,9 @@ from .data import Splits, load_utkface, make_dataset, prepare_splits
 __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION',
            'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16',
            'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask',
-           'init_age_bias', 'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'split_metrics', 'evaluate_model',
-           'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params', 'train_model_a',
-           'train_model_b', 'train_all']
+           'init_age_bias', 'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'gender_correct', 'split_metrics',
+           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params',
+           'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -313,6 +313,12 @@ def roc_auc(y, # binary labels (1 = positive, here female)
 # %% ../nbs/02_training.ipynb #ceb05a7e
 EVALUATION = "per-image means v2"  # bump when the evaluation changes: finished runs are then re-evaluated
 
+def gender_correct(p_female, # predicted probabilities of female
+                   gender, # true genders (0 male, 1 female)
+                  ) -> np.ndarray: # bool per image
+    "Whether each gender prediction is right: female is predicted when p_female > 0.5, as Keras's binary accuracy decides."
+    return np.asarray(np.asarray(p_female) > 0.5) == np.asarray(np.asarray(gender) == 1)
+
 def split_metrics(age:np.ndarray, # true ages
                   gender:np.ndarray, # true genders (0/1)
                   age_pred:np.ndarray, # predicted ages
@@ -324,7 +330,7 @@ def split_metrics(age:np.ndarray, # true ages
     p = np.clip(np.asarray(p_female, np.float64).ravel(), 1e-7, 1 - 1e-7)
     y = gender*(1 - label_smoothing) + 0.5*label_smoothing
     mae = float(np.abs(age_pred - age).mean())
-    return {"gender_accuracy": float(((p > 0.5) == (gender == 1)).mean()), "gender_loss": float(-(y*np.log(p) + (1 - y)*np.log(1 - p)).mean()),
+    return {"gender_accuracy": float(gender_correct(p, gender).mean()), "gender_loss": float(-(y*np.log(p) + (1 - y)*np.log(1 - p)).mean()),
             "gender_auc": roc_auc(gender, p), "age_mae": mae, "age_loss": mae, "n": int(len(age))}
 
 # %% ../nbs/02_training.ipynb #807da3e6
