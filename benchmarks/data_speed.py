@@ -6,7 +6,6 @@ The first load decodes and resizes every JPEG into an on-disk uint8 array (in a 
 the second maps that array (after checking the cache key: file list, sizes, mtimes).
 """
 import argparse, tempfile, time
-from pathlib import Path
 import numpy as np
 from face_report.data import load_utkface, make_splits, decode_images
 

@@ -5,7 +5,6 @@
 # %% ../nbs/06_cli.ipynb #9a39cb1b
 from __future__ import annotations
 import argparse, ast, json, os, sys
-from pathlib import Path
 
 # %% auto #0
 __all__ = ['parse_value', 'cmd_data', 'cmd_train', 'cmd_run', 'cmd_render', 'build_parser', 'main']

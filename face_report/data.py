@@ -4,14 +4,14 @@
 
 # %% ../nbs/00_data.ipynb #b93a0804
 from __future__ import annotations
-import functools, hashlib, json, logging, math, os, re, shutil, tarfile, tempfile, time
+import functools, hashlib, json, logging, math, os, re, shutil, tarfile
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageDraw, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS', 'DataError',
@@ -147,8 +147,8 @@ def _fingerprint(files:list[Path]) -> str:
         st = f.stat(); h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
-def _validate(folder:Path, files:list[Path], cache_dir) -> dict:
-    "Full-decode check of `files`, cached under the folder's fingerprint."
+def _validate(files:list[Path], cache_dir) -> dict:
+    "Full-decode check of `files`, cached under the files' fingerprint (names, sizes, modification times)."
     cache = cache_root(cache_dir)/"validation"/f"{_fingerprint(files)}.json"
     if cache.exists(): return json.loads(cache.read_text())
     def one(f):
@@ -167,7 +167,7 @@ def load_utkface(source:str|Path|None=None, # archive or folder; see `data_sourc
     src = data_source(source)
     folder = extract_archive(src, cache_dir) if src.is_file() else src
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    checks = _validate(folder, files, cache_dir)
+    checks = _validate(files, cache_dir)
     rows, rejected = [], []
     for f in files:
         info = parse_name(f.name)
@@ -338,7 +338,6 @@ class Splits:
     "The frames and decoded images of the train, val and test splits."
     frames: dict
     images: dict
-    rejected: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["file", "reason"]))
     source: str = ""
     summary: str = ""
 
@@ -354,7 +353,7 @@ def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_sou
     df = load_utkface(source, cache_dir)
     frames = make_splits(df, n_images, val_fraction, test_size, seed)
     images = {k: decode_images(f["path"].tolist(), image_size, cache_dir) for k, f in frames.items()}
-    return Splits(frames, images, rejected_files(df), df.attrs["source"], rejected_summary(df))
+    return Splits(frames, images, df.attrs["source"], rejected_summary(df))
 
 # %% ../nbs/00_data.ipynb #d5b58bbd
 def affine_matrices(flip, # 1 where the image is flipped left-right first, else 0; shape (N,)

@@ -1,12 +1,11 @@
 """Data: generated samples with every awkward case, the command line, and the real archive when it is present."""
-import io, os, subprocess, sys, tarfile
+import os, subprocess, sys, tarfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from face_report.data import (DataError, extract_archive, load_utkface, make_sample_utkface, make_splits,
-                              prepare_splits, rejected_files)
+                              rejected_files)
 
 REAL = Path(os.environ.get("FACE_REPORT_DATA") or Path(__file__).resolve().parents[2] / "shared/data/UTKFace.tar.gz")
 

@@ -7,7 +7,6 @@ Run: `.venv/bin/pytest tests/test_models.py` (about 30 s; no test here is slow).
 import contextlib
 import pickle
 import socket
-from pathlib import Path
 
 import keras
 import numpy as np

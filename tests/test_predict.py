@@ -1,5 +1,5 @@
 """Tests of face_report.predict: inputs as users have them, face detection, run folders, exports and the CLI helpers."""
-import argparse, json, struct, tarfile, zlib
+import argparse, json, os, struct, tarfile, zlib
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +13,7 @@ from face_report.models import build_model_a
 from face_report import predict as P
 import keras  # after face_report, which turns on TensorFlow's oneDNN kernels before TensorFlow is imported
 
-UTKFACE = Path("/work/shared/data/UTKFace.tar.gz")
+UTKFACE = Path(os.environ.get("FACE_REPORT_DATA") or Path(__file__).resolve().parents[2] / "shared/data/UTKFace.tar.gz")
 SIZE = 32
 
 
@@ -78,7 +78,7 @@ def test_expand_paths(tmp_path):
 
 @pytest.mark.parametrize("case,reason", [
     ("tiny", "image too small (5x5 px, minimum 16 px a side)"), ("huge", "image too large"), ("bomb", "image too large"),
-    ("text", "not an image file"), ("empty", "not an image file"), ("truncated", "unreadable or corrupt image"),
+    ("text", "not an image file"), ("empty", "empty file"), ("truncated", "unreadable or corrupt image"),
     ("missing", "file not found")])
 @pytest.mark.parametrize("detect", [False, True])
 def test_bad_input_rows(run, models, bad, sample, case, reason, detect):
