@@ -23,7 +23,8 @@ def _overrides(args) -> dict:
         if getattr(args, k, None): p[k] = getattr(args, k)
     return p
 
-def cmd_data(args) -> int:
+def cmd_data(args:argparse.Namespace, # parsed by `build_parser`
+            ) -> int: # exit code
     "Print the split table and the rejected-file summary."
     from face_report.data import load_utkface, make_splits, split_table, rejected_summary, rejected_files, decode_images
     import time
@@ -38,14 +39,16 @@ def cmd_data(args) -> int:
         print(f"decoded-image cache ready: {n:,} images at {args.image_size} px in {time.time() - t:.1f} s")
     return 0
 
-def cmd_train(args) -> int:
+def cmd_train(args:argparse.Namespace, # parsed by `build_parser`
+             ) -> int: # exit code
     "Train both models into a run folder (re-using finished ones)."
     from face_report.training import resolve_params, train_all
     p = resolve_params(args.profile, **_overrides(args), retrain=args.retrain or None)
     print(json.dumps(train_all(p), indent=1))
     return 0
 
-def cmd_run(args) -> int:
+def cmd_run(args:argparse.Namespace, # parsed by `build_parser`
+           ) -> int: # exit code
     "Execute the report pages with papermill, then render the site."
     from face_report.report import run_pipeline, render_site
     run_dir = run_pipeline(args.profile, run_dir=args.run_dir, params=_overrides(args), retrain=args.retrain)
@@ -54,7 +57,8 @@ def cmd_run(args) -> int:
     print(f"Report site: {index}")
     return 0
 
-def cmd_render(args) -> int:
+def cmd_render(args:argparse.Namespace, # parsed by `build_parser`
+              ) -> int: # exit code
     "Build the site from a run's executed notebooks."
     from face_report.report import render_site
     print(f"Report site: {render_site(args.run, args.out, engine=args.engine)}")

@@ -415,7 +415,7 @@ def random_affine(flip:bool=True, # random horizontal flips
                   translation:float=0.1, # shift as a fraction of the side, as `RandomTranslation`
                   fill_mode:str="reflect", # how pixels outside the image are filled
                   seed:int|None=None, # random seed
-                 ):
+                 ) -> keras.layers.Layer: # one random affine resampling per image when called with `training=True`
     "A `RandomAffine` Keras layer: Keras's flip, rotation, zoom and translation layers in one resampling."
     return _random_affine_class()(flip, rotation, zoom, translation, fill_mode, seed)
 
@@ -426,7 +426,7 @@ def build_augmenter(seed:int=42, # random seed
                     translation:float=0.1, # shift as a fraction of the side
                     contrast:float=0.2, # contrast factor range
                     brightness:float=0.2, # brightness factor range (of 0..255)
-                   ):
+                   ) -> keras.Sequential: # the augmentation, applied with `training=True`
     """The report's on-the-fly augmentation as one Keras `Sequential` (images in 0..255): horizontal flip, rotation,
     zoom and translation in one resampling (`random_affine`), then contrast and brightness."""
     import keras
@@ -444,7 +444,7 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
                  augment:bool=False, # apply `build_augmenter` (training only)
                  seed:int=42, # random seed for shuffling and augmentation
                  labels:bool=True, # False: batches of images only (for `predict`)
-                ):
+                ) -> tf.data.Dataset: # (image, {"gender", "age"}) batches, augmented and shuffled when asked
     """Batches of `(float32 images 0..255, {'gender', 'age'})`: a prefetching `tf.data.Dataset` on Keras's
     TensorFlow backend, an `ArrayBatches` (`keras.utils.PyDataset`) on JAX or PyTorch."""
     import keras
@@ -487,7 +487,7 @@ def _array_batches(images, y, batch_size, shuffle, augment, seed):
 def plot_augmentation_examples(images:np.ndarray, # uint8 (N, H, W, 3)
                                n:int=4, # how many examples
                                seed:int=42, # augmentation seed
-                              ):
+                              ) -> matplotlib.figure.Figure: # originals above their augmented versions
     "Figure 2: original images (top) and one augmented version of each (bottom)."
     import matplotlib.pyplot as plt
     n = min(n, len(images))
@@ -504,7 +504,7 @@ def plot_augmentation_examples(images:np.ndarray, # uint8 (N, H, W, 3)
 
 def plot_age_distribution(frame:pd.DataFrame, # rows with `age` and `gender`
                           title:str="Age distribution by gender", # figure title
-                         ):
+                         ) -> matplotlib.figure.Figure:
     "Histogram of ages for men and women."
     import matplotlib.pyplot as plt, seaborn as sns
     fig, ax = plt.subplots(figsize=(8, 4))

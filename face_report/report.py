@@ -165,7 +165,7 @@ def _plain(v):
 
 def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "full"
                  run_dir=None, # run folder; None: the profile's default
-                 params:dict|None=None, # parameter overrides (any of `PARAM_NAMES`)
+                 params:dict|None=None, # parameter overrides (any key of `training.DEFAULTS`)
                  pages:list|None=None, # page names or paths; None: all `PAGES`
                  retrain:bool=False, # retrain models even when the run folder holds finished ones
                  log=print, # progress function

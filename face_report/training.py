@@ -135,8 +135,8 @@ class SingleDevice:
 _STRATEGIES = {}  # one per kind and process: a second MirroredStrategy's collective ops clash with the first one's
 
 def make_strategy(name:str="none", # "none", "mirrored" (all local GPUs / logical devices) or "multiworker" (TF_CONFIG)
-                 ):
-    "A `tf.distribute` strategy (the same object for every call in a process); models are built and compiled in its scope."
+                 ) -> object: # `tf.distribute.Strategy` or `SingleDevice`
+    "A `tf.distribute` strategy on TensorFlow, `SingleDevice` on JAX and PyTorch (the same object for every call in a process); models are built and compiled in its scope."
     import keras
     if keras.backend.backend() != "tensorflow":
         if name in (None, "none"): return SingleDevice()
@@ -163,7 +163,7 @@ def compile_multitask(model, # a model with outputs `gender` and `age`
                       age_weight:float, # loss weight of age (gender's is 1.0)
                       label_smoothing:float=0.1, # label smoothing of the gender BCE
                       **compile_kwargs, # other `Model.compile` arguments, e.g. `jit_compile`, `steps_per_execution`
-                     ):
+                     ) -> keras.Model: # `model`, compiled
     "Compile with the report's multi-task loss."
     import keras
     from face_report.models import FusedAdam
@@ -178,8 +178,8 @@ def compile_multitask(model, # a model with outputs `gender` and `age`
 def init_age_bias(model, # a model whose `age` output is a Dense layer
                   ages, # the training ages (years)
                   how:str="median", # "median": the median of `ages`; "zero": Keras's default
-                 ):
-    "Set the bias of the `age` output layer, so training starts from the L1-optimal constant prediction."
+                 ) -> keras.Model: # `model`, its age bias set
+    "Set the bias of the `age` output layer (the median starts training from the L1-optimal constant prediction)."
     if how not in ("median", "zero"): raise ValueError(f"age_bias must be 'median' or 'zero', not {how!r}")
     layer = model.get_layer("age"); kernel, bias = layer.get_weights()
     layer.set_weights([kernel, np.full_like(bias, np.median(ages) if how == "median" else 0.0)])
@@ -190,7 +190,8 @@ HISTORY_COLUMNS = ["epoch", "phase", "loss", "gender_loss", "gender_accuracy", "
                    "val_loss", "val_gender_loss", "val_gender_accuracy", "val_gender_auc", "val_age_loss", "val_age_mae",
                    "lr", "wall_seconds"]
 
-def read_history(path:str|Path) -> pd.DataFrame:
+def read_history(path:str|Path, # a `history_{A,B}.csv`
+                ) -> pd.DataFrame: # one row per finished epoch, `HISTORY_COLUMNS`
     "A history CSV, or an empty frame with the standard columns."
     path = Path(path)
     return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=HISTORY_COLUMNS)
@@ -357,12 +358,15 @@ def evaluate_model(model, # a trained model
     return out
 
 # %% ../nbs/02_training.ipynb #d7fe181c
-def read_json(path:str|Path) -> dict:
+def read_json(path:str|Path, # e.g. `run_dir/"metrics.json"`
+             ) -> dict: # its contents, {} when missing
     "A run folder's JSON file, or {} when it does not exist yet."
     path = Path(path)
     return json.loads(path.read_text()) if path.exists() else {}
 
-def write_json(path:str|Path, obj:dict):
+def write_json(path:str|Path, # where to write
+               obj:dict, # JSON-serialisable; other values are written as `str(value)`
+              ):
     "Write `obj` as JSON atomically (a reader never sees half a file)."
     path = Path(path); tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str)); tmp.replace(path)
@@ -489,7 +493,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
     if done: return done
     r = strategy.num_replicas_in_sync
 
-    def build(phase):  # Model B under `phase`'s precision, the age output starting at the median age
+    def build(phase):  # Model B under `phase`'s precision, the age output's bias set by `age_bias`
         _use_precision(p, phase)
         with strategy.scope():
             return init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),
