@@ -6,7 +6,7 @@ PROFILE ?= quick
 # Where UTKFace.tar.gz is: FACE_REPORT_DATA, else data/UTKFace.tar.gz, else the development copy beside the checkout.
 export FACE_REPORT_DATA ?= $(firstword $(wildcard data/UTKFace.tar.gz ../shared/data/UTKFace.tar.gz) data/UTKFace.tar.gz)
 
-.PHONY: install system-deps report test test-all export clean-nbs
+.PHONY: install system-deps report test test-all clean-nbs readme
 
 $(BIN)/face-report: settings.ini setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ test: install
 	$(BIN)/pytest -q tests
 
 test-all: install
+	$(BIN)/nbdev_export && git diff --exit-code -- face_report
 	$(BIN)/nbdev_test --n_workers 1 --flags slow
 	$(BIN)/pytest -q -m "slow or not slow" tests
 

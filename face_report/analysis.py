@@ -23,11 +23,11 @@ from .data import AGE_BAND_LABELS, RACES, ImageError, age_band, load_image
 from .training import gender_correct, read_json, roc_auc, split_metrics
 
 # %% auto #0
-__all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'GROUPS', 'make_synthetic_run', 'Run', 'load_run', 'save_figure',
-           'plot_learning_curves', 'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences',
-           'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at',
-           'expected_calibration_error', 'plot_reliability', 'significance_table', 'format_significance_table',
-           'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter', 'error_gallery']
+__all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'GROUPS', 'GROUP_TITLES', 'make_synthetic_run', 'Run', 'load_run',
+           'save_figure', 'plot_learning_curves', 'format_signed', 'metrics_table', 'format_metrics_table',
+           'compare_models', 'summary_sentences', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test',
+           'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability', 'significance_table',
+           'format_significance_table', 'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -206,8 +206,11 @@ def plot_learning_curves(history:pd.DataFrame, # one model's history (columns as
 # %% ../nbs/03_analysis.ipynb #50c61565
 MINUS = "\u2212"
 
-def _signed(x: float, digits: int, plus: bool = False) -> str:
-    "`x` with `digits` decimals and a typographic minus (and optional plus)"
+def format_signed(x:float, # the number
+                  digits:int=2, # decimals
+                  plus:bool=False, # write + before positive numbers
+                 ) -> str: # e.g. "−0.36" or "+1.08"
+    "`x` with `digits` decimals and a typographic minus (and an optional plus)"
     s = f"{x:+.{digits}f}" if plus else f"{x:.{digits}f}"
     return s.replace("-", MINUS)
 
@@ -243,7 +246,7 @@ def format_metrics_table(df:pd.DataFrame, # output of `metrics_table`
         pct = row.Metric == "Accuracy"
         out.loc[i, "Training"] = f"{row.Training:.2f}%" if pct else f"{row.Training:.3f}"
         out.loc[i, "Validation"] = f"{row.Validation:.2f}%" if pct else f"{row.Validation:.3f}"
-        out.loc[i, "Δ (val–train)"] = _signed(row["Δ (val–train)"], 3) + ("%" if pct else "")
+        out.loc[i, "Δ (val–train)"] = format_signed(row["Δ (val–train)"], 3) + ("%" if pct else "")
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #cddaaf11
@@ -270,11 +273,11 @@ _SPLIT_WORDS = {"val": "validation", "test": "test"}
 
 def _gender_clause(c: dict, word: str) -> str:
     if c["gender_winner"] == "tie": return f"both models achieved the same {word} accuracy ({c['accuracy_a']:.2f}%) in gender classification"
-    return f"Model {c['gender_winner']} achieved higher {word} accuracy ({_signed(abs(c['accuracy_diff_pp']), 2, plus=True)} pp) in gender classification"
+    return f"Model {c['gender_winner']} achieved higher {word} accuracy ({format_signed(abs(c['accuracy_diff_pp']), 2, plus=True)} pp) in gender classification"
 
 def _age_clause(c: dict, word: str) -> str:
     if c["age_winner"] == "tie": return f"both models achieved the same {word} age MAE ({c['mae_a']:.2f} years)"
-    return f"Model {c['age_winner']} achieved lower {word} age MAE ({_signed(-abs(c['mae_diff']), 2)} years)"
+    return f"Model {c['age_winner']} achieved lower {word} age MAE ({format_signed(-abs(c['mae_diff']), 2)} years)"
 
 def _comparison_sentence(c: dict, word: str) -> str:
     g, a = c["gender_winner"], c["age_winner"]
@@ -282,8 +285,8 @@ def _comparison_sentence(c: dict, word: str) -> str:
         s = (f"both models achieved the same {word} accuracy ({c['accuracy_a']:.2f}%) in gender classification "
              f"and the same {word} age MAE ({c['mae_a']:.2f} years)")
     elif g == a:
-        s = (f"Model {g} achieved both higher {word} accuracy ({_signed(abs(c['accuracy_diff_pp']), 2, plus=True)} pp) in gender "
-             f"classification and lower {word} age MAE ({_signed(-abs(c['mae_diff']), 2)} years)")
+        s = (f"Model {g} achieved both higher {word} accuracy ({format_signed(abs(c['accuracy_diff_pp']), 2, plus=True)} pp) in gender "
+             f"classification and lower {word} age MAE ({format_signed(-abs(c['mae_diff']), 2)} years)")
     else: s = f"{_gender_clause(c, word)}, while {_age_clause(c, word)}"
     return s + "."
 
@@ -331,9 +334,9 @@ def performance_paragraph(metrics:dict, # contents of metrics.json
     tr, va = m["train"], m["val"]
     acc_tr, acc_va = 100 * tr["gender_accuracy"], 100 * va["gender_accuracy"]
     s = (f"Model {model} reached a training accuracy of {acc_tr:.2f}% and a validation accuracy of {acc_va:.2f}% in gender "
-         f"classification, a delta of {_signed(acc_va - acc_tr, 3)}% between validation and training accuracy. "
+         f"classification, a delta of {format_signed(acc_va - acc_tr, 3)}% between validation and training accuracy. "
          f"For age estimation, the final training MAE was {tr['age_mae']:.2f} and the validation MAE {va['age_mae']:.2f} years, "
-         f"a delta of {_signed(va['age_mae'] - tr['age_mae'], 2)}.")
+         f"a delta of {format_signed(va['age_mae'] - tr['age_mae'], 2)}.")
     if isinstance(history, dict): history = history.get(model)
     if history is not None and len(history): s += " " + _epoch_sentences(history, model, params or {})
     return s
@@ -471,7 +474,7 @@ def significance_table(run:Run, # a loaded run
 def format_significance_table(df:pd.DataFrame, # output of `significance_table`
                              ) -> str: # markdown pipe table
     "Markdown rendering: estimates with [low, high] CIs (2 decimals for %, pp and years, else 3), p-values to 3 significant digits"
-    def fmt(x, digits): return "" if pd.isna(x) else _signed(x, digits)
+    def fmt(x, digits): return "" if pd.isna(x) else format_signed(x, digits)
     digits = [2 if q.endswith(("(%)", "(pp)", "(years)")) else 3 for q in df.Quantity]
     out = pd.DataFrame({"Model": df.Model, "Quantity": df.Quantity,
                         "Estimate [95% CI]": [fmt(e, d) + ("" if pd.isna(lo) else f" [{fmt(lo, d)}, {fmt(hi, d)}]")
@@ -481,7 +484,7 @@ def format_significance_table(df:pd.DataFrame, # output of `significance_table`
 
 # %% ../nbs/03_analysis.ipynb #ed7d27ab
 GROUPS = {"age_band": list(AGE_BAND_LABELS), "gender": ["Male", "Female"], "race": [*RACES, "Unknown"]}
-_GROUP_TITLES = {"age_band": "Age band (years)", "gender": "Gender", "race": "Race"}
+GROUP_TITLES = {"age_band": "Age band (years)", "gender": "Gender", "race": "Race"}
 
 def _group_labels(pred: pd.DataFrame, by: str) -> pd.Categorical:
     if by == "age_band": return age_band(pred.age)
@@ -524,7 +527,7 @@ def plot_group_breakdown(run:Run, # a loaded run
                 bars = ax.bar(x + (i - (len(models) - 1) / 2) * width, tables[m][col], width, color=COLORS[m], label=f"Model {m}")
                 ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
             ax.set_xticks(x, [f"{g}\n(n={n})" for g, n in zip(first[by], first.n)])
-            ax.set(title=f"{name} by {_GROUP_TITLES[by].split(' (')[0].lower()}", xlabel=_GROUP_TITLES[by], ylabel=ylabel)
+            ax.set(title=f"{name} by {GROUP_TITLES[by].split(' (')[0].lower()}", xlabel=GROUP_TITLES[by], ylabel=ylabel)
             ax.margins(y=0.15)
             ax.grid(axis="x", visible=False)
     axes[0, 0].legend(loc="upper left")

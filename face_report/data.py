@@ -17,9 +17,9 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS', 'DataError',
            'ImageError', 'data_source', 'cache_root', 'extract_archive', 'parse_name', 'check_image', 'load_utkface',
            'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
-           'split_table', 'to_rgb', 'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices',
-           'random_affine', 'build_augmenter', 'make_dataset', 'plot_augmentation_examples', 'plot_age_distribution',
-           'plot_race_counts']
+           'split_table', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits',
+           'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset', 'plot_augmentation_examples',
+           'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -295,14 +295,20 @@ def to_rgb(im:Image.Image, # any PIL image: RGB, grayscale, palette, CMYK, with 
     rgb = Image.new("RGB", im.size, (255, 255, 255)); rgb.paste(im, mask=im.getchannel("A"))
     return rgb
 
-def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
-               size:int, # output side in pixels
-              ) -> np.ndarray: # uint8 (size, size, 3) RGB
-    "Read one image as RGB, resized to `size` x `size`; `ImageError` names the file and the reason when it cannot."
+def check_file(path:str|Path, # a file that should hold an image
+              ) -> Path: # `path` as a Path
+    "Raise `ImageError` when `path` is missing, not a file or empty."
     path = Path(path)
     if not path.exists(): raise ImageError(path, "file not found")
     if not path.is_file(): raise ImageError(path, "not a file")
     if not path.stat().st_size: raise ImageError(path, "empty file")
+    return path
+
+def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
+               size:int, # output side in pixels
+              ) -> np.ndarray: # uint8 (size, size, 3) RGB
+    "Read one image as RGB, resized to `size` x `size`; `ImageError` names the file and the reason when it cannot."
+    path = check_file(path)
     try:
         with Image.open(path) as im:
             if im.width*im.height > MAX_PIXELS: raise ImageError(path, f"image too large ({im.width}x{im.height})")

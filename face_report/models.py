@@ -26,6 +26,8 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops, regularizers
 
+from .data import cache_root
+
 # %% ../nbs/01_models.ipynb #3001520f
 @keras.saving.register_keras_serializable(package="face_report")
 class FusedBatchNormalization(layers.BatchNormalization):
@@ -394,8 +396,8 @@ CONVERTER_VERSION = 3  # bump when the conversion changes, to invalidate cached 
 
 
 def weights_cache_dir() -> Path: # folder holding converted weights
-    "`$FACE_REPORT_CACHE/weights`, default `~/.cache/face_report/weights`."
-    return Path(os.environ.get("FACE_REPORT_CACHE", "~/.cache/face_report")).expanduser() / "weights"
+    "`weights/` in the data section's cache (`data.cache_root`: `$FACE_REPORT_CACHE`, default `~/.cache/face_report`)."
+    return cache_root() / "weights"
 
 
 def _file_digest(path) -> str:

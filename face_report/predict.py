@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
-from .data import ImageError, MAX_PIXELS, load_image, to_rgb
+from .data import ImageError, MAX_PIXELS, check_file, load_image, to_rgb
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
@@ -57,10 +57,7 @@ def check_image_size(path:str|Path, # an image file
                      max_pixels:int=MAX_PIXELS, # largest accepted width*height
                     ) -> tuple[int, int]: # (width, height)
     "Read only the header of `path` and raise `ImageError` when it is missing, not an image, too small or too large."
-    path = Path(path)
-    if not path.exists(): raise ImageError(path, "file not found")
-    if not path.is_file(): raise ImageError(path, "not a file")
-    if not path.stat().st_size: raise ImageError(path, "empty file")
+    path = check_file(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib, datetime, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
+from .analysis import GROUP_TITLES, format_signed
 from .training import gender_correct, read_json, write_json
 
 # %% auto #0
@@ -344,7 +345,6 @@ def _best_split(metrics): return "test" if all("test" in metrics.get(m, {}) for 
 def _duration(seconds):
     return f"{seconds:.0f} seconds" if seconds < 120 else f"{seconds/60:.1f} minutes" if seconds < 7200 else f"{seconds/3600:.1f} hours"
 
-def _minus(x, digits=2): return f"{x:.{digits}f}".replace("-", "\u2212")
 
 def _significance_clause(run, alpha=0.05) -> str:
     "Whether the paired test-set differences are significant (McNemar, Wilcoxon), or '' without test predictions."
@@ -410,7 +410,7 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     winners = (c["gender_winner"], c["age_winner"])
     b_age = c["age_winner"] == "B"
     gap = {k: m[k]["val"]["age_mae"] - m[k]["train"]["age_mae"] for k in "AB"}
-    gaps = f"{_minus(gap['B'])} vs {_minus(gap['A'])} years"
+    gaps = f"{format_signed(gap['B'])} vs {format_signed(gap['A'])} years"
     n_train = m["A"].get("train", {}).get("n") or p.get("n_images")
     n_train = f"{n_train:,}" if isinstance(n_train, int) else str(n_train)
     pretrained = p.get("weights", "imagenet") is not None
@@ -545,9 +545,8 @@ def fit_sentence(metrics:dict, # metrics.json contents
     m = metrics[model]
     acc = 100*(m["val"]["gender_accuracy"] - m["train"]["gender_accuracy"])
     mae = m["val"]["age_mae"] - m["train"]["age_mae"]
-    def signed(x): return f"{x:+.2f}".replace("-", "\u2212")
-    return (f"Judged by its validation-minus-training gaps ({signed(acc)} percentage points of gender accuracy, "
-            f"{signed(mae)} years of age MAE), Model {model} shows {overfitting_level(m)} overfitting in this run.")
+    return (f"Judged by its validation-minus-training gaps ({format_signed(acc, plus=True)} percentage points of gender accuracy, "
+            f"{format_signed(mae, plus=True)} years of age MAE), Model {model} shows {overfitting_level(m)} overfitting in this run.")
 
 # %% ../nbs/05_report.ipynb #0327f15a
 def model_parameter_counts(run_dir, # run folder holding model_A.keras and model_B.keras
@@ -564,15 +563,14 @@ def significance_sentences(sig:pd.DataFrame, # output of `face_report.analysis.s
     "What the paired A-vs-B tests of a significance table say, in words."
     rows = sig[sig.Model == "A vs B"].set_index("Quantity")
     if rows.empty: return "Paired tests need test-set predictions of both models; this run does not have them (yet)."
-    def num(x): return f"{x:.2f}".replace("-", "\u2212")
     out = []
     for q, r in rows.iterrows():
         what = "gender accuracy" if "accuracy" in q else "age MAE"
         unit = "percentage points" if "accuracy" in q else "years"
         sign = "A−B" if "A−B" in q else "B−A"
         verdict = (f"significant at the {alpha:g} level" if r["p-value"] < alpha else f"not significant at the {alpha:g} level")
-        out.append(f"The {what} difference {sign} is {num(r.Estimate)} {unit} (95% bootstrap CI {num(r['CI low'])} to "
-                   f"{num(r['CI high'])}); the {r.Test} test gives p = {r['p-value']:.3g}, {verdict} (n = {int(r.n)}).")
+        out.append(f"The {what} difference {sign} is {format_signed(r.Estimate)} {unit} (95% bootstrap CI {format_signed(r['CI low'])} to "
+                   f"{format_signed(r['CI high'])}); the {r.Test} test gives p = {r['p-value']:.3g}, {verdict} (n = {int(r.n)}).")
     return " ".join(out)
 
 def breakdown_table(run, # a loaded run (`face_report.analysis.load_run`)
@@ -590,7 +588,7 @@ def breakdown_table(run, # a loaded run (`face_report.analysis.load_run`)
         n = g["n"]
     if not frames: raise FileNotFoundError(f"No predictions on the {split} split in {run.dir/'predictions'}")
     out = pd.concat([n.rename("n")] + frames, axis=1)
-    out.index.name = {"age_band": "Age band (years)", "gender": "Gender", "race": "Race"}[by]
+    out.index.name = GROUP_TITLES[by]
     return out.reset_index()
 
 # %% ../nbs/05_report.ipynb #cd2356e8

@@ -29,5 +29,10 @@ def test_quick_profile_end_to_end(tmp_path):
         assert "Traceback" not in html, page
     two = (site / "2_custom_cnn.html").read_text()
     assert "Table 1" in two and "<table" in two and "Figure 1" in two and "Figure 2" in two and "Figure 3" in two
+    four = " ".join((site / "4_summary.html").read_text().split())  # section 4's comparison, with numbers from this run
+    assert re.search(r"Validation gender accuracy was [\d.]+% for Model A and [\d.]+% for Model B", four), four[-3000:]
+    assert "McNemar p = " in four and "quick</code> profile" in four
+    six = (site / "6_appendix.html").read_text()
+    assert all(f"Table R{i}" in six for i in (1, 2, 3, 4)) and "Training and Execution Time" in six
     three = (site / "3_pretrained_cnn.html").read_text()
     assert "Table 2" in three and "Figure 4" in three and "Figure 5" in three and "efficientnet_lite0" in three.lower().replace("-", "_")

@@ -1,0 +1,23 @@
+"""The issue's speed benchmark stays runnable: `benchmarks/train_speed.py` on a generated sample prints its ratios.
+Slow (several minutes: each figure is measured in a fresh process), so it runs with `make test-all`."""
+import os, re, subprocess, sys
+from pathlib import Path
+
+import pytest
+
+from face_report.data import make_sample_utkface
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_train_speed_prints_ratios(tmp_path):
+    data = make_sample_utkface(tmp_path / "UTKFace", n=240)
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/train_speed.py"), "--size", "32", "--images", "64",
+                        "--batch", "16", "--skip-other", "--data", str(data)], capture_output=True, text=True, timeout=3000,
+                       env={**os.environ, "FACE_REPORT_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    for kind in ("A", "B1", "B2"):
+        m = re.search(rf"^{kind}\s+ours \((float32|mixed_bfloat16)\)/naive\s+([\d.]+)x", r.stdout, re.M)
+        assert m and float(m.group(2)) > 0, r.stdout
+    assert re.search(r"B phase 1 step vs forward-only: [\d.]+x", r.stdout), r.stdout
