@@ -1,5 +1,5 @@
 """The issue's speed benchmark stays runnable: `benchmarks/train_speed.py` on a generated sample prints its ratios.
-Slow (several minutes: each figure is measured in a fresh process), so it runs with `make test-all`."""
+Slow (1.5 minutes here: each figure is measured in a fresh process), so it runs with `make test-all`."""
 import os, re, subprocess, sys
 from pathlib import Path
 
@@ -20,4 +20,4 @@ def test_train_speed_prints_ratios(tmp_path):
     for kind in ("A", "B1", "B2"):
         m = re.search(rf"^{kind}\s+ours \((float32|mixed_bfloat16)\)/naive\s+([\d.]+)x", r.stdout, re.M)
         assert m and float(m.group(2)) > 0, r.stdout
-    assert re.search(r"B phase 1 step vs forward-only: [\d.]+x", r.stdout), r.stdout
+    assert re.search(r"^B forward only \(inference\)\s+[\d.]+ images/s", r.stdout, re.M), r.stdout
