@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
 from .data import ImageError, MAX_PIXELS, check_file, load_image, to_rgb
+from .training import gender_pred
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
@@ -289,7 +290,7 @@ def _table(rows:list[dict], names:list[str], detect:bool) -> pd.DataFrame:
     df["model_order"] = df["model"].map({n: i for i, n in enumerate(names)})
     df = df.sort_values(["order", "face", "model_order"], na_position="first", kind="stable").reset_index(drop=True)
     df["age_pred"], df["p_female"] = df["age_pred"].astype(float), df["p_female"].astype(float)
-    df["gender_pred"] = (df["p_female"] > 0.5).astype("Int64").where(df["p_female"].notna())  # as `training.gender_correct` decides
+    df["gender_pred"] = pd.Series(gender_pred(df["p_female"]), index=df.index, dtype="Int64").where(df["p_female"].notna())
     if not detect: return df[COLUMNS]
     box = [b if isinstance(b, tuple) else (pd.NA,)*4 for b in df["box"]]
     for i, c in enumerate(FACE_COLUMNS[1:]): df[c] = [b[i] for b in box]

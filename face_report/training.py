@@ -17,9 +17,9 @@ from .data import Splits, load_utkface, make_dataset, prepare_splits
 __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION',
            'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16',
            'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask',
-           'init_age_bias', 'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'gender_correct', 'split_metrics',
-           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params',
-           'train_model_a', 'train_model_b', 'train_all']
+           'init_age_bias', 'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct',
+           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run',
+           'splits_params', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -314,11 +314,16 @@ def roc_auc(y, # binary labels (1 = positive, here female)
 # %% ../nbs/02_training.ipynb #ceb05a7e
 EVALUATION = "per-image means v2"  # bump when the evaluation changes: finished runs are then re-evaluated
 
+def gender_pred(p_female, # predicted probabilities of female
+               ) -> np.ndarray: # int per image: 1 female, 0 male
+    "The predicted gender: female when p_female > 0.5, as Keras's binary accuracy decides (NaN gives 0)."
+    return (np.asarray(p_female, np.float64) > 0.5).astype(int)
+
 def gender_correct(p_female, # predicted probabilities of female
                    gender, # true genders (0 male, 1 female)
                   ) -> np.ndarray: # bool per image
-    "Whether each gender prediction is right: female is predicted when p_female > 0.5, as Keras's binary accuracy decides."
-    return np.asarray(np.asarray(p_female) > 0.5) == np.asarray(np.asarray(gender) == 1)
+    "Whether each gender prediction (`gender_pred`) is right."
+    return gender_pred(p_female) == np.asarray(gender)
 
 def split_metrics(age:np.ndarray, # true ages
                   gender:np.ndarray, # true genders (0/1)
