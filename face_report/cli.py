@@ -41,10 +41,10 @@ def cmd_data(args:argparse.Namespace, # parsed by `build_parser`
 
 def cmd_train(args:argparse.Namespace, # parsed by `build_parser`
              ) -> int: # exit code
-    "Train both models into a run folder (re-using finished ones)."
+    "Train both models, or the one `--models` names, into a run folder (re-using finished ones)."
     from face_report.training import resolve_params, train_all
     p = resolve_params(args.profile, **_overrides(args), retrain=args.retrain or None)
-    print(json.dumps(train_all(p), indent=1))
+    print(json.dumps(train_all(p, models=args.models), indent=1))
     return 0
 
 def cmd_run(args:argparse.Namespace, # parsed by `build_parser`
@@ -86,6 +86,8 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
         s.add_argument("--run-dir", help="run folder (default runs/<profile>)")
         s.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override a parameter")
         s.add_argument("--retrain", action="store_true", help="train again even when the run folder holds finished models")
+        if name == "train":
+            s.add_argument("--models", default="AB", choices=["AB", "A", "B"], help="train both models (default) or only Model A or B")
         if name == "run":
             s.add_argument("--no-render", action="store_true"); s.add_argument("--engine", default="auto", choices=["auto", "quarto", "pandoc"])
         s.set_defaults(func=func)
