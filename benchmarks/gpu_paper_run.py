@@ -35,16 +35,14 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import keras
     from face_report.cli import parse_value
-    from face_report.training import backend_devices, resolve_params, train_model_a, train_model_b, read_json
+    from face_report.training import backend_devices, resolve_params, train_all
     t0 = time.time()
     overrides = {k: parse_value(v) for k, v in a.param}
     p = resolve_params(a.profile, image_size=a.image_size, run_dir=a.run_dir, data=str(a.bundle), **overrides)
     splits = bundle_splits(Path(a.bundle), Path(a.run_dir).parent / "bundle", a.image_size)
     print(f"Keras {keras.__version__} on {keras.backend.backend()}, devices {backend_devices()}; {splits.summary}; "
           f"data ready in {time.time() - t0:.1f} s", flush=True)
-    if "A" in a.models: train_model_a(splits, params=p)
-    if "B" in a.models: train_model_b(splits, params=p)
-    m = read_json(Path(a.run_dir) / "metrics.json")
+    m = train_all(p, models=a.models, splits=splits)
     print("RESULT", json.dumps({"backend": keras.backend.backend(), "image_size": a.image_size, "wall_seconds": m["wall_seconds"],
                                 **{t: {s: {k: round(v, 4) for k, v in m[t][s].items()} for s in m[t]} for t in a.models}}))
     print(f"total {time.time() - t0:.1f} s")

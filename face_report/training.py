@@ -534,12 +534,14 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
 def train_all(params:dict, # from `resolve_params`
               log=print, # progress printer
               models:str="AB", # which models to train: "AB", "A" or "B"
+              splits:Splits|None=None, # data already prepared with `params` (default: `prepare_splits` from `params`)
              ) -> dict: # metrics.json contents
     "Prepare the data and train Model A then Model B (or only one of them) into `params['run_dir']`."
     if not models or set(models) - set("AB"): raise ValueError(f"models={models!r}: choose 'AB', 'A' or 'B'")
-    splits = prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"],
-                            params["seed"], params["image_size"])
-    log(splits.summary)
+    if splits is None:
+        splits = prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"],
+                                params["seed"], params["image_size"])
+        log(splits.summary)
     if "A" in models: train_model_a(splits, params=params, log=log)
     if "B" in models: train_model_b(splits, params=params, log=log)
     return read_json(Path(params["run_dir"])/"metrics.json")
