@@ -218,7 +218,7 @@ def _conv_block(x, filters:int, prefix:str, suffix:str|int=""):
 
 
 def build_model_a(input_size:int=128, # side of the square RGB input image (values 0..255)
-                  l2:float=1e-3, # L2 factor on the two Dense(128) layers (not given in the report)
+                  l2:float=1e-4, # L2 factor on the two Dense(128) layers (not given in the report; see `training.DEFAULTS`)
                   spatial_dropout:float=0.1, # SpatialDropout2D rate in the gender head
                   gender_dropout:float=0.4, # Dropout rate after the gender Dense layer
                   age_dropout:float=0.3, # Dropout rate after the age Dense layer
