@@ -23,11 +23,12 @@ from .data import AGE_BAND_LABELS, RACES, ImageError, age_band, load_image
 from .training import gender_correct, read_json, roc_auc, split_metrics
 
 # %% auto #0
-__all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'GROUPS', 'GROUP_TITLES', 'make_synthetic_run', 'Run', 'load_run',
-           'save_figure', 'plot_learning_curves', 'format_signed', 'metrics_table', 'format_metrics_table',
-           'compare_models', 'summary_sentences', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test',
-           'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability', 'significance_table',
-           'format_significance_table', 'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter', 'error_gallery']
+__all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'GROUPS', 'GROUP_TITLES', 'make_synthetic_run',
+           'Run', 'load_run', 'save_figure', 'plot_learning_curves', 'format_signed', 'metrics_table',
+           'format_metrics_table', 'compare_models', 'summary_sentences', 'performance_paragraph', 'bootstrap_ci',
+           'mcnemar_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
+           'significance_table', 'format_significance_table', 'against_report', 'format_against_report',
+           'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -248,6 +249,13 @@ def format_metrics_table(df:pd.DataFrame, # output of `metrics_table`
         out.loc[i, "Validation"] = f"{row.Validation:.2f}%" if pct else f"{row.Validation:.3f}"
         out.loc[i, "Δ (val–train)"] = format_signed(row["Δ (val–train)"], 3) + ("%" if pct else "")
     return _markdown(out)
+
+# %% ../nbs/03_analysis.ipynb #69af54ca
+REPORT_METRICS = {  # the written report's Tables 1 and 2, in metrics.json's shape
+    "A": {"train": dict(gender_accuracy=0.9696, gender_loss=0.203, age_mae=4.257, age_loss=4.257),
+          "val": dict(gender_accuracy=0.9210, gender_loss=0.286, age_mae=6.517, age_loss=6.518)},
+    "B": {"train": dict(gender_accuracy=0.9672, gender_loss=0.148, age_mae=4.040, age_loss=4.040),
+          "val": dict(gender_accuracy=0.9102, gender_loss=0.252, age_mae=6.017, age_loss=6.023)}}
 
 # %% ../nbs/03_analysis.ipynb #cddaaf11
 def _winner(diff: float) -> str:
@@ -480,6 +488,37 @@ def format_significance_table(df:pd.DataFrame, # output of `significance_table`
                         "Estimate [95% CI]": [fmt(e, d) + ("" if pd.isna(lo) else f" [{fmt(lo, d)}, {fmt(hi, d)}]")
                                               for e, lo, hi, d in zip(df.Estimate, df["CI low"], df["CI high"], digits)],
                         "Test": df.Test, "p-value": ["" if pd.isna(p) else f"{p:.3g}" for p in df["p-value"]], "n": df.n})
+    return _markdown(out)
+
+# %% ../nbs/03_analysis.ipynb #b7e4d9a0
+_VS_COLUMNS = ["Model", "Quantity", "Report", "This run", "CI low", "CI high", "Verdict", "n"]
+
+def against_report(run:Run, # a loaded run
+                   reference:dict=REPORT_METRICS, # validation figures to compare with, in metrics.json's shape
+                   n_boot:int=2000, # bootstrap resamples per CI
+                   seed:int=0, # random seed
+                  ) -> pd.DataFrame: # Model, Quantity, Report, This run, CI low, CI high, Verdict, n
+    "This run's validation gender accuracy (%) and age MAE (years) beside `reference`'s, with 95% bootstrap CIs"
+    rows = []
+    for m in run.available("val"):
+        if "val" not in reference.get(m, {}): continue
+        correct, err = _per_image(run.predictions(m, "val"))
+        ref = reference[m]["val"]
+        for quantity, sample, target, sign in (("Gender accuracy (%)", 100 * correct, 100 * ref["gender_accuracy"], 1),
+                                               ("Age MAE (years)", err, ref["age_mae"], -1)):
+            est, low, high = bootstrap_ci(sample, n_boot=n_boot, seed=seed)
+            verdict = ("met" if sign * (est - target) >= 0 else
+                       "not met, within the CI" if low <= target <= high else "not met, outside the CI")
+            rows.append((m, quantity, target, est, low, high, verdict, len(sample)))
+    return pd.DataFrame(rows, columns=_VS_COLUMNS)
+
+def format_against_report(df:pd.DataFrame, # output of `against_report`
+                         ) -> str: # markdown pipe table
+    "Markdown rendering: the report's figure, this run's estimate with its 95% CI, the difference (this run − report) and the verdict"
+    out = pd.DataFrame({"Model": df.Model, "Quantity": df.Quantity, "Report": [f"{x:.2f}" for x in df.Report],
+                        "This run [95% CI]": [f"{e:.2f} [{lo:.2f}, {hi:.2f}]" for e, lo, hi in zip(df["This run"], df["CI low"], df["CI high"])],
+                        "This run − report": [format_signed(d, plus=True) for d in df["This run"] - df.Report],
+                        "Verdict": df.Verdict, "n": df.n})
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #ed7d27ab
