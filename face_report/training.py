@@ -25,7 +25,7 @@ __all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PH
 DEFAULTS = dict(
     profile="quick", data=None, run_dir=None, retrain=False,
     n_images=5000, val_fraction=0.2, test_size=2000, seed=42, image_size=128,
-    batch_size=32, label_smoothing=0.1, patience=10, lr_patience=5, lr_factor=0.5, min_lr=1e-7,
+    batch_size=32, label_smoothing=0.05, patience=10, lr_patience=5, lr_factor=0.5, min_lr=1e-7,
     epochs_a=80, lr_a=2e-4, age_weight_a=0.3, l2=1e-4,
     epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=120, age_bias="median",
     backbone="efficientnet_lite0", weights="imagenet", precision="auto", strategy="none", eval_batch_size=128,
@@ -161,7 +161,7 @@ def onednn_fpmath() -> str: # e.g. "STRICT" (oneDNN's default) or "BF16"
 def compile_multitask(model, # a model with outputs `gender` and `age`
                       lr:float, # Adam learning rate
                       age_weight:float, # loss weight of age (gender's is 1.0)
-                      label_smoothing:float=0.1, # label smoothing of the gender BCE
+                      label_smoothing:float=0.05, # label smoothing of the gender BCE
                       **compile_kwargs, # other `Model.compile` arguments, e.g. `jit_compile`, `steps_per_execution`
                      ) -> keras.Model: # `model`, compiled
     "Compile with the report's multi-task loss."
@@ -329,7 +329,7 @@ def split_metrics(age:np.ndarray, # true ages
                   gender:np.ndarray, # true genders (0/1)
                   age_pred:np.ndarray, # predicted ages
                   p_female:np.ndarray, # predicted probabilities of female
-                  label_smoothing:float=0.1, # as in training
+                  label_smoothing:float=0.05, # as in training
                  ) -> dict: # gender_accuracy, gender_loss, gender_auc, age_mae, age_loss, n
     "The report's metrics for one split, as means over images."
     age, gender, age_pred = (np.asarray(a, np.float64).ravel() for a in (age, gender, age_pred))
@@ -345,7 +345,7 @@ def evaluate_model(model, # a trained model
                    run_dir:Path, # where predictions/ goes
                    tag:str, # "A" or "B"
                    batch_size:int=128, # prediction batch size
-                   label_smoothing:float=0.1, # as in training, for the gender loss
+                   label_smoothing:float=0.05, # as in training, for the gender loss
                   ) -> dict: # split -> gender_accuracy, gender_loss, gender_auc, age_mae, age_loss, n
     "Metrics of `model` on every split, and prediction CSVs for val and test."
     out = {}
