@@ -415,8 +415,8 @@ def start_run(params:dict, # from `resolve_params`
 
 def _forget(run_dir:Path, tag:str):
     "Remove a model's artefacts (for retrain)."
-    for f in [run_dir/f"model_{tag}.keras", run_dir/f"history_{tag}.csv", *run_dir.glob(f"predictions/{tag}_*.csv"),
-              *run_dir.glob(f"checkpoints/{tag}*"), *run_dir.glob(f"phase1_{tag}.json")]:
+    for f in [run_dir/f"model_{tag}.keras", run_dir/f"history_{tag}.csv", run_dir/f"log_{tag}.txt",
+              *run_dir.glob(f"predictions/{tag}_*.csv"), *run_dir.glob(f"checkpoints/{tag}*"), *run_dir.glob(f"phase1_{tag}.json")]:
         f.unlink(missing_ok=True)
     for d in run_dir.glob(f"backup/{tag}*"): shutil.rmtree(d, ignore_errors=True)
     m = read_json(run_dir/"metrics.json"); m.pop(tag, None); write_json(run_dir/"metrics.json", m) if m else None
@@ -440,8 +440,19 @@ def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None
         model = keras.models.load_model(run_dir/f"model_{tag}.keras")
         _record(run_dir, tag, evaluate_model(model, splits, run_dir, tag, p["eval_batch_size"], p["label_smoothing"]), {}, p)
         m = read_json(run_dir/"metrics.json")
+    saved = run_dir/f"log_{tag}.txt"
+    if saved.exists(): log(f"Model {tag}'s training log ({saved.name}):\n{saved.read_text().rstrip()}")
     log(f"Model {tag}: re-using the trained model in {run_dir}")
     return m[tag]
+
+def _log_to_file(path:Path, # the run folder's `log_{A,B}.txt`
+                 log=print, # progress printer
+                ):
+    "`log`, each message also appended to `path`, so that a re-used model shows its training log again."
+    def both(msg):
+        log(msg)
+        with open(path, "a") as f: f.write(f"{msg}\n")
+    return both
 
 def splits_params(splits:Splits, # from `prepare_splits`
                  ) -> dict: # image_size, n_images (train + val) and test_size
@@ -459,7 +470,7 @@ def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
                                  "prepare the splits with the run's parameters, or pass params=None to take these from the splits")
     run_dir = start_run(p)
     if p.get("retrain"): _forget(run_dir, tag)
-    return p, run_dir, _reuse(run_dir, tag, splits, p, log), make_strategy(p["strategy"])
+    return p, run_dir, _reuse(run_dir, tag, splits, p, log), make_strategy(p["strategy"]), _log_to_file(run_dir/f"log_{tag}.txt", log)
 
 def _use_precision(p:dict, phase:str):
     "Make `phase`'s dtype policy the global one: it applies to the layers built afterwards."
@@ -474,7 +485,7 @@ def train_model_a(splits:Splits, # data from `prepare_splits`
                  ) -> dict: # Model A's metrics per split
     "Train Model A (or re-use the finished one in `run_dir`) and write its artefacts."
     from face_report.models import build_model_a
-    p, run_dir, done, strategy = _open_run("A", splits, run_dir, params, log)
+    p, run_dir, done, strategy, log = _open_run("A", splits, run_dir, params, log)
     if done: return done
     _use_precision(p, "A")
     with strategy.scope():
@@ -494,7 +505,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
                  ) -> dict: # Model B's metrics per split
     "Train Model B in two phases (or re-use the finished one in `run_dir`) and write its artefacts."
     from face_report.models import build_model_b, freeze_backbone, unfreeze_top
-    p, run_dir, done, strategy = _open_run("B", splits, run_dir, params, log)
+    p, run_dir, done, strategy, log = _open_run("B", splits, run_dir, params, log)
     if done: return done
     r = strategy.num_replicas_in_sync
 
