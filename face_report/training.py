@@ -161,7 +161,7 @@ def onednn_fpmath() -> str: # e.g. "STRICT" (oneDNN's default) or "BF16"
 def compile_multitask(model, # a model with outputs `gender` and `age`
                       lr:float, # Adam learning rate
                       age_weight:float, # loss weight of age (gender's is 1.0)
-                      label_smoothing:float=0.05, # label smoothing of the gender BCE
+                      label_smoothing:float=DEFAULTS["label_smoothing"], # label smoothing of the gender BCE
                       **compile_kwargs, # other `Model.compile` arguments, e.g. `jit_compile`, `steps_per_execution`
                      ) -> keras.Model: # `model`, compiled
     "Compile with the report's multi-task loss."
@@ -329,7 +329,7 @@ def split_metrics(age:np.ndarray, # true ages
                   gender:np.ndarray, # true genders (0/1)
                   age_pred:np.ndarray, # predicted ages
                   p_female:np.ndarray, # predicted probabilities of female
-                  label_smoothing:float=0.05, # as in training
+                  label_smoothing:float=DEFAULTS["label_smoothing"], # as in training
                  ) -> dict: # gender_accuracy, gender_loss, gender_auc, age_mae, age_loss, n
     "The report's metrics for one split, as means over images."
     age, gender, age_pred = (np.asarray(a, np.float64).ravel() for a in (age, gender, age_pred))
@@ -345,7 +345,7 @@ def evaluate_model(model, # a trained model
                    run_dir:Path, # where predictions/ goes
                    tag:str, # "A" or "B"
                    batch_size:int=128, # prediction batch size
-                   label_smoothing:float=0.05, # as in training, for the gender loss
+                   label_smoothing:float=DEFAULTS["label_smoothing"], # as in training, for the gender loss
                   ) -> dict: # split -> gender_accuracy, gender_loss, gender_auc, age_mae, age_loss, n
     "Metrics of `model` on every split, and prediction CSVs for val and test."
     out = {}
