@@ -23,12 +23,13 @@ from .data import AGE_BAND_LABELS, RACES, ImageError, age_band, load_image
 from .training import gender_correct, read_json, roc_auc, split_metrics
 
 # %% auto #0
-__all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'GROUPS', 'GROUP_TITLES', 'make_synthetic_run',
-           'Run', 'load_run', 'save_figure', 'plot_learning_curves', 'format_signed', 'metrics_table',
-           'format_metrics_table', 'compare_models', 'summary_sentences', 'performance_paragraph', 'bootstrap_ci',
-           'mcnemar_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
-           'significance_table', 'format_significance_table', 'against_report', 'format_against_report',
-           'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter', 'error_gallery']
+__all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'SIGNIFICANCE_COLUMNS', 'GROUPS',
+           'GROUP_TITLES', 'make_synthetic_run', 'Run', 'load_run', 'save_figure', 'plot_learning_curves',
+           'format_signed', 'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences',
+           'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at',
+           'expected_calibration_error', 'plot_reliability', 'significance_table', 'format_significance_table',
+           'against_report', 'format_against_report', 'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter',
+           'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -450,7 +451,7 @@ def _per_image(pred: pd.DataFrame):
     "Per-image gender correctness and absolute age error"
     return gender_correct(pred.p_female, pred.gender), (pred.age_pred - pred.age).abs().to_numpy()
 
-_SIG_COLUMNS = ["Model", "Quantity", "Estimate", "CI low", "CI high", "Test", "Statistic", "p-value", "n"]
+SIGNIFICANCE_COLUMNS = ["Model", "Quantity", "Estimate", "CI low", "CI high", "Test", "Statistic", "p-value", "n"]
 
 def significance_table(run:Run, # a loaded run
                        split:str="test", # "val" or "test"
@@ -477,7 +478,7 @@ def significance_table(run:Run, # a loaded run
                   f"McNemar ({mc['method']})", mc["statistic"], mc["p_value"], len(ca)),
                  ("A vs B", "Age MAE difference B−A (years)", wt["mae_diff"], wt["ci_low"], wt["ci_high"],
                   "Wilcoxon signed-rank", wt["statistic"], wt["p_value"], wt["n"])]
-    return pd.DataFrame(rows, columns=_SIG_COLUMNS)
+    return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
 
 def format_significance_table(df:pd.DataFrame, # output of `significance_table`
                              ) -> str: # markdown pipe table

@@ -17,14 +17,15 @@ from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
 from .data import ImageError, MAX_PIXELS, check_file, load_image, to_rgb
-from .training import gender_pred
+from .training import gender_correct, gender_pred
+from .analysis import SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, mcnemar_test, paired_age_test
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
            'check_image_size', 'read_photo', 'face_cascade', 'detect_faces', 'face_crop', 'PredictorError',
            'model_image_size', 'float32_model', 'load_predictor', 'as_predictors', 'image_batch', 'predict_arrays',
-           'predict_paths', 'export_model', 'exported_predictor', 'check_export', 'add_predict_arguments',
-           'predict_main', 'add_export_arguments', 'export_main']
+           'predict_paths', 'mirror_comparison', 'export_model', 'exported_predictor', 'check_export',
+           'add_predict_arguments', 'predict_main', 'add_export_arguments', 'export_main']
 
 # %% ../nbs/04_predict.ipynb #76367cf6
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -222,13 +223,20 @@ def image_batch(images:np.ndarray, # one (S, S, 3) image or a batch (N, S, S, 3)
         raise PredictorError(f"images must be {want}, not shape {np.shape(images)}{hint}")
     return x
 
+def _predict_batch(m:keras.Model, x:np.ndarray) -> dict[str, np.ndarray]:
+    out = _named_outputs(keras.tree.map_structure(lambda t: t.numpy(), _inference_function(m)(tf.constant(x))), m.output_names)
+    return {"p_female": out["gender"], "age_pred": out["age"]}
+
 def predict_arrays(m:keras.Model, # a model with outputs `gender` and `age`
                    images:np.ndarray, # (N, S, S, 3) or one (S, S, 3) image, RGB 0..255 at the model's size
+                   mirror:bool=False, # also predict each image's left-right mirror image and average the two
                   ) -> dict[str, np.ndarray]: # {"p_female": (N,), "age_pred": (N,)}
-    "Run one batch (or one image) through a model (inference mode)."
-    out = _inference_function(m)(tf.constant(image_batch(images, model_image_size(m))))
-    out = _named_outputs(keras.tree.map_structure(lambda t: t.numpy(), out), m.output_names)
-    return {"p_female": out["gender"], "age_pred": out["age"]}
+    "Run one batch (or one image) through a model (inference mode), optionally averaged with its mirror images."
+    x = image_batch(images, model_image_size(m))
+    out = _predict_batch(m, x)
+    if not mirror: return out
+    flipped = _predict_batch(m, np.ascontiguousarray(x[:, :, ::-1]))
+    return {k: (v + flipped[k])/2 for k, v in out.items()}
 
 def _faces(file:str, detect:bool) -> list[dict]:
     "The units to predict for one file: the file itself, or each detected face with its box and crop."
@@ -248,6 +256,7 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
                   detect:bool=False, # detect faces in ordinary photos first, one row per face
                   batch_size:int=64, # images per model call
                   progress:bool=True, # progress bar on stderr for long lists
+                  mirror:bool=False, # average each image's predictions with its mirror image's (twice the time)
                  ) -> pd.DataFrame: # file, model, age_pred, gender_pred, p_female, error (+ face, box_* with detect)
     "Predict age and gender for images, one row per image (or detected face) and model; unusable files get an `error`."
     models = as_predictors(model_or_run, model)
@@ -267,7 +276,7 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
             ok.append(unit)
         if ok:
             for n, m in models.items():
-                pred = predict_arrays(m, np.stack(arrays[sizes[n]]))
+                pred = predict_arrays(m, np.stack(arrays[sizes[n]]), mirror)
                 rows.extend({**u, "model": n, "p_female": p, "age_pred": a, "error": ""}
                             for u, p, a in zip(ok, pred["p_female"], pred["age_pred"]))
         pending.clear()
@@ -296,6 +305,39 @@ def _table(rows:list[dict], names:list[str], detect:bool) -> pd.DataFrame:
     for i, c in enumerate(FACE_COLUMNS[1:]): df[c] = [b[i] for b in box]
     df[FACE_COLUMNS] = df[FACE_COLUMNS].astype("Int64")
     return df[COLUMNS + FACE_COLUMNS]
+
+# %% ../nbs/04_predict.ipynb #c0ffee02
+def mirror_comparison(run:Run|str|Path, # a loaded run, or a run folder with model_{A,B}.keras and predictions/
+                      split:str="test", # "val" or "test"
+                      batch_size:int=256, # images per model call
+                      n_boot:int=2000, # bootstrap resamples per CI
+                      seed:int=0, # random seed
+                     ) -> pd.DataFrame: # `SIGNIFICANCE_COLUMNS`: Model, Quantity, Estimate, CI low, CI high, Test, Statistic, p-value, n
+    "Gender accuracy and age MAE of each model on `split` from single images and mirror-averaged, with paired tests."
+    run = run if isinstance(run, Run) else load_run(run)
+    rows, nan = [], float("nan")
+    for name in run.available(split):
+        if not (run.dir/f"model_{name}.keras").exists(): continue
+        m = load_predictor(run.dir, name)[name]
+        truth, size = run.predictions(name, split), model_image_size(m)
+        single, averaged = {"p_female": [], "age_pred": []}, {"p_female": [], "age_pred": []}
+        for i in range(0, len(truth), batch_size):
+            x = np.stack([load_image(f, size) for f in truth.file[i:i+batch_size]])
+            for out, pred in ((single, predict_arrays(m, x)), (averaged, predict_arrays(m, x, mirror=True))):
+                for k in out: out[k].append(pred[k])
+        (cs, es), (ca, ea) = [(gender_correct(np.concatenate(p["p_female"]), truth.gender),
+                               np.abs(np.concatenate(p["age_pred"]) - truth.age.to_numpy())) for p in (single, averaged)]
+        mc, wt, n = mcnemar_test(cs, ca), paired_age_test(es, ea, n_boot=n_boot, seed=seed), len(truth)
+        ci = functools.partial(bootstrap_ci, n_boot=n_boot, seed=seed)
+        rows += [(name, "Gender accuracy, single image (%)", *ci(100*cs), "", nan, nan, n),
+                 (name, "Gender accuracy, mirror-averaged (%)", *ci(100*ca), "", nan, nan, n),
+                 (name, "Gender accuracy difference, averaged − single (pp)", *ci(100*(ca.astype(float) - cs)),
+                  f"McNemar ({mc['method']})", mc["statistic"], mc["p_value"], n),
+                 (name, "Age MAE, single image (years)", *ci(es), "", nan, nan, n),
+                 (name, "Age MAE, mirror-averaged (years)", *ci(ea), "", nan, nan, n),
+                 (name, "Age MAE difference, averaged − single (years)", wt["mae_diff"], wt["ci_low"], wt["ci_high"],
+                  "Wilcoxon signed-rank", wt["statistic"], wt["p_value"], n)]
+    return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
 
 # %% ../nbs/04_predict.ipynb #10615ab1
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
@@ -370,11 +412,12 @@ def check_export(original_model:keras.Model, # the model that was exported
 # %% ../nbs/04_predict.ipynb #2e288823
 def add_predict_arguments(parser:argparse.ArgumentParser, # a parser or sub-parser to fill
                          ) -> argparse.ArgumentParser: # the same parser
-    "Arguments of `face-report predict MODEL_OR_RUN PATH... [--model A|B|both] [--detect] [--out F] [--batch-size N]`."
+    "Arguments of `face-report predict MODEL_OR_RUN PATH... [--model A|B|both] [--detect] [--mirror] [--out F] [--batch-size N]`."
     parser.add_argument("model_or_run", metavar="MODEL_OR_RUN", help="a run folder (model_A.keras, model_B.keras) or a .keras file")
     parser.add_argument("paths", metavar="PATH", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     parser.add_argument("--model", choices=("A", "B", "both"), default="both", help="which model(s) of a run folder (default both)")
     parser.add_argument("--detect", action="store_true", help="detect faces in ordinary photos first (one row per face)")
+    parser.add_argument("--mirror", action="store_true", help="average each image's predictions with its mirror image's (twice the time)")
     parser.add_argument("--out", metavar="FILE", help="write a .csv or .json file instead of CSV on stdout")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per model call (default 64)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
@@ -387,7 +430,7 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         print(f"error: --out must end in .csv or .json, not {out.name!r}", file=sys.stderr); return 2
     try: df = predict_paths(args.model_or_run, args.paths, model=args.model, detect=args.detect,
-                            batch_size=args.batch_size, progress=args.progress)
+                            batch_size=args.batch_size, progress=args.progress, mirror=args.mirror)
     except (PredictorError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
     if out is None: df.to_csv(sys.stdout, index=False)
     else:

@@ -33,7 +33,8 @@ def test_quick_profile_end_to_end(tmp_path):
     assert re.search(r"Validation gender accuracy was [\d.]+% for Model A and [\d.]+% for Model B", four), four[-3000:]
     assert "McNemar p = " in four and "quick</code> profile" in four
     five = " ".join((site / "5_beyond_the_report.html").read_text().split())
-    assert all(f"Table E{i}" in five for i in (1, 2, 3, 4, 5)) and "This Run Against the Written Report" in five
+    assert all(f"Table E{i}" in five for i in (1, 2, 3, 4, 5, 6, 7)) and "This Run Against the Written Report" in five
+    assert "Mirror Averaging at Test Time" in five and "averaged − single (pp)" in five
     six = (site / "6_appendix.html").read_text()
     assert all(f"Table R{i}" in six for i in (1, 2, 3, 4)) and "Training and Execution Time" in six
     three = (site / "3_pretrained_cnn.html").read_text()
