@@ -323,8 +323,8 @@ def mirror_comparison(run:Run|str|Path, # a loaded run, or a run folder with mod
         single, averaged = {"p_female": [], "age_pred": []}, {"p_female": [], "age_pred": []}
         for i in range(0, len(truth), batch_size):
             x = np.stack([load_image(f, size) for f in truth.file[i:i+batch_size]])
-            for out, pred in ((single, predict_arrays(m, x)), (averaged, predict_arrays(m, x, mirror=True))):
-                for k in out: out[k].append(pred[k])
+            one, flipped = predict_arrays(m, x), predict_arrays(m, x[:, :, ::-1])  # what `mirror=True` averages
+            for k in single: single[k].append(one[k]); averaged[k].append((one[k] + flipped[k])/2)
         (cs, es), (ca, ea) = [(gender_correct(np.concatenate(p["p_female"]), truth.gender),
                                np.abs(np.concatenate(p["age_pred"]) - truth.age.to_numpy())) for p in (single, averaged)]
         mc, wt, n = mcnemar_test(cs, ca), paired_age_test(es, ea, n_boot=n_boot, seed=seed), len(truth)
