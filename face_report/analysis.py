@@ -27,9 +27,9 @@ __all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS'
            'GROUP_TITLES', 'make_synthetic_run', 'Run', 'load_run', 'save_figure', 'plot_learning_curves',
            'format_signed', 'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences',
            'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at',
-           'expected_calibration_error', 'plot_reliability', 'significance_table', 'format_significance_table',
-           'against_report', 'format_against_report', 'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter',
-           'error_gallery']
+           'expected_calibration_error', 'plot_reliability', 'per_image_results', 'significance_table',
+           'format_significance_table', 'against_report', 'format_against_report', 'group_breakdown',
+           'plot_group_breakdown', 'plot_age_scatter', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -447,7 +447,8 @@ def plot_reliability(y, # binary labels (1 = female)
     return fig
 
 # %% ../nbs/03_analysis.ipynb #14265212
-def _per_image(pred: pd.DataFrame):
+def per_image_results(pred:pd.DataFrame, # predictions: gender, p_female, age and age_pred per image
+                     ) -> tuple: # (gender correctness as bool, absolute age error in years), one per image
     "Per-image gender correctness and absolute age error"
     return gender_correct(pred.p_female, pred.gender), (pred.age_pred - pred.age).abs().to_numpy()
 
@@ -462,7 +463,7 @@ def significance_table(run:Run, # a loaded run
     rows, per_image = [], {}
     for m in run.available(split):
         pred = run.predictions(m, split)
-        correct, err = per_image[m] = _per_image(pred)
+        correct, err = per_image[m] = per_image_results(pred)
         n, nan = len(pred), float("nan")
         rows += [(m, "Gender accuracy (%)", *bootstrap_ci(100 * correct, n_boot=n_boot, seed=seed), "", nan, nan, n),
                  (m, "Age MAE (years)", *bootstrap_ci(err, n_boot=n_boot, seed=seed), "", nan, nan, n),
@@ -503,7 +504,7 @@ def against_report(run:Run, # a loaded run
     rows = []
     for m in run.available("val"):
         if "val" not in reference.get(m, {}): continue
-        correct, err = _per_image(run.predictions(m, "val"))
+        correct, err = per_image_results(run.predictions(m, "val"))
         ref = reference[m]["val"]
         for quantity, sample, target, sign in (("Gender accuracy (%)", 100 * correct, 100 * ref["gender_accuracy"], 1),
                                                ("Age MAE (years)", err, ref["age_mae"], -1)):
@@ -537,7 +538,7 @@ def group_breakdown(pred:pd.DataFrame, # one model's predictions (`Run.predictio
                     by:str, # "age_band", "gender" or "race"
                    ) -> pd.DataFrame: # columns: <by>, n, age_mae (years), gender_accuracy_pct (%)
     "Number of images, age MAE and gender accuracy per group"
-    correct, err = _per_image(pred)
+    correct, err = per_image_results(pred)
     frame = pd.DataFrame({by: _group_labels(pred, by), "err": err, "correct": correct.astype(float)})
     g = frame.groupby(by, observed=False)
     out = pd.DataFrame({"n": g.size(), "age_mae": g.err.mean(), "gender_accuracy_pct": 100 * g.correct.mean()})

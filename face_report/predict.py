@@ -17,8 +17,9 @@ from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
 from .data import ImageError, MAX_PIXELS, check_file, load_image, to_rgb
-from .training import gender_correct, gender_pred
-from .analysis import SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, mcnemar_test, paired_age_test
+from .training import gender_pred
+from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, mcnemar_test, paired_age_test,
+                                  per_image_results)
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
@@ -325,8 +326,8 @@ def mirror_comparison(run:Run|str|Path, # a loaded run, or a run folder with mod
             x = np.stack([load_image(f, size) for f in truth.file[i:i+batch_size]])
             one, flipped = predict_arrays(m, x), predict_arrays(m, x[:, :, ::-1])  # what `mirror=True` averages
             for k in single: single[k].append(one[k]); averaged[k].append((one[k] + flipped[k])/2)
-        (cs, es), (ca, ea) = [(gender_correct(np.concatenate(p["p_female"]), truth.gender),
-                               np.abs(np.concatenate(p["age_pred"]) - truth.age.to_numpy())) for p in (single, averaged)]
+        (cs, es), (ca, ea) = [per_image_results(truth.assign(**{k: np.concatenate(v) for k, v in p.items()}))
+                              for p in (single, averaged)]
         mc, wt, n = mcnemar_test(cs, ca), paired_age_test(es, ea, n_boot=n_boot, seed=seed), len(truth)
         ci = functools.partial(bootstrap_ci, n_boot=n_boot, seed=seed)
         rows += [(name, "Gender accuracy, single image (%)", *ci(100*cs), "", nan, nan, n),
