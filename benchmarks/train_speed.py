@@ -12,7 +12,7 @@ with phase 1.
 
 Each figure is measured in a fresh process (`--one KIND LABEL PRECISION`), so no earlier pipeline competes for the cores.
 
-    python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH] [--skip-other]
+    python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH] [--skip-other] [--n-unfreeze N]
 """
 import argparse, os, subprocess, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,15 +33,16 @@ def timed_fit(model, ds, steps, warm=2):
     (b0, t0), (b1, t1) = next(e for e in ends if e[0] + 1 >= warm), ends[-1]
     return (t1 - t0) * steps / (b1 - b0)
 
-def build(kind, size, precision="float32", fast_grad=True, fold=True, **compile_kwargs):
-    """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (the top `n_unfreeze` layers trainable), compiled as in training
+def build(kind, size, precision="float32", fast_grad=True, fold=True, n_unfreeze=None, **compile_kwargs):
+    """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (the top `n_unfreeze` layers trainable; None:
+    training's default for Lite0, `REPORT_UNFREEZE`), compiled as in training
     (with `compile_kwargs` for `Model.compile`);
     `fast_grad=False`: the backbone's depthwise layers run Keras's own code (the stock `DepthwiseConv2D`);
     `fold=False`: its BatchNormalization layers run Keras's own code instead of being folded into the convolutions."""
     import keras
     from face_report.models import (build_model_a, build_model_b, freeze_backbone, unfreeze_top, DepthwiseConv2DFastGrad,
                                     FoldableBatchNormalization)
-    from face_report.training import DEFAULTS, compile_multitask
+    from face_report.training import REPORT_UNFREEZE, compile_multitask
     keras.mixed_precision.set_global_policy(precision)
     if kind == "A":
         m = build_model_a(input_size=size); compile_multitask(m, 2e-4, 0.3, **compile_kwargs); return m
@@ -50,7 +51,7 @@ def build(kind, size, precision="float32", fast_grad=True, fold=True, **compile_
         if isinstance(layer, DepthwiseConv2DFastGrad): layer.fast_grad = fast_grad
         if isinstance(layer, FoldableBatchNormalization): layer.fold = fold
     if kind == "B1": freeze_backbone(m)
-    else: unfreeze_top(m, DEFAULTS["n_unfreeze"], verbose=False)
+    else: unfreeze_top(m, REPORT_UNFREEZE["efficientnet_lite0"] if n_unfreeze is None else n_unfreeze, verbose=False)
     compile_multitask(m, 1e-4, 0.2, **compile_kwargs); return m
 
 def measure(kind, label, precision, a):
@@ -79,7 +80,7 @@ def measure(kind, label, precision, a):
                     yield x, {"gender": b.gender.to_numpy("float32")[:, None], "age": b.age.to_numpy("float32")[:, None]}
         return gen()
 
-    m = build(kind, a.size, precision, fast_grad=label in ("ours", NO_FOLD), fold=label == "ours")
+    m = build(kind, a.size, precision, fast_grad=label in ("ours", NO_FOLD), fold=label == "ours", n_unfreeze=a.n_unfreeze)
     return steps*a.batch/timed_fit(m, (naive if label == "naive" else ours)(), steps)
 
 def fresh_figure(script, *args):
@@ -93,12 +94,15 @@ def fresh_figure(script, *args):
 def isolated(kind, label, precision, a):
     "`measure` in a fresh process (`fresh_figure`)."
     return fresh_figure(__file__, "--one", kind, label, precision, "--size", a.size, "--images", a.images,
-                        "--batch", a.batch, *(["--data", a.data] if a.data else []))
+                        "--batch", a.batch, *(["--data", a.data] if a.data else []),
+                        *(["--n-unfreeze", a.n_unfreeze] if a.n_unfreeze is not None else []))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=640)
     ap.add_argument("--batch", type=int, default=32); ap.add_argument("--data", default=None)
+    ap.add_argument("--n-unfreeze", type=int, default=None,
+                    help="backbone layers phase 2 trains (default: training's, 77 for Lite0; 120 before December 2026)")
     ap.add_argument("--skip-other", action="store_true", help="do not time our pipeline in the precision auto did not pick")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "LABEL", "PRECISION"), help="time one configuration in this process")
     a = ap.parse_args()
@@ -115,7 +119,7 @@ def main():
         rows.append((kind, auto, res))
     fwd = isolated("B1", "forward", "float32", a)
     print(f"B forward only (inference)   {fwd:7.1f} images/s")
-    print(f"\nsize {a.size}px, batch {a.batch}, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process")
+    print(f"\nsize {a.size}px, batch {a.batch}, phase 2 trains the last {a.n_unfreeze or 'default'} backbone layers, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process")
     for kind, auto, res in rows:
         extra = "" if a.skip_other else f"  ours bf16/fp32 {res['ours', 'mixed_bfloat16']/res['ours', 'float32']:.2f}x"
         print(f"{kind:3s} ours ({auto})/naive {res['ours', auto]/res['naive', 'float32']:5.2f}x{extra}")

@@ -9,7 +9,7 @@ import contextlib, datetime, html, json, logging, os, platform, re, shutil, subp
 from pathlib import Path
 
 from .analysis import GROUP_TITLES, format_signed
-from .training import gender_correct, read_json, write_json
+from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'SITE_CSS', 'SITE_TEMPLATE', 'repo_root', 'page_paths', 'venv_kernel',
@@ -519,11 +519,14 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
                    ) -> str: # markdown
     "Section 3.2: how Model B was trained in this run (two phases)."
     name = _BACKBONE_NAMES.get(params["backbone"], params["backbone"])
+    same_blocks = (params["backbone"] != "efficientnet_b0" and params["n_unfreeze"] == REPORT_UNFREEZE.get(params["backbone"]))
     return (f"Model B was trained using the same dataset, train/validation split, and data augmentation pipeline as Model A "
             f"described in Section 2.2. Its {name} backbone starts from {weights_source}. Training was carried out in two "
             f"phases. In the first phase, the entire backbone was frozen, and only the task-specific heads were trained. "
-            f"In the second phase, the last {params['n_unfreeze']} layers of the backbone were unfrozen (keeping its "
-            f"BatchNormalization layers frozen) to allow fine-tuning of deeper convolutional blocks alongside the "
+            f"In the second phase, the last {params['n_unfreeze']} layers of the backbone"
+            + (", which hold the blocks that the written report's last 120 layers of EfficientNetB0 hold (from the first "
+               "112-channel block to the top)," if same_blocks else "") +
+            f" were unfrozen (keeping its BatchNormalization layers frozen) to allow fine-tuning of deeper convolutional blocks alongside the "
             f"task-specific heads.\n\n"
             f"The model was compiled with the Adam optimiser, with a learning rate of {sci(params['lr_b1'])} in phase 1 and "
             f"a reduced rate of {sci(params['lr_b2'])} during phase 2 to help prevent large updates from destabilising the "

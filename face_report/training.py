@@ -14,12 +14,12 @@ from . import __version__
 from .data import Splits, load_utkface, make_dataset, prepare_splits
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION',
-           'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16',
-           'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask',
-           'init_age_bias', 'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct',
-           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run',
-           'splits_params', 'train_model_a', 'train_model_b', 'train_all']
+__all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS',
+           'EVALUATION', 'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled',
+           'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath',
+           'compile_multitask', 'init_age_bias', 'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'gender_pred',
+           'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder',
+           'check_run', 'start_run', 'splits_params', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -27,9 +27,12 @@ DEFAULTS = dict(
     n_images=5000, val_fraction=0.2, test_size=2000, seed=42, image_size=128,
     batch_size=32, label_smoothing=0.05, patience=10, lr_patience=5, lr_factor=0.5, min_lr=1e-7,
     epochs_a=80, lr_a=2e-4, age_weight_a=0.3, l2=1e-4,
-    epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=120, age_bias="median",
+    epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=None, age_bias="median",
     backbone="efficientnet_lite0", weights="imagenet", precision="auto", strategy="none", eval_batch_size=128,
 )
+# phase 2's default: the backbone's last layers that hold what the report's last 120 layers of EfficientNetB0 hold,
+# stages 5-7 (from the first 112-channel block) and the top 1x1 convolution
+REPORT_UNFREEZE = dict(efficientnet_b0=120, efficientnet_lite0=77)
 PROFILES = {
     "quick": dict(n_images=2000, test_size=500, image_size=64, epochs_a=20, epochs_b1=5, epochs_b2=5),
     "paper": dict(n_images=5000, test_size=2000, image_size=112),
@@ -72,7 +75,8 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
                   ) -> dict: # every training parameter
     """The parameters of a run: `DEFAULTS`, then the profile's values, then `overrides`. None values are ignored (papermill
     and the page defaults say "not given" with None), so None itself is spelled `n_images="all"` (every image) and
-    `weights="none"` (random initialisation), as in `-p n_images all`."""
+    `weights="none"` (random initialisation), as in `-p n_images all`. `n_unfreeze` not given is the backbone's
+    `REPORT_UNFREEZE`."""
     if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     unknown = set(overrides) - set(DEFAULTS)
     if unknown: raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
@@ -81,6 +85,10 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     if p["n_images"] == "all": p["n_images"] = None
     if p["weights"] == "none": p["weights"] = None
     if p["run_dir"] is None: p["run_dir"] = f"runs/{profile}"
+    if p["n_unfreeze"] is None:
+        if p["backbone"] not in REPORT_UNFREEZE:
+            raise ValueError(f"backbone {p['backbone']!r} has no default n_unfreeze; give one, e.g. -p n_unfreeze 100")
+        p["n_unfreeze"] = REPORT_UNFREEZE[p["backbone"]]
     return check_params(p)
 
 # %% ../nbs/02_training.ipynb #8e55ee80
