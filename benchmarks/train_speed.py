@@ -107,7 +107,8 @@ def main():
     ap.add_argument("--one", nargs=3, metavar=("KIND", "LABEL", "PRECISION"), help="time one configuration in this process")
     a = ap.parse_args()
     if a.one: print(measure(*a.one, a)); return
-    from face_report.training import choose_precision
+    from face_report.training import REPORT_UNFREEZE, choose_precision
+    n_unfreeze = REPORT_UNFREEZE["efficientnet_lite0"] if a.n_unfreeze is None else a.n_unfreeze
     rows = []
     for kind in ("A", "B1", "B2"):
         res, auto = {}, choose_precision("auto", kind)
@@ -119,7 +120,7 @@ def main():
         rows.append((kind, auto, res))
     fwd = isolated("B1", "forward", "float32", a)
     print(f"B forward only (inference)   {fwd:7.1f} images/s")
-    print(f"\nsize {a.size}px, batch {a.batch}, phase 2 trains the last {a.n_unfreeze or 'default'} backbone layers, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process")
+    print(f"\nsize {a.size}px, batch {a.batch}, phase 2 trains the last {n_unfreeze} backbone layers, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process")
     for kind, auto, res in rows:
         extra = "" if a.skip_other else f"  ours bf16/fp32 {res['ours', 'mixed_bfloat16']/res['ours', 'float32']:.2f}x"
         print(f"{kind:3s} ours ({auto})/naive {res['ours', auto]/res['naive', 'float32']:5.2f}x{extra}")
