@@ -27,7 +27,7 @@ def measure(variant, a):
     from keras import ops
     from face_report.data import prepare_splits, make_dataset
     from face_report.models import FoldableBatchNormalization
-    from face_report.training import REPORT_UNFREEZE
+    from face_report.training import resolve_params
     from train_speed import build, timed_fit
     if "bn constants" in levers:
         computed = FoldableBatchNormalization.scale_and_shift
@@ -42,7 +42,7 @@ def measure(variant, a):
     m = build("B2", a.size, "float32", jit_compile="xla" in levers, steps_per_execution=spe)
     if "frozen bf16" in levers:
         bb = m.get_layer("backbone")
-        for layer in bb.layers[1:len(bb.layers) - REPORT_UNFREEZE["efficientnet_lite0"]]: layer.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
+        for layer in bb.layers[1:len(bb.layers) - resolve_params(backbone="efficientnet_lite0")["n_unfreeze"]]: layer.dtype_policy = keras.DTypePolicy("mixed_bfloat16")
     steps = a.images // 32
     return steps * 32 / timed_fit(m, ds, steps, warm=max(spe, 2))
 

@@ -35,14 +35,14 @@ def timed_fit(model, ds, steps, warm=2):
 
 def build(kind, size, precision="float32", fast_grad=True, fold=True, n_unfreeze=None, **compile_kwargs):
     """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (the top `n_unfreeze` layers trainable; None:
-    training's default for Lite0, `REPORT_UNFREEZE`), compiled as in training
+    training's default, `resolve_params`'s), compiled as in training
     (with `compile_kwargs` for `Model.compile`);
     `fast_grad=False`: the backbone's depthwise layers run Keras's own code (the stock `DepthwiseConv2D`);
     `fold=False`: its BatchNormalization layers run Keras's own code instead of being folded into the convolutions."""
     import keras
     from face_report.models import (build_model_a, build_model_b, freeze_backbone, unfreeze_top, DepthwiseConv2DFastGrad,
                                     FoldableBatchNormalization)
-    from face_report.training import REPORT_UNFREEZE, compile_multitask
+    from face_report.training import compile_multitask, resolve_params
     keras.mixed_precision.set_global_policy(precision)
     if kind == "A":
         m = build_model_a(input_size=size); compile_multitask(m, 2e-4, 0.3, **compile_kwargs); return m
@@ -51,7 +51,7 @@ def build(kind, size, precision="float32", fast_grad=True, fold=True, n_unfreeze
         if isinstance(layer, DepthwiseConv2DFastGrad): layer.fast_grad = fast_grad
         if isinstance(layer, FoldableBatchNormalization): layer.fold = fold
     if kind == "B1": freeze_backbone(m)
-    else: unfreeze_top(m, REPORT_UNFREEZE["efficientnet_lite0"] if n_unfreeze is None else n_unfreeze, verbose=False)
+    else: unfreeze_top(m, resolve_params(backbone="efficientnet_lite0", n_unfreeze=n_unfreeze)["n_unfreeze"], verbose=False)
     compile_multitask(m, 1e-4, 0.2, **compile_kwargs); return m
 
 def measure(kind, label, precision, a):
@@ -107,8 +107,8 @@ def main():
     ap.add_argument("--one", nargs=3, metavar=("KIND", "LABEL", "PRECISION"), help="time one configuration in this process")
     a = ap.parse_args()
     if a.one: print(measure(*a.one, a)); return
-    from face_report.training import REPORT_UNFREEZE, choose_precision
-    n_unfreeze = REPORT_UNFREEZE["efficientnet_lite0"] if a.n_unfreeze is None else a.n_unfreeze
+    from face_report.training import choose_precision, resolve_params
+    n_unfreeze = resolve_params(backbone="efficientnet_lite0", n_unfreeze=a.n_unfreeze)["n_unfreeze"]
     rows = []
     for kind in ("A", "B1", "B2"):
         res, auto = {}, choose_precision("auto", kind)

@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
-from .data import ImageError, MAX_PIXELS, check_file, load_image, to_rgb
+from .data import ImageError, MAX_PIXELS, check_file, decode_images, load_image, to_rgb
 from .training import gender_pred
 from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, mcnemar_test, paired_age_test,
                                   per_image_results)
@@ -321,9 +321,10 @@ def mirror_comparison(run:Run|str|Path, # a loaded run, or a run folder with mod
         if not (run.dir/f"model_{name}.keras").exists(): continue
         m = load_predictor(run.dir, name)[name]
         truth, size = run.predictions(name, split), model_image_size(m)
+        images = decode_images(truth.file.tolist(), size)  # the split's cached decode: training's, or made once here
         single, averaged = {"p_female": [], "age_pred": []}, {"p_female": [], "age_pred": []}
         for i in range(0, len(truth), batch_size):
-            x = np.stack([load_image(f, size) for f in truth.file[i:i+batch_size]])
+            x = np.asarray(images[i:i+batch_size])
             one, flipped = predict_arrays(m, x), predict_arrays(m, x[:, :, ::-1])  # what `mirror=True` averages
             for k in single: single[k].append(one[k]); averaged[k].append((one[k] + flipped[k])/2)
         (cs, es), (ca, ea) = [per_image_results(truth.assign(**{k: np.concatenate(v) for k, v in p.items()}))
