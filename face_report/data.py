@@ -443,11 +443,16 @@ def build_augmenter(seed:int=42, # random seed
         layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 5),
     ], name="augmentation")
 
+def _augmenter(augment, seed):
+    "The augmentation `make_dataset` applies: none (False), `build_augmenter`'s ranges (True) or the ranges in a dict."
+    if augment is True: return build_augmenter(seed)
+    return build_augmenter(seed, **augment) if isinstance(augment, dict) else None
+
 def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
                  frame:pd.DataFrame, # labels: `gender`, `age`
                  batch_size:int=32, # batch size
                  shuffle:bool=False, # reshuffle every epoch
-                 augment:bool=False, # apply `build_augmenter` (training only)
+                 augment:bool|dict=False, # True: apply `build_augmenter` (training only); a dict: with these ranges, e.g. `{"rotation": 0.02}`
                  seed:int=42, # random seed for shuffling and augmentation
                  labels:bool=True, # False: batches of images only (for `predict`)
                 ) -> tf.data.Dataset: # (image, {"gender", "age"}) batches, augmented and shuffled when asked
@@ -458,7 +463,7 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
     if keras.backend.backend() != "tensorflow":
         return _array_batches(images, y if labels else None, batch_size, shuffle, augment, seed)
     import tensorflow as tf
-    aug = build_augmenter(seed) if augment else None
+    aug = _augmenter(augment, seed)
     def x_float(x):
         x = tf.cast(x, tf.float32)
         return tf.clip_by_value(aug(x, training=True), 0., 255.) if aug is not None else x
@@ -477,7 +482,7 @@ def _array_batches(images, y, batch_size, shuffle, augment, seed):
         def __init__(self):
             super().__init__()
             self.rng, self.order = np.random.default_rng(seed), np.arange(len(images))
-            self.aug = build_augmenter(seed) if augment else None
+            self.aug = _augmenter(augment, seed)
             if shuffle: self.rng.shuffle(self.order)
         def __len__(self): return -(-len(images)//batch_size)
         def __getitem__(self, i):
@@ -493,11 +498,12 @@ def _array_batches(images, y, batch_size, shuffle, augment, seed):
 def plot_augmentation_examples(images:np.ndarray, # uint8 (N, H, W, 3)
                                n:int=4, # how many examples
                                seed:int=42, # augmentation seed
+                               ranges:dict|None=None, # `build_augmenter`'s ranges, e.g. `{"rotation": 0.02}` (None: its defaults)
                               ) -> matplotlib.figure.Figure: # originals above their augmented versions
     "Figure 2: original images (top) and one augmented version of each (bottom)."
     import matplotlib.pyplot as plt
     n = min(n, len(images))
-    aug = build_augmenter(seed)
+    aug = build_augmenter(seed, **(ranges or {}))
     x = np.asarray(images[:n], np.float32)
     out = np.clip(np.asarray(aug(x, training=True)), 0, 255).astype(np.uint8)
     fig, axes = plt.subplots(2, n, figsize=(2.6*n, 5.6), squeeze=False)

@@ -14,12 +14,13 @@ from . import __version__
 from .data import Splits, load_utkface, make_dataset, prepare_splits
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS',
-           'EVALUATION', 'check_params', 'TrainingError', 'resolve_params', 'backend_devices', 'onednn_enabled',
-           'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath',
-           'compile_multitask', 'init_age_bias', 'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'gender_pred',
-           'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder',
-           'check_run', 'start_run', 'splits_params', 'train_model_a', 'train_model_b', 'train_all']
+__all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'AUGMENTATION', 'PHASES',
+           'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges',
+           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
+           'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_history', 'example_mean',
+           'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json',
+           'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params', 'train_model_a',
+           'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -29,6 +30,7 @@ DEFAULTS = dict(
     epochs_a=80, lr_a=2e-4, age_weight_a=0.3, l2=1e-4,
     epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=None, age_bias="median",
     backbone="efficientnet_lite0", weights="imagenet", precision="auto", strategy="none", eval_batch_size=128,
+    aug_rotation=0.05, aug_zoom=0.1, aug_translation=0.1, aug_contrast=0.2, aug_brightness=0.2,
 )
 # phase 2's default: the backbone's last layers that hold what the report's last 120 layers of EfficientNetB0 hold,
 # stages 5-7 (from the first 112-channel block) and the top 1x1 convolution
@@ -41,14 +43,16 @@ PROFILES = {
 # parameters that change what is learned: a run folder holding other values for these is refused
 RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "image_size", "batch_size", "label_smoothing", "epochs_a",
             "lr_a", "age_weight_a", "l2", "epochs_b1", "lr_b1", "epochs_b2", "lr_b2", "age_weight_b", "n_unfreeze",
-            "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias")
+            "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias",
+            "aug_rotation", "aug_zoom", "aug_translation", "aug_contrast", "aug_brightness")
 
 # what each parameter may be: a whole number from a minimum, a number in an interval, or one of some choices
 WHOLE = dict(n_images=1, test_size=0, seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
              epochs_a=1, epochs_b1=1, epochs_b2=1, n_unfreeze=0)
 _OPEN, _FROM = (0, 1, False), (0, 1, True)  # (low, high, low allowed): 0 < x < 1 and 0 <= x < 1
 NUMBER = dict(val_fraction=_OPEN, lr_a=_OPEN, lr_b1=_OPEN, lr_b2=_OPEN, lr_factor=_OPEN, label_smoothing=_FROM, min_lr=_FROM,
-              age_weight_a=(0, math.inf, True), age_weight_b=(0, math.inf, True), l2=(0, math.inf, True))
+              age_weight_a=(0, math.inf, True), age_weight_b=(0, math.inf, True), l2=(0, math.inf, True),
+              aug_rotation=_FROM, aug_zoom=_FROM, aug_translation=_FROM, aug_contrast=_FROM, aug_brightness=_FROM)
 CHOICES = dict(precision=("auto", "float32", "mixed_bfloat16", "mixed_float16"), strategy=("none", "mirrored", "multiworker"),
                age_bias=("median", "zero"))
 
@@ -90,6 +94,14 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
             raise ValueError(f"backbone {p['backbone']!r} has no default n_unfreeze; give one, e.g. -p n_unfreeze 100")
         p["n_unfreeze"] = REPORT_UNFREEZE[p["backbone"]]
     return check_params(p)
+
+# %% ../nbs/02_training.ipynb #5d7a0e3f
+AUGMENTATION = ("rotation", "zoom", "translation", "contrast", "brightness")
+
+def augmentation_ranges(p:dict, # run parameters, from `resolve_params`
+                       ) -> dict: # `build_augmenter`'s ranges, e.g. `{"rotation": 0.05, ...}`
+    "The training augmentation's ranges of a run (its `aug_*` parameters)."
+    return {k: p[f"aug_{k}"] for k in AUGMENTATION}
 
 # %% ../nbs/02_training.ipynb #8e55ee80
 def backend_devices() -> list[str]: # e.g. ["/physical_device:CPU:0"] or ["cuda:0"]
@@ -293,7 +305,8 @@ def fit_phase(model, # a compiled model
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend: the strategy the model was built in
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     bs = p["batch_size"]*replicas  # the global batch: `batch_size` per replica, as Keras recommends
-    train = make_dataset(splits.images["train"], splits.frames["train"], bs, shuffle=True, augment=True, seed=p["seed"])
+    train = make_dataset(splits.images["train"], splits.frames["train"], bs, shuffle=True,
+                         augment=augmentation_ranges(p), seed=p["seed"])
     n, vb = len(splits.frames["val"]), p["eval_batch_size"]*replicas
     val = make_dataset(splits.images["val"], splits.frames["val"], vb)
     cbs, ckpt = _callbacks(run_dir, tag, phase, epoch_offset, epochs, p, tag.replace("_", " "), log, [vb]*(n//vb) + [n % vb]*(n % vb > 0))
