@@ -14,7 +14,7 @@ from . import __version__
 from .data import Splits, load_utkface, make_dataset, prepare_splits
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'AUGMENTATION', 'PHASES',
+__all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES',
            'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges',
            'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
            'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_history', 'example_mean',
@@ -32,6 +32,7 @@ DEFAULTS = dict(
     backbone="efficientnet_lite0", weights="imagenet", precision="auto", strategy="none", eval_batch_size=128,
     aug_rotation=0.05, aug_zoom=0.1, aug_translation=0.1, aug_contrast=0.2, aug_brightness=0.2,
 )
+AUGMENTATION = ("rotation", "zoom", "translation", "contrast", "brightness")  # `build_augmenter`'s ranges, as `aug_*` parameters
 # phase 2's default: the backbone's last layers that hold what the report's last 120 layers of EfficientNetB0 hold,
 # stages 5-7 (from the first 112-channel block) and the top 1x1 convolution
 REPORT_UNFREEZE = dict(efficientnet_b0=120, efficientnet_lite0=77)
@@ -44,7 +45,7 @@ PROFILES = {
 RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "image_size", "batch_size", "label_smoothing", "epochs_a",
             "lr_a", "age_weight_a", "l2", "epochs_b1", "lr_b1", "epochs_b2", "lr_b2", "age_weight_b", "n_unfreeze",
             "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias",
-            "aug_rotation", "aug_zoom", "aug_translation", "aug_contrast", "aug_brightness")
+            *(f"aug_{k}" for k in AUGMENTATION))
 
 # what each parameter may be: a whole number from a minimum, a number in an interval, or one of some choices
 WHOLE = dict(n_images=1, test_size=0, seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
@@ -52,7 +53,7 @@ WHOLE = dict(n_images=1, test_size=0, seed=0, image_size=32, batch_size=1, eval_
 _OPEN, _FROM = (0, 1, False), (0, 1, True)  # (low, high, low allowed): 0 < x < 1 and 0 <= x < 1
 NUMBER = dict(val_fraction=_OPEN, lr_a=_OPEN, lr_b1=_OPEN, lr_b2=_OPEN, lr_factor=_OPEN, label_smoothing=_FROM, min_lr=_FROM,
               age_weight_a=(0, math.inf, True), age_weight_b=(0, math.inf, True), l2=(0, math.inf, True),
-              aug_rotation=_FROM, aug_zoom=_FROM, aug_translation=_FROM, aug_contrast=_FROM, aug_brightness=_FROM)
+              **{f"aug_{k}": _FROM for k in AUGMENTATION})
 CHOICES = dict(precision=("auto", "float32", "mixed_bfloat16", "mixed_float16"), strategy=("none", "mirrored", "multiworker"),
                age_bias=("median", "zero"))
 
@@ -96,8 +97,6 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     return check_params(p)
 
 # %% ../nbs/02_training.ipynb #5d7a0e3f
-AUGMENTATION = ("rotation", "zoom", "translation", "contrast", "brightness")
-
 def augmentation_ranges(p:dict, # run parameters, from `resolve_params`
                        ) -> dict: # `build_augmenter`'s ranges, e.g. `{"rotation": 0.05, ...}`
     "The training augmentation's ranges of a run (its `aug_*` parameters)."
