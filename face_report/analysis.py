@@ -333,6 +333,14 @@ def _epoch_sentences(history: pd.DataFrame, model: str, params: dict) -> str:
     return (f"Phase 1 (frozen backbone) lasted {len(p1)} epochs and {_stop_phrase(len(p1), int(p1.max()), params.get('epochs_b1'))}; "
             f"phase 2 (fine-tuning) lasted {len(p2)} epochs and {_stop_phrase(len(p2), int(p2.max()), params.get('epochs_b2'))}.{best_s}")
 
+def _curve_sentence(history: pd.DataFrame, train: dict) -> str:
+    if not {"val_loss", "gender_accuracy", "age_mae"} <= set(history): return ""
+    row = history.loc[history.val_loss.idxmin()]
+    n = f" {train['n']:,}" if "n" in train else ""
+    return (f" The training figures are those of the kept weights on the{n} training images as they are, without augmentation "
+            f"and with dropout off; the learning curves' training points average each epoch's augmented batches with dropout on "
+            f"(at epoch {int(row.epoch)}: {100 * row.gender_accuracy:.2f}% and {row.age_mae:.2f} years).")
+
 def performance_paragraph(metrics:dict, # contents of metrics.json
                           history, # the model's history DataFrame (or the `Run.history` dict); None to skip the epoch sentences
                           model:str, # "A" or "B"
@@ -347,7 +355,7 @@ def performance_paragraph(metrics:dict, # contents of metrics.json
          f"For age estimation, the final training MAE was {tr['age_mae']:.2f} and the validation MAE {va['age_mae']:.2f} years, "
          f"a delta of {format_signed(va['age_mae'] - tr['age_mae'], 2)}.")
     if isinstance(history, dict): history = history.get(model)
-    if history is not None and len(history): s += " " + _epoch_sentences(history, model, params or {})
+    if history is not None and len(history): s += " " + _epoch_sentences(history, model, params or {}) + _curve_sentence(history, tr)
     return s
 
 # %% ../nbs/03_analysis.ipynb #8801ae23
