@@ -235,8 +235,9 @@ def metrics_table(metrics:dict, # contents of metrics.json
     return df
 
 def _markdown(df: pd.DataFrame) -> str:
-    "Pipe table of an all-string DataFrame"
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("-" * (len(c) + 2) for c in df.columns) + "|"]
+    "Pipe table of an all-string DataFrame; each column's dashes as long as its longest entry, which pandoc turns into relative widths"
+    widths = [max([len(str(c))] + [len(str(v)) for v in df[c]]) for c in df.columns]
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines)
 
