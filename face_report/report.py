@@ -860,7 +860,9 @@ def index_markdown(run_dir, # run folder
              ("Validation fraction", p.get("val_fraction")), ("Test images", p.get("test_size")),
              ("Image size (pixels)", p.get("image_size")), ("Model B backbone", p.get("backbone")),
              ("Backbone weights", p.get("weights_source", p.get("weights"))), ("Precision", precision_text(p.get("precision"))),
-             ("Seed", p.get("seed")), ("Pages executed", state.get("started")), ("Run folder", f"`{run_dir}`")]
+             ("Seed", p.get("seed")), ("Data", p.get("data_source") and f"`{p['data_source']}`"),
+             ("Splits fingerprint", p.get("splits_fingerprint") and f"`{p['splits_fingerprint']}` (digest of the split images' file names)"),
+             ("Pages executed", state.get("started")), ("Run folder", f"`{run_dir}`")]
     rows = "\n".join(f"| {k} | {v} |" for k, v in facts if v not in (None, ""))
     links = "\n".join(f"- [{t}]({f})" for f, t in pages)
     return (f"This site is the report on two convolutional neural networks that predict **gender** and **age** "

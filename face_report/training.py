@@ -4,14 +4,14 @@
 
 # %% ../nbs/02_training.ipynb #da8e17e1
 from __future__ import annotations
-import json, math, os, platform, shutil, sys, time
+import hashlib, json, math, os, platform, shutil, sys, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import Splits, load_utkface, make_dataset, prepare_splits
+from .data import Splits, load_utkface, make_dataset, make_splits, prepare_splits
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES',
@@ -19,8 +19,8 @@ __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS'
            'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
            'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_history', 'example_mean',
            'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json',
-           'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params', 'train_model_a',
-           'train_model_b', 'train_all']
+           'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params', 'splits_fingerprint',
+           'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -398,7 +398,7 @@ def write_json(path:str|Path, # where to write
 
 def check_run_folder(params:dict, # from `resolve_params`
                     ) -> Path: # the run folder (not created)
-    "Refuse a run folder that holds a run with other parameters, unless `params` asks to retrain."
+    "Refuse a run folder that holds a run with other parameters or other images (`splits_fingerprint`), unless `params` asks to retrain."
     run_dir = Path(params["run_dir"])
     old = read_json(run_dir/"params.json")
     diff = {k: (old.get(k), params.get(k)) for k in RUN_KEYS if k in old and old.get(k) != params.get(k)}
@@ -407,12 +407,22 @@ def check_run_folder(params:dict, # from `resolve_params`
     if diff and not params.get("retrain"):
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
                             "use another run folder, or retrain=True (--retrain) to replace it")
+    new, was = params.get("splits_fingerprint"), old.get("splits_fingerprint")
+    if new and was and new != was and not params.get("retrain"):
+        raise TrainingError(f"{run_dir} holds a run trained on other images (splits fingerprint {was}, these splits {new}; data "
+                            f"{old.get('data_source')} then, {params.get('data_source')} now): use the data of that run, another "
+                            "run folder, or retrain=True (--retrain) to replace it")
     return run_dir
 
 def check_run(params:dict, # from `resolve_params`
              ) -> Path: # the run folder (not created)
-    "What a run needs before anything is written: a run folder free for `params` (`check_run_folder`) and readable data."
-    run_dir = check_run_folder(params); load_utkface(params.get("data")); return run_dir
+    """What a run needs before anything is written: a run folder free for `params` (`check_run_folder`) and readable data,
+    whose splits are the images the run folder's models were trained on."""
+    run_dir = check_run_folder(params)
+    df = load_utkface(params.get("data"))
+    frames = make_splits(df, params["n_images"], params["val_fraction"], params["test_size"], params["seed"])
+    check_run_folder({**params, "splits_fingerprint": splits_fingerprint(frames), "data_source": df.attrs["source"]})
+    return run_dir
 
 def start_run(params:dict, # from `resolve_params`
              ) -> Path: # the run folder
@@ -480,14 +490,22 @@ def splits_params(splits:Splits, # from `prepare_splits`
     n = {k: len(f) for k, f in splits.frames.items()}
     return dict(image_size=int(splits.images["train"].shape[1]), n_images=n["train"] + n["val"], test_size=n["test"])
 
+def splits_fingerprint(splits:Splits|dict, # from `prepare_splits`, or its frames (`data.make_splits`)
+                      ) -> str: # 16 hex digits
+    "A digest of each split's image file names, in order: equal fingerprints mean the same training, validation and test images."
+    frames, h = getattr(splits, "frames", splits), hashlib.sha256()
+    for k in ("train", "val", "test"): h.update(f"{k}:{'/'.join(Path(f).name for f in frames[k]['path'])};".encode())
+    return h.hexdigest()[:16]
+
 def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
-    "Shared start of `train_model_a`/`train_model_b`: parameters (checked against the splits), run folder, retrain, re-use, strategy."
+    "Shared start of `train_model_a`/`train_model_b`: parameters (checked against the splits), run folder (its images recorded and checked), retrain, re-use, strategy."
     shown = splits_params(splits)
     p = {**resolve_params(), **(shown if params is None else params)}
     if run_dir is not None: p["run_dir"] = str(run_dir)
     diff = {k: (v, p[k]) for k, v in shown.items() if p[k] is not None and p[k] != v}
     if diff: raise TrainingError(f"the splits do not match the parameters ({', '.join(f'{k}: {a} in the splits, {b} in the parameters' for k, (a, b) in diff.items())}); "
                                  "prepare the splits with the run's parameters, or pass params=None to take these from the splits")
+    p.update(splits_fingerprint=splits_fingerprint(splits), data_source=str(splits.source or ""))
     run_dir = start_run(p)
     if p.get("retrain"): _forget(run_dir, tag)
     return p, run_dir, _reuse(run_dir, tag, splits, p, log), make_strategy(p["strategy"]), _log_to_file(run_dir/f"log_{tag}.txt", log)
