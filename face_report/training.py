@@ -414,6 +414,8 @@ def check_run_folder(params:dict, # from `resolve_params`
                             "run folder, or retrain=True (--retrain) to replace it")
     return run_dir
 
+def _where(source) -> str: return str(Path(source).resolve()) if source else ""
+
 def check_run(params:dict, # from `resolve_params`
              ) -> Path: # the run folder (not created)
     """What a run needs before anything is written: a run folder free for `params` (`check_run_folder`) and readable data,
@@ -421,7 +423,7 @@ def check_run(params:dict, # from `resolve_params`
     run_dir = check_run_folder(params)
     df = load_utkface(params.get("data"))
     frames = make_splits(df, params["n_images"], params["val_fraction"], params["test_size"], params["seed"])
-    check_run_folder({**params, "splits_fingerprint": splits_fingerprint(frames), "data_source": df.attrs["source"]})
+    check_run_folder({**params, "splits_fingerprint": splits_fingerprint(frames), "data_source": _where(df.attrs["source"])})
     return run_dir
 
 def start_run(params:dict, # from `resolve_params`
@@ -505,7 +507,7 @@ def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
     diff = {k: (v, p[k]) for k, v in shown.items() if p[k] is not None and p[k] != v}
     if diff: raise TrainingError(f"the splits do not match the parameters ({', '.join(f'{k}: {a} in the splits, {b} in the parameters' for k, (a, b) in diff.items())}); "
                                  "prepare the splits with the run's parameters, or pass params=None to take these from the splits")
-    p.update(splits_fingerprint=splits_fingerprint(splits), data_source=str(splits.source or ""))
+    p.update(splits_fingerprint=splits_fingerprint(splits), data_source=_where(splits.source))
     run_dir = start_run(p)
     if p.get("retrain"): _forget(run_dir, tag)
     return p, run_dir, _reuse(run_dir, tag, splits, p, log), make_strategy(p["strategy"]), _log_to_file(run_dir/f"log_{tag}.txt", log)
