@@ -420,7 +420,7 @@ def check_run(params:dict, # from `resolve_params`
              ) -> Path: # the run folder (not created)
     """What a run needs before anything is written: a run folder free for `params` (`check_run_folder`) and readable data,
     whose splits are the images the run folder's models were trained on."""
-    run_dir = check_run_folder(params)
+    run_dir = check_run_folder(params)  # other parameters are refused before the data is read (the first read extracts and checks every image)
     df = load_utkface(params.get("data"))
     frames = make_splits(df, params["n_images"], params["val_fraction"], params["test_size"], params["seed"])
     check_run_folder({**params, "splits_fingerprint": splits_fingerprint(frames), "data_source": _where(df.attrs["source"])})
