@@ -354,9 +354,10 @@ def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_sou
                    seed:int=42, # random seed
                    image_size:int=128, # side of the decoded images in pixels
                    cache_dir:str|Path|None=None, # see `cache_root`
+                   report:bool=True, # log the data's one-line summary (`load_utkface`); False when the caller shows `Splits.summary`
                   ) -> Splits:
     "Load UTKFace, draw the seeded splits and decode their images (cached)."
-    df = load_utkface(source, cache_dir)
+    df = load_utkface(source, cache_dir, report)
     frames = make_splits(df, n_images, val_fraction, test_size, seed)
     images = {k: decode_images(f["path"].tolist(), image_size, cache_dir) for k, f in frames.items()}
     return Splits(frames, images, df.attrs["source"], rejected_summary(df))

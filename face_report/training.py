@@ -591,8 +591,8 @@ def train_all(params:dict, # from `resolve_params`
     if not models or set(models) - set("AB"): raise ValueError(f"models={models!r}: choose 'AB', 'A' or 'B'")
     if splits is None:
         splits = prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"],
-                                params["seed"], params["image_size"])
-        log(splits.summary)
+                                params["seed"], params["image_size"], report=False)
+        log(splits.summary)  # once, with the progress lines
     if "A" in models: train_model_a(splits, params=params, log=log)
     if "B" in models: train_model_b(splits, params=params, log=log)
     return read_json(Path(params["run_dir"])/"metrics.json")
