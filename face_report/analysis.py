@@ -323,9 +323,16 @@ def _stop_phrase(n_epochs: int, last_epoch: int, budget) -> str:
     if n_epochs < budget: return f"was stopped by EarlyStopping at epoch {last_epoch} (budget: {budget} epochs)"
     return f"used its full budget, ending at epoch {last_epoch}"
 
-def _epoch_sentences(history: pd.DataFrame, model: str, params: dict) -> str:
-    best = int(history.epoch[history.val_loss.idxmin()]) if "val_loss" in history else None
-    best_s = f" The lowest validation loss was reached at epoch {best}." if best is not None else ""
+def _epoch_sentences(history: pd.DataFrame, model: str, params: dict, train: dict) -> str:
+    best_s = ""
+    if "val_loss" in history:
+        row = history.loc[history.val_loss.idxmin()]
+        best_s = f" The lowest validation loss was reached at epoch {int(row.epoch)}."
+        if {"gender_accuracy", "age_mae"} <= set(history):
+            n = f" {train['n']:,}" if "n" in train else ""
+            best_s += (f" The training figures are those of the kept weights on the{n} training images as they are, without augmentation "
+                       f"and with dropout off; the learning curves' training points average each epoch's augmented batches with dropout on "
+                       f"(at epoch {int(row.epoch)}: {100 * row.gender_accuracy:.2f}% and {row.age_mae:.2f} years).")
     phase = history.phase if "phase" in history else pd.Series(1, index=history.index)
     p1, p2 = history.epoch[phase == 1], history.epoch[phase == 2]
     if p2.empty:
@@ -333,14 +340,6 @@ def _epoch_sentences(history: pd.DataFrame, model: str, params: dict) -> str:
         return f"Training lasted {len(p1)} epochs and {_stop_phrase(len(p1), int(p1.max()), params.get(key))}.{best_s}"
     return (f"Phase 1 (frozen backbone) lasted {len(p1)} epochs and {_stop_phrase(len(p1), int(p1.max()), params.get('epochs_b1'))}; "
             f"phase 2 (fine-tuning) lasted {len(p2)} epochs and {_stop_phrase(len(p2), int(p2.max()), params.get('epochs_b2'))}.{best_s}")
-
-def _curve_sentence(history: pd.DataFrame, train: dict) -> str:
-    if not {"val_loss", "gender_accuracy", "age_mae"} <= set(history): return ""
-    row = history.loc[history.val_loss.idxmin()]
-    n = f" {train['n']:,}" if "n" in train else ""
-    return (f" The training figures are those of the kept weights on the{n} training images as they are, without augmentation "
-            f"and with dropout off; the learning curves' training points average each epoch's augmented batches with dropout on "
-            f"(at epoch {int(row.epoch)}: {100 * row.gender_accuracy:.2f}% and {row.age_mae:.2f} years).")
 
 def performance_paragraph(metrics:dict, # contents of metrics.json
                           history, # the model's history DataFrame (or the `Run.history` dict); None to skip the epoch sentences
@@ -356,7 +355,7 @@ def performance_paragraph(metrics:dict, # contents of metrics.json
          f"For age estimation, the final training MAE was {tr['age_mae']:.2f} and the validation MAE {va['age_mae']:.2f} years, "
          f"a delta of {format_signed(va['age_mae'] - tr['age_mae'], 2)}.")
     if isinstance(history, dict): history = history.get(model)
-    if history is not None and len(history): s += " " + _epoch_sentences(history, model, params or {}) + _curve_sentence(history, tr)
+    if history is not None and len(history): s += " " + _epoch_sentences(history, model, params or {}, tr)
     return s
 
 # %% ../nbs/03_analysis.ipynb #8801ae23
