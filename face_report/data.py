@@ -70,10 +70,12 @@ def _unsafe_member_reason(m:tarfile.TarInfo) -> str|None:
 def extract_archive(archive:str|Path, # a UTKFace .tar.gz
                     cache_dir:str|Path|None=None, # see `cache_root`
                    ) -> Path: # the folder holding the extracted images
-    "Extract `archive` safely into the cache once; re-use it while the archive's size and mtime are unchanged."
+    "Extract `archive` safely into the cache once; re-use it while the archive's contents are unchanged."
     archive = Path(archive).resolve()
+    try:
+        with open(archive, "rb") as f: key = hashlib.file_digest(f, "sha1").hexdigest()[:12]
+    except OSError as e: raise DataError(f"{archive}: cannot read the archive ({e})") from None
     st = archive.stat()
-    key = hashlib.sha1(f"{archive}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
     dest = cache_root(cache_dir)/"extracted"/f"{archive.name.split('.')[0]}-{key}"
     if (dest/".complete").exists(): return _image_folder(dest)
     tmp = dest.with_name(dest.name + ".partial")
