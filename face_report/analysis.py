@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from scipy import stats
 
-from .data import AGE_BAND_LABELS, RACES, ImageError, age_band, load_image
+from .data import AGE_BAND_LABELS, RACES, DataError, ImageError, age_band, data_source, extract_archive, load_image
 from .training import gender_correct, read_json, roc_auc, split_metrics
 
 # %% auto #0
@@ -616,6 +616,18 @@ def _load_thumb(path, size: int = 128):
     try: return load_image(path, size)
     except ImageError: return None
 
+def _image_paths(files, # image paths as a run's predictions hold them
+                 source=None, # where to look for those that moved: archive or folder, see `data_source`
+                ) -> list: # each path as written where it exists, else the same file name in `source`'s images
+    "Find the images a run names, also when it was made on another machine or with another cache folder"
+    files = [Path(f) if isinstance(f, str) else f for f in files]
+    if all(isinstance(f, Path) and f.exists() for f in files): return files
+    try:
+        src = data_source(source)
+        folder = extract_archive(src) if src.is_file() else src
+    except DataError: return files
+    return [folder/f.name if isinstance(f, Path) and not f.exists() else f for f in files]
+
 def _worst(pred: pd.DataFrame, task: str, n: int):
     "Rows of the `n` worst mistakes and a caption for each"
     gender_name = {0: "Male", 1: "Female"}
@@ -647,7 +659,7 @@ def error_gallery(run:Run, # a loaded run
     for ax in axes[k:]: ax.remove()
     for ax in axes[:k]: ax.set(xticks=[], yticks=[])
     if rows.empty: axes[0].text(0.5, 0.5, "No mistakes to show", ha="center", va="center", transform=axes[0].transAxes)
-    for ax, file, caption in zip(axes, rows.file, captions):
+    for ax, file, caption in zip(axes, _image_paths(rows.file, run.params.get("data")), captions):
         img = _load_thumb(file)
         if img is None:
             ax.imshow(np.full((128, 128, 3), 220, np.uint8))
