@@ -29,7 +29,7 @@ __all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS'
            'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at',
            'expected_calibration_error', 'plot_reliability', 'per_image_results', 'significance_table',
            'format_significance_table', 'against_report', 'format_against_report', 'group_breakdown',
-           'plot_group_breakdown', 'plot_age_scatter', 'error_gallery']
+           'plot_group_breakdown', 'plot_age_scatter', 'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -616,7 +616,7 @@ def _load_thumb(path, size: int = 128):
     try: return load_image(path, size)
     except ImageError: return None
 
-def _image_paths(files, # image paths as a run's predictions hold them
+def locate_images(files, # image paths as a run's predictions hold them
                  source=None, # where to look for those that moved: archive or folder, see `data_source`
                 ) -> list: # each path as written where it exists, else the same file name in `source`'s images
     "Find the images a run names, also when it was made on another machine or with another cache folder"
@@ -659,7 +659,7 @@ def error_gallery(run:Run, # a loaded run
     for ax in axes[k:]: ax.remove()
     for ax in axes[:k]: ax.set(xticks=[], yticks=[])
     if rows.empty: axes[0].text(0.5, 0.5, "No mistakes to show", ha="center", va="center", transform=axes[0].transAxes)
-    for ax, file, caption in zip(axes, _image_paths(rows.file, run.params.get("data")), captions):
+    for ax, file, caption in zip(axes, locate_images(rows.file, run.params.get("data")), captions):
         img = _load_thumb(file)
         if img is None:
             ax.imshow(np.full((128, 128, 3), 220, np.uint8))

@@ -18,8 +18,8 @@ from tqdm import tqdm
 import face_report.models  # registers the package's custom layers, so saved models deserialize
 from .data import ImageError, MAX_PIXELS, check_file, decode_images, load_image, to_rgb
 from .training import gender_pred
-from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, mcnemar_test, paired_age_test,
-                                  per_image_results)
+from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
+                                  paired_age_test, per_image_results)
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
@@ -321,7 +321,11 @@ def mirror_comparison(run:Run|str|Path, # a loaded run, or a run folder with mod
         if not (run.dir/f"model_{name}.keras").exists(): continue
         m = load_predictor(run.dir, name)[name]
         truth, size = run.predictions(name, split), model_image_size(m)
-        images = decode_images(truth.file.tolist(), size)  # the split's cached decode: training's, or made once here
+        files = locate_images(truth.file, run.params.get("data"))  # as written, else by name in the data found now
+        if gone := [f for f in files if not (isinstance(f, Path) and f.is_file())]:
+            raise FileNotFoundError(f"{gone[0]}: an image of model {name}'s {split} predictions is missing ({len(gone)} of "
+                                    f"{len(files)} are), also by name in the run's data; point FACE_REPORT_DATA at UTKFace")
+        images = decode_images([str(f) for f in files], size)  # the split's cached decode: training's, or made once here
         single, averaged = {"p_female": [], "age_pred": []}, {"p_female": [], "age_pred": []}
         for i in range(0, len(truth), batch_size):
             x = np.asarray(images[i:i+batch_size])
