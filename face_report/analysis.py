@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from scipy import stats
 
-from .data import AGE_BAND_LABELS, RACES, DataError, ImageError, age_band, data_source, extract_archive, load_image
+from .data import AGE_BAND_LABELS, RACES, DataError, ImageError, age_band, load_image, utkface_folder
 from .training import gender_correct, read_json, roc_auc, split_metrics
 
 # %% auto #0
@@ -621,12 +621,11 @@ def locate_images(files, # image paths as a run's predictions hold them
                 ) -> list: # each path as written where it exists, else the same file name in `source`'s images
     "Find the images a run names, also when it was made on another machine or with another cache folder"
     files = [Path(f) if isinstance(f, str) else f for f in files]
-    if all(isinstance(f, Path) and f.exists() for f in files): return files
-    try:
-        src = data_source(source)
-        folder = extract_archive(src) if src.is_file() else src
+    moved = [isinstance(f, Path) and not f.exists() for f in files]
+    if not any(moved): return files
+    try: folder = utkface_folder(source)
     except DataError: return files
-    return [folder/f.name if isinstance(f, Path) and not f.exists() else f for f in files]
+    return [folder/f.name if m else f for f, m in zip(files, moved)]
 
 def _worst(pred: pd.DataFrame, task: str, n: int):
     "Rows of the `n` worst mistakes and a caption for each"

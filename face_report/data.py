@@ -15,11 +15,11 @@ from PIL import Image, ImageDraw, UnidentifiedImageError
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS', 'DataError',
-           'ImageError', 'data_source', 'cache_root', 'extract_archive', 'parse_name', 'check_image', 'load_utkface',
-           'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
-           'split_table', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits',
-           'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset', 'plot_augmentation_examples',
-           'plot_age_distribution', 'plot_race_counts']
+           'ImageError', 'data_source', 'cache_root', 'extract_archive', 'utkface_folder', 'parse_name', 'check_image',
+           'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample',
+           'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits',
+           'prepare_splits', 'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset',
+           'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -102,6 +102,13 @@ def _image_folder(dest:Path) -> Path:
     "UTKFace archives hold one top folder `UTKFace/`; use it when present."
     return dest/"UTKFace" if (dest/"UTKFace").is_dir() else dest
 
+def utkface_folder(source:str|Path|None=None, # archive or folder; see `data_source`
+                   cache_dir:str|Path|None=None, # see `cache_root`
+                  ) -> Path: # the folder holding the images
+    "The folder of UTKFace's images: `source` itself, or the archive extracted into the cache."
+    src = data_source(source)
+    return extract_archive(src, cache_dir) if src.is_file() else src
+
 # %% ../nbs/00_data.ipynb #0b73a459
 _NAME_RE = re.compile(r"^(?P<fields>[0-9_]+?)\s*\.?\s*jpg\.chip\.jpg$", re.IGNORECASE)
 
@@ -167,7 +174,7 @@ def load_utkface(source:str|Path|None=None, # archive or folder; see `data_sourc
                 ) -> pd.DataFrame: # path, age, gender, race, timestamp, note; see `rejected_files`
     "All usable UTKFace images with their labels; every rejected file is listed with its reason."
     src = data_source(source)
-    folder = extract_archive(src, cache_dir) if src.is_file() else src
+    folder = utkface_folder(src, cache_dir)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     checks = _validate(files, cache_dir)
     rows, rejected = [], []
