@@ -26,7 +26,7 @@ __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS'
 DEFAULTS = dict(
     profile="quick", data=None, run_dir=None, retrain=False,
     n_images=5000, val_fraction=0.2, test_size=2000, seed=42, image_size=128,
-    batch_size=32, label_smoothing=0.05, patience=10, lr_patience=5, lr_factor=0.5, min_lr=1e-7,
+    batch_size=32, label_smoothing=0.05, patience=15, lr_patience=7, lr_factor=0.5, min_lr=1e-7,
     epochs_a=80, lr_a=2e-4, age_weight_a=0.3, l2=1e-4,
     epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=None, age_bias="median",
     backbone="efficientnet_lite0", weights="imagenet", precision="auto", strategy="none", eval_batch_size=128,
