@@ -493,6 +493,11 @@ def _schedule_sentence(params):
     return (f"`EarlyStopping` (patience {params['patience']}) and `ReduceLROnPlateau` (factor {params['lr_factor']:g} "
             f"after {_count_of(params['lr_patience'], 'epoch')} without improvement, down to {sci(params['min_lr'])})")
 
+def _ema_sentence(params):  # runs made before `ema_momentum` existed have no such key and trained without it
+    m = params.get("ema_momentum") or 0
+    return (f" Adam kept an exponential moving average of the weights (momentum {m:g}), which was validated, checkpointed "
+            f"and kept in place of the trained weights." if m else "")
+
 def training_text_a(params:dict, # the run's parameters (`page_params`), with `precision` as used
                     frames:dict, # the split frames (`Splits.frames`)
                     augmentation:str, # `describe_augmentation(...)`
@@ -507,7 +512,7 @@ def training_text_a(params:dict, # the run's parameters (`page_params`), with `p
             f"{_count_of(params['epochs_a'], 'epoch')} on {params['image_size']}×{params['image_size']} images in "
             f"{params['precision']} precision. {_schedule_sentence(params)} were applied when validation loss stagnated to "
             f"stop training and to reduce the learning rate to stabilise optimisation; the weights of the epoch with the "
-            f"lowest validation loss were kept.")
+            f"lowest validation loss were kept.{_ema_sentence(params)}")
 
 def _phases_precision(precision:str|dict) -> str:
     "'float32 precision', or per phase when phase 1 ('B1') and phase 2 ('B2') used different policies."
@@ -534,7 +539,7 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
             f"{_count_of(params['epochs_b1'], 'epoch')} using {_schedule_sentence(params)}, and `ModelCheckpoint` to retain "
             f"the best-performing weights. The same setup was used in phase 2, which was allowed to run for up to "
             f"{_count_of(params['epochs_b2'], 'epoch')} to give the slower fine-tuning process enough time to converge. "
-            f"Both phases used a batch size of {params['batch_size']}, with {_phases_precision(params['precision'])}.")
+            f"Both phases used a batch size of {params['batch_size']}, with {_phases_precision(params['precision'])}.{_ema_sentence(params)}")
 
 # %% ../nbs/05_report.ipynb #66545dfb
 def fit_sentence(metrics:dict, # metrics.json contents

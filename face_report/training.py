@@ -14,19 +14,19 @@ from . import __version__
 from .data import Splits, load_utkface, make_dataset, make_splits, prepare_splits
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'WHOLE', 'NUMBER', 'CHOICES', 'PHASES',
-           'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges',
-           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
-           'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_history', 'example_mean',
-           'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json',
-           'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params', 'splits_fingerprint',
-           'train_model_a', 'train_model_b', 'train_all']
+__all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'NUMBER', 'CHOICES',
+           'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError', 'resolve_params',
+           'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
+           'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
+           'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics',
+           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params',
+           'splits_fingerprint', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
     profile="quick", data=None, run_dir=None, retrain=False,
     n_images=5000, val_fraction=0.2, test_size=2000, seed=42, image_size=128,
-    batch_size=32, label_smoothing=0.05, patience=15, lr_patience=7, lr_factor=0.5, min_lr=1e-7,
+    batch_size=32, label_smoothing=0.05, patience=15, lr_patience=7, lr_factor=0.5, min_lr=1e-7, ema_momentum=0.0,
     epochs_a=80, lr_a=2e-4, age_weight_a=0.3, l2=1e-4,
     epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=None, age_bias="median",
     backbone="efficientnet_lite0", weights="imagenet", precision="auto", strategy="none", eval_batch_size=128,
@@ -44,15 +44,17 @@ PROFILES = {
 # parameters that change what is learned: a run folder holding other values for these is refused
 RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "image_size", "batch_size", "label_smoothing", "epochs_a",
             "lr_a", "age_weight_a", "l2", "epochs_b1", "lr_b1", "epochs_b2", "lr_b2", "age_weight_b", "n_unfreeze",
-            "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias",
+            "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias", "ema_momentum",
             *(f"aug_{k}" for k in AUGMENTATION))
+# run keys added later, with the value that runs made before them trained with
+RUN_KEYS_ADDED = dict(ema_momentum=0.0)
 
 # what each parameter may be: a whole number from a minimum, a number in an interval, or one of some choices
 WHOLE = dict(n_images=1, test_size=0, seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
              epochs_a=1, epochs_b1=1, epochs_b2=1, n_unfreeze=0)
 _OPEN, _FROM = (0, 1, False), (0, 1, True)  # (low, high, low allowed): 0 < x < 1 and 0 <= x < 1
 NUMBER = dict(val_fraction=_OPEN, lr_a=_OPEN, lr_b1=_OPEN, lr_b2=_OPEN, lr_factor=_OPEN, label_smoothing=_FROM, min_lr=_FROM,
-              age_weight_a=(0, math.inf, True), age_weight_b=(0, math.inf, True), l2=(0, math.inf, True),
+              ema_momentum=_FROM, age_weight_a=(0, math.inf, True), age_weight_b=(0, math.inf, True), l2=(0, math.inf, True),
               **{f"aug_{k}": _FROM for k in AUGMENTATION})
 CHOICES = dict(precision=("auto", "float32", "mixed_bfloat16", "mixed_float16"), strategy=("none", "mirrored", "multiworker"),
                age_bias=("median", "zero"))
@@ -181,12 +183,13 @@ def compile_multitask(model, # a model with outputs `gender` and `age`
                       lr:float, # Adam learning rate
                       age_weight:float, # loss weight of age (gender's is 1.0)
                       label_smoothing:float=DEFAULTS["label_smoothing"], # label smoothing of the gender BCE
+                      ema_momentum:float=DEFAULTS["ema_momentum"], # 0: no weight averaging; else Adam keeps an exponential moving average of the weights
                       **compile_kwargs, # other `Model.compile` arguments, e.g. `jit_compile`, `steps_per_execution`
                      ) -> keras.Model: # `model`, compiled
     "Compile with the report's multi-task loss."
     import keras
     from face_report.models import FusedAdam
-    model.compile(optimizer=FusedAdam(lr),
+    model.compile(optimizer=FusedAdam(lr, use_ema=ema_momentum > 0, ema_momentum=ema_momentum or 0.99),
                   loss={"gender": keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing), "age": keras.losses.MeanAbsoluteError()},
                   loss_weights={"gender": 1.0, "age": age_weight},
                   metrics={"gender": ["accuracy", keras.metrics.AUC(name="auc")], "age": [keras.metrics.MeanAbsoluteError(name="mae")]},
@@ -280,11 +283,13 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
             if loss is not None and not math.isfinite(float(loss)):
                 self.model.stop_training = True; self.model.face_report_nan = True
 
-    return [NaNStop(), History(),
+    # the backup, first, keeps the trained weights; with `ema_momentum` the averaged ones are then swapped in for
+    # validation, early stopping, the learning-rate schedule and the best checkpoint, and swapped out at the next epoch
+    ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if p["ema_momentum"] else []
+    return [keras.callbacks.BackupAndRestore(str(run_dir/"backup"/tag), double_checkpoint=True), *ema, NaNStop(), History(),
             Stop(monitor="val_loss", patience=p["patience"], restore_best_weights=False),
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=p["lr_factor"], patience=p["lr_patience"], min_lr=p["min_lr"]),
-            Best(str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True),
-            keras.callbacks.BackupAndRestore(str(run_dir/"backup"/tag), double_checkpoint=True)], ckpt
+            Best(str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True)], ckpt
 
 def _hms(s:float) -> str:
     s = int(round(s)); return f"{s//3600}:{s%3600//60:02d}:{s%60:02d}"
@@ -401,6 +406,7 @@ def check_run_folder(params:dict, # from `resolve_params`
     "Refuse a run folder that holds a run with other parameters or other images (`splits_fingerprint`), unless `params` asks to retrain."
     run_dir = Path(params["run_dir"])
     old = read_json(run_dir/"params.json")
+    if old: old = {**RUN_KEYS_ADDED, **old}  # a run made before a key was added trained with its old value
     diff = {k: (old.get(k), params.get(k)) for k in RUN_KEYS if k in old and old.get(k) != params.get(k)}
     if old.get("precision_requested", params.get("precision")) != params.get("precision"):
         diff["precision"] = (old["precision_requested"], params.get("precision"))
@@ -530,7 +536,7 @@ def train_model_a(splits:Splits, # data from `prepare_splits`
     _use_precision(p, "A")
     with strategy.scope():
         model = init_age_bias(build_model_a(input_size=p["image_size"], l2=p["l2"]), splits.frames["train"]["age"], p["age_bias"])
-        compile_multitask(model, p["lr_a"]*strategy.num_replicas_in_sync, p["age_weight_a"], p["label_smoothing"])
+        compile_multitask(model, p["lr_a"]*strategy.num_replicas_in_sync, p["age_weight_a"], p["label_smoothing"], p["ema_momentum"])
     secs = fit_phase(model, splits, run_dir, "A", 1, p["epochs_a"], p, log=log)
     model.save(run_dir/"model_A.keras")
     metrics = evaluate_model(model, splits, run_dir, "A", p["eval_batch_size"], p["label_smoothing"])
@@ -561,7 +567,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
     else:
         model = build("B1")
         with strategy.scope():
-            freeze_backbone(model); compile_multitask(model, p["lr_b1"]*r, p["age_weight_b"], p["label_smoothing"])
+            freeze_backbone(model); compile_multitask(model, p["lr_b1"]*r, p["age_weight_b"], p["label_smoothing"], p["ema_momentum"])
         s1 = fit_phase(model, splits, run_dir, "B_phase1", 1, p["epochs_b1"], p, log=log)
         h = read_history(run_dir/"history_B.csv")
         info = {"epochs": int((h.phase == 1).sum()), "seconds": round(s1, 1)}
@@ -574,7 +580,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         model.load_weights(str(best1))
     with strategy.scope():
         unfreeze_top(model, p["n_unfreeze"], verbose=False)
-        compile_multitask(model, p["lr_b2"]*r, p["age_weight_b"], p["label_smoothing"])
+        compile_multitask(model, p["lr_b2"]*r, p["age_weight_b"], p["label_smoothing"], p["ema_momentum"])
     s2 = fit_phase(model, splits, run_dir, "B_phase2", 2, p["epochs_b2"], p, epoch_offset=info["epochs"], log=log)
     model.save(run_dir/"model_B.keras")
     metrics = evaluate_model(model, splits, run_dir, "B", p["eval_batch_size"], p["label_smoothing"])

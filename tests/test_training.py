@@ -48,9 +48,10 @@ def test_model_a_artefacts(tmp_path):
     assert conv.dtype_policy.name == params["precision"]["A"]
 
 
-def test_resume_after_kill(tmp_path):
+@pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
+def test_resume_after_kill(tmp_path, ema_momentum):
     "Kill the process after epoch 1, start again with the same folder: 4 epochs in all, no duplicated rows."
-    p = tiny_params(tmp_path, epochs_a=4, patience=10)
+    p = tiny_params(tmp_path, epochs_a=4, patience=10, ema_momentum=ema_momentum)
     tiny_splits(p, tmp_path)
     code = f"""
         import time, keras, face_report.training as T
@@ -80,6 +81,15 @@ def test_resume_after_kill(tmp_path):
     h = pd.read_csv(hist)
     assert h.epoch.tolist() == [1, 2, 3, 4], h
     assert (Path(p["run_dir"]) / "model_A.keras").exists()
+
+
+@pytest.mark.parametrize("ema_momentum", [0.0, 0.5])
+def test_best_epoch_is_the_model_kept(tmp_path, ema_momentum):
+    "The kept model is the one validated at the best epoch: with `ema_momentum`, the averaged weights."
+    p = tiny_params(tmp_path, epochs_a=3, lr_a=0.05, ema_momentum=ema_momentum)
+    m = train_model_a(tiny_splits(p, tmp_path), params=p)
+    h = pd.read_csv(Path(p["run_dir"]) / "history_A.csv")
+    assert m["val"]["age_mae"] == pytest.approx(h.val_age_mae[h.val_loss.idxmin()], rel=1e-4), (m["val"], h)
 
 
 def test_resumed_phase_counts_earlier_epochs(tmp_path):
