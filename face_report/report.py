@@ -493,8 +493,8 @@ def _schedule_sentence(params):
     return (f"`EarlyStopping` (patience {params['patience']}) and `ReduceLROnPlateau` (factor {params['lr_factor']:g} "
             f"after {_count_of(params['lr_patience'], 'epoch')} without improvement, down to {sci(params['min_lr'])})")
 
-def _ema_sentence(params):  # runs made before `ema_momentum` existed have no such key and trained without it
-    m = params.get("ema_momentum") or 0
+def _ema_sentence(params):
+    m = params["ema_momentum"]
     return (f" Adam kept an exponential moving average of the weights (momentum {m:g}), which was validated, checkpointed "
             f"and kept in place of the trained weights." if m else "")
 
