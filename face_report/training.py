@@ -189,7 +189,7 @@ def compile_multitask(model, # a model with outputs `gender` and `age`
     "Compile with the report's multi-task loss."
     import keras
     from face_report.models import FusedAdam
-    model.compile(optimizer=FusedAdam(lr, use_ema=ema_momentum > 0, ema_momentum=ema_momentum or 0.99),
+    model.compile(optimizer=FusedAdam(lr, use_ema=ema_momentum > 0, ema_momentum=ema_momentum),
                   loss={"gender": keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing), "age": keras.losses.MeanAbsoluteError()},
                   loss_weights={"gender": 1.0, "age": age_weight},
                   metrics={"gender": ["accuracy", keras.metrics.AUC(name="auc")], "age": [keras.metrics.MeanAbsoluteError(name="mae")]},
