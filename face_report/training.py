@@ -175,7 +175,7 @@ def make_strategy(name:str="none", # "none", "mirrored" (all local GPUs / logica
 
 # %% ../nbs/02_training.ipynb #f9a1b2c3
 def onednn_fpmath() -> str: # e.g. "STRICT" (oneDNN's default) or "BF16"
-    "oneDNN's floating-point math mode in this process: `ONEDNN_DEFAULT_FPMATH_MODE`, which oneDNN reads once, at its first primitive (see Model B below)."
+    "oneDNN's floating-point math mode in this process: `ONEDNN_DEFAULT_FPMATH_MODE`, which oneDNN reads once, at its first primitive (measured under Speed in the Studies notebook)."
     return os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT").upper()
 
 # %% ../nbs/02_training.ipynb #a4e11625
