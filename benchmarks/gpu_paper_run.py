@@ -1,7 +1,7 @@
 """Train a profile's protocol (default `paper`) on a GPU machine from a bundle made by `gpu_bundle.py`, with Keras
-on JAX or PyTorch: no TensorFlow, no network, no UTKFace archive needed there. Prints the per-epoch lines, then the
-metrics and wall times; the run folder holds the usual artefacts (params.json, history_{A,B}.csv, metrics.json,
-predictions/).
+on JAX or PyTorch: no TensorFlow, no network, no UTKFace archive needed there; the split sizes are the bundle's.
+Prints the per-epoch lines, then the metrics and wall times; the run folder holds the usual artefacts (params.json,
+history_{A,B}.csv, metrics.json, predictions/).
 
     KERAS_BACKEND=jax python benchmarks/gpu_paper_run.py --bundle .bundle --image-size 128 --run-dir /tmp/runs/gpu
 """
@@ -35,11 +35,12 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import keras
     from face_report.cli import parse_value
-    from face_report.training import backend_devices, resolve_params, train_all
+    from face_report.training import backend_devices, resolve_params, splits_params, train_all
     t0 = time.time()
-    overrides = {k: parse_value(v) for k, v in a.param}
-    p = resolve_params(a.profile, image_size=a.image_size, run_dir=a.run_dir, data=str(a.bundle), **overrides)
     splits = bundle_splits(Path(a.bundle), Path(a.run_dir).parent / "bundle", a.image_size)
+    # the bundle's images set the split sizes: test_size 0 for a bundle without its test split (gpu_evaluate.py)
+    p = resolve_params(a.profile, run_dir=a.run_dir, data=str(a.bundle),
+                       **{**splits_params(splits), **{k: parse_value(v) for k, v in a.param}})
     print(f"Keras {keras.__version__} on {keras.backend.backend()}, devices {backend_devices()}; {splits.summary}; "
           f"data ready in {time.time() - t0:.1f} s", flush=True)
     m = train_all(p, models=a.models, splits=splits)

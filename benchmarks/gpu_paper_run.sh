@@ -1,28 +1,43 @@
 #!/usr/bin/env bash
-# On the device machine (no network, no TensorFlow): install the carried wheels (.whl), then train Model A and
-# Model B side by side (two processes, one GPU) with gpu_paper_run.py on Keras's JAX backend (PyTorch if JAX cannot
-# train), within a time budget, and pack the run's artefacts (no weights) into $OUT/run.tar.gz.
-#   bash benchmarks/gpu_paper_run.sh BUDGET_SECONDS IMAGE_SIZE [KEY=VALUE ...]
+# On the device machine (no network, no TensorFlow): install the carried wheels (.whl), then, for each image size,
+# train Model A and Model B side by side (one process each, all on one GPU) with gpu_paper_run.py on Keras's JAX
+# backend (PyTorch if JAX cannot train), within a time budget. Packs each run's artefacts, with its best models saved
+# without optimizer state (`gpu_evaluate.py` scores them on the test split where its images are) and the logs, into
+# $OUT/run.tar.gz.part-* (15 MiB parts, as the device tool returns files of at most 16 MiB). A run cut short by the
+# budget keeps its history_{A,B}.csv (one row per finished epoch) but has no models or metrics.
+#   bash benchmarks/gpu_paper_run.sh BUDGET_SECONDS SIZES [KEY=VALUE ...]     e.g. 540 128,200
+#   locally: cat run.tar.gz.part-* | tar -xz -C runs/gpu; then python benchmarks/gpu_evaluate.py runs/gpu/s128
 set -u
-budget=${1:-520}; size=${2:-128}; shift 2
+budget=${1:-520}; IFS=, read -ra sizes <<< "${2:-128}"; shift 2
 params=(); for kv in "$@"; do params+=(-p "${kv%%=*}" "${kv#*=}"); done
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
 fi
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 FACE_REPORT_CACHE=/tmp/cache XLA_PYTHON_CLIENT_MEM_FRACTION=0.4
+# each process takes its share of the GPU's memory (JAX would take 75% each by default)
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 FACE_REPORT_CACHE=/tmp/cache \
+  XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.9 / (2 * ${#sizes[@]}), 2))")
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
-start=$(date +%s)
+start=$(date +%s); logs=/tmp/runs/logs; mkdir -p $logs
 for backend in jax torch; do
-  left=$(( budget - ($(date +%s) - start) ))
-  # decode the images once, so the two processes below do not race to write the same cache file
-  KERAS_BACKEND=$backend python3 -c "from benchmarks.gpu_paper_run import bundle_splits as b; from pathlib import Path; b(Path('.bundle'), Path('/tmp/runs/bundle'), $size)"
-  for m in A B; do
-    KERAS_BACKEND=$backend timeout $left python3 benchmarks/gpu_paper_run.py --image-size "$size" --run-dir /tmp/runs/$backend \
-      --models $m ${params[@]+"${params[@]}"} > "$OUT/log_${backend}_$m.txt" 2>&1 &
+  for s in "${sizes[@]}"; do  # decode the images once per size, so the processes below do not race to write the cache
+    KERAS_BACKEND=$backend python3 -c "from benchmarks.gpu_paper_run import bundle_splits as b; from pathlib import Path; b(Path('.bundle'), Path('/tmp/runs/bundle'), $s)"
+  done
+  left=$(( budget - 60 - ($(date +%s) - start) ))  # 60 s kept for packing
+  for s in "${sizes[@]}"; do
+    for m in A B; do
+      KERAS_BACKEND=$backend timeout $left python3 benchmarks/gpu_paper_run.py --image-size "$s" --run-dir /tmp/runs/s$s \
+        --models $m ${params[@]+"${params[@]}"} > "$logs/${backend}_s${s}_$m.txt" 2>&1 &
+    done
   done
   wait
-  for m in A B; do echo "== $backend $m"; grep -v -i warn "$OUT/log_${backend}_$m.txt" | tail -n 25; done
-  grep -q "epoch 1/" "$OUT/log_${backend}_A.txt" && break  # it trained: keep this backend's run, finished or cut short
+  for f in $logs/${backend}_*.txt; do echo "== $f"; grep -v -i warn "$f" | tail -n 12; done
+  grep -q "epoch 1/" $logs/${backend}_s${sizes[0]}_A.txt && break  # it trained: keep this backend's runs, finished or cut short
+done
+for f in /tmp/runs/s*/model_[AB].keras; do  # the best models saved again without optimizer state: a third of the size
+  [ -f "$f" ] && KERAS_BACKEND=$backend python3 -c "import keras, face_report.models
+keras.saving.load_model('$f', compile=False).save('$f')"
 done
 echo "wall $(( $(date +%s) - start )) s"
-tar -czf "$OUT/run.tar.gz" -C /tmp/runs --exclude='*.keras' --exclude=checkpoints --exclude=backup --exclude=bundle --exclude='*.npy' .
+tar -czf - -C /tmp/runs --exclude=checkpoints --exclude=backup --exclude=bundle --exclude='*.npy' . \
+  | split -b 15M - "$OUT/run.tar.gz.part-"
+ls -l "$OUT"

@@ -1,6 +1,7 @@
-"""Training without TensorFlow, as on GPU images that hold only JAX or PyTorch: pack a bundle of a profile's split
-images with `benchmarks/gpu_bundle.py`, then train both models from it on Keras's JAX backend with
-`benchmarks/gpu_paper_run.py` in a process where importing TensorFlow fails."""
+"""Training without TensorFlow, as on GPU images that hold only JAX or PyTorch: pack a bundle of a profile's training
+and validation images with `benchmarks/gpu_bundle.py`, train both models from it on Keras's JAX backend with
+`benchmarks/gpu_paper_run.py` in a process where importing TensorFlow fails, then score them on the test split with
+`benchmarks/gpu_evaluate.py` where the archive is."""
 import json, os, subprocess, sys, tarfile
 from pathlib import Path
 
@@ -25,29 +26,41 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
-def test_bundle_then_train_on_jax_without_tensorflow(tmp_path):
+def test_bundle_then_train_on_jax_without_tensorflow_then_evaluate(tmp_path):
     pytest.importorskip("jax")
     data = tmp_path / "UTKFace"; make_sample_utkface(data, n=40)
     env = {**os.environ, "FACE_REPORT_CACHE": str(tmp_path / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    split = ["-p", "n_images", "24", "-p", "test_size", "8"]
     subprocess.run([sys.executable, ROOT / "benchmarks/gpu_bundle.py", "--profile", "quick", "--data", str(data),
-                    "--out", str(tmp_path / "bundle"), "--splits", "train,val,test", *split], check=True, env=env, cwd=tmp_path)
+                    "--out", str(tmp_path / "bundle"), "-p", "n_images", "24", "-p", "test_size", "8"], check=True, env=env, cwd=tmp_path)
     rows = pd.read_csv(tmp_path / "bundle/splits.csv")
-    assert rows.split.value_counts().to_dict() == {"train": 19, "test": 8, "val": 5}
+    assert rows.split.value_counts().to_dict() == {"train": 19, "val": 5}  # no test split by default
     with tarfile.open(tmp_path / "bundle/images.tar") as tar:
         assert sorted(m.name for m in tar.getmembers()) == sorted("UTKFace/" + f for f in rows.file)
     run = tmp_path / "runs/jax"
     out = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, ROOT / "benchmarks/gpu_paper_run.py", "--bundle", str(tmp_path / "bundle"),
-                          "--profile", "quick", "--image-size", "32", "--run-dir", str(run), *split, "-p", "epochs_a", "2",
+                          "--profile", "quick", "--image-size", "32", "--run-dir", str(run), "-p", "epochs_a", "2",
                           "-p", "epochs_b1", "1", "-p", "epochs_b2", "1", "-p", "weights", "None", "-p", "batch_size", "8"],
                          env={**env, "KERAS_BACKEND": "jax"}, cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))[7:])
-    assert result["backend"] == "jax" and result["A"]["val"]["n"] == 5 and result["B"]["train"]["n"] == 19
+    assert result["backend"] == "jax" and result["A"]["val"]["n"] == 5 and result["B"]["train"]["n"] == 19 and "test" not in result["A"]
     params = json.loads((run / "params.json").read_text())
     assert params["keras_backend"] == "jax" and params["jax_version"] and "tensorflow_version" not in params
+    assert (params["n_images"], params["test_size"]) == (24, 0)  # the bundle's split sizes
     for tag in "AB":
         h = pd.read_csv(run / f"history_{tag}.csv")
         assert np.isfinite(h[["loss", "val_loss"]].to_numpy()).all()
-        assert (run / f"model_{tag}.keras").exists() and len(pd.read_csv(run / "predictions" / f"{tag}_test.csv")) == 8
+        assert (run / f"model_{tag}.keras").exists() and not (run / "predictions" / f"{tag}_test.csv").exists()
     assert pd.read_csv(run / "history_B.csv").phase.tolist() == [1, 2]
+    gpu_val = json.loads((run / "metrics.json").read_text())["A"]["val"]
+
+    evaluate = [sys.executable, ROOT / "benchmarks/gpu_evaluate.py", str(run), "--data", str(data)]
+    wrong = subprocess.run(evaluate + ["--test-size", "9"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert wrong.returncode != 0 and "are not the run's" in wrong.stderr  # another draw of the splits is refused
+    out = subprocess.run(evaluate + ["--test-size", "8"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    metrics = json.loads((run / "metrics.json").read_text())
+    for tag in "AB":
+        test = pd.read_csv(run / "predictions" / f"{tag}_test.csv")
+        assert len(test) == 8 and metrics[tag]["test"]["n"] == 8 and not {Path(f).name for f in test.file} & set(rows.file)
+    assert metrics["A"]["val"] == gpu_val and "8 test images" in metrics["test_evaluated"]

@@ -1,0 +1,57 @@
+"""Score a GPU run's models (`gpu_paper_run.sh`) on the test split, on a machine that has the UTKFace archive.
+The device tool carries at most 64 MiB, so `gpu_bundle.py` packs only the training and validation images by default
+and the run has no test split. This draws the profile's splits again with the run's seed, checks that their training
+and validation images are the run's (`splits_fingerprint` in params.json), predicts the test images with the run's
+`model_{A,B}.keras` in float32 and writes `predictions/{A,B}_test.csv` and each model's `test` metrics into the run's
+metrics.json (`test_evaluated` says where). The validation split is scored again as a check against the GPU's figures.
+
+    python benchmarks/gpu_evaluate.py runs/gpu/s128 [--data UTKFace.tar.gz] [--test-size 2000]
+"""
+import argparse, dataclasses, os, platform, tempfile
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+
+from face_report.data import prepare_splits
+from face_report.predict import load_predictor
+from face_report.training import evaluate_model, read_json, resolve_params, splits_fingerprint, write_json
+
+
+def only(splits, keep:str):
+    "`splits` with every split but `keep` emptied (`evaluate_model` skips empty splits)."
+    return dataclasses.replace(splits, frames={k: f if k == keep else f.iloc[:0] for k, f in splits.frames.items()},
+                               images={k: x if k == keep else x[:0] for k, x in splits.images.items()})
+
+
+def show(m:dict) -> str: return f"{m['gender_accuracy']:.2%} / {m['age_mae']:.3f} y (n={m['n']})"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run_dir", help="a run folder unpacked from gpu_paper_run.sh's run.tar.gz.part-* (e.g. runs/gpu/s128)")
+    ap.add_argument("--data", default=None, help="UTKFace archive or folder (default: FACE_REPORT_DATA)")
+    ap.add_argument("--test-size", type=int, default=None, help="test images the splits were drawn with (default: the run's profile's)")
+    a = ap.parse_args(argv)
+    run = Path(a.run_dir); p = read_json(run/"params.json")
+    if not p: raise SystemExit(f"{run}: no params.json; give a run folder of gpu_paper_run.sh")
+    test_size = a.test_size if a.test_size is not None else resolve_params(p["profile"])["test_size"]
+    splits = prepare_splits(a.data, p["n_images"], p["val_fraction"], test_size, p["seed"],
+                            p["image_size"], report=False)
+    if splits_fingerprint({**splits.frames, "test": splits.frames["test"].iloc[:0]}) != p["splits_fingerprint"]:
+        raise SystemExit(f"{run}: the training and validation images drawn here (seed {p['seed']}, {p['n_images']} images, "
+                         f"test_size {test_size}) are not the run's; give the --test-size and --data the bundle was made with")
+    metrics, models = read_json(run/"metrics.json"), load_predictor(run)
+    for tag, model in models.items():
+        if tag not in metrics: print(f"{tag}: no metrics in {run/'metrics.json'} (not trained to the end); skipped"); continue
+        with tempfile.TemporaryDirectory() as d:
+            val = evaluate_model(model, only(splits, "val"), Path(d), tag, label_smoothing=p["label_smoothing"])["val"]
+        metrics[tag]["test"] = evaluate_model(model, only(splits, "test"), run, tag, label_smoothing=p["label_smoothing"])["test"]
+        print(f"{tag}: validation {show(metrics[tag]['val'])} on the GPU, {show(val)} here; test {show(metrics[tag]['test'])}")
+    metrics["test_evaluated"] = (f"{platform.machine()} CPU ({os.cpu_count()} cores), Keras {keras.__version__} on {keras.backend.backend()}, float32, "
+                                 f"{len(splits.frames['test'])} test images drawn with test_size={test_size}")
+    write_json(run/"metrics.json", metrics)
+
+
+if __name__ == "__main__":
+    main()
