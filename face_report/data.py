@@ -14,12 +14,13 @@ import pandas as pd
 from PIL import Image, ImageDraw, UnidentifiedImageError
 
 # %% auto #0
-__all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS', 'DataError',
-           'ImageError', 'data_source', 'cache_root', 'extract_archive', 'utkface_folder', 'parse_name', 'check_image',
-           'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample',
-           'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits',
-           'prepare_splits', 'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset',
-           'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
+__all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
+           'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'data_source', 'cache_root', 'extract_archive',
+           'utkface_folder', 'parse_name', 'check_image', 'load_utkface', 'rejected_files', 'rejected_summary',
+           'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits', 'split_table', 'to_rgb', 'check_file',
+           'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices', 'random_affine',
+           'build_augmenter', 'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples',
+           'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -487,22 +488,52 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
 def _array_batches(images, y, batch_size, shuffle, augment, seed):
     "The `keras.utils.PyDataset` behind `make_dataset` on the JAX and PyTorch backends (no TensorFlow needed)."
     import keras
+    aug = _augmenter(augment, seed)
+    compiled = aug is not None and keras.backend.backend() == "jax"
+    if compiled: aug = stateless_augmenter(aug, images.shape[1:])
     class ArrayBatches(keras.utils.PyDataset):
-        "Float32 batches from a uint8 array, reshuffled every epoch, augmented by `build_augmenter` on Keras's backend."
+        """Float32 batches from a uint8 array, reshuffled every epoch, augmented by `build_augmenter`: on JAX by
+        `stateless_augmenter` (one compiled call per batch, left on the device), on PyTorch layer by layer."""
         def __init__(self):
             super().__init__()
-            self.rng, self.order = np.random.default_rng(seed), np.arange(len(images))
-            self.aug = _augmenter(augment, seed)
+            self.rng, self.order, self.epoch = np.random.default_rng(seed), np.arange(len(images)), 0
             if shuffle: self.rng.shuffle(self.order)
         def __len__(self): return -(-len(images)//batch_size)
         def __getitem__(self, i):
             idx = np.sort(self.order[i*batch_size:(i + 1)*batch_size])  # sorted: sequential reads of the memory map
-            x = np.asarray(images[idx], np.float32)
-            if self.aug is not None: x = np.clip(keras.ops.convert_to_numpy(self.aug(x, training=True)), 0., 255.)
+            x = np.asarray(images[idx])
+            if compiled: x = aug(x, self.epoch*len(self) + i)  # uint8 to the device; not waited for
+            elif aug is not None: x = np.clip(keras.ops.convert_to_numpy(aug(x.astype(np.float32), training=True)), 0., 255.)
+            else: x = x.astype(np.float32)
             return x if y is None else (x, {k: v[idx] for k, v in y.items()})
         def on_epoch_end(self):
+            self.epoch += 1
             if shuffle: self.rng.shuffle(self.order)
     return ArrayBatches()
+
+# %% ../nbs/00_data.ipynb #8637ced2
+AUGMENT_STEP_STRIDE = 1024  # seed-counter values reserved per batch: `build_augmenter`'s layers draw 5, 1 and 1 times
+
+def stateless_augmenter(aug:keras.Sequential, # from `build_augmenter`
+                        image_shape:tuple, # (height, width, 3)
+                       ): # f(uint8 or float32 batch, step number) -> float32 batch clipped to 0..255
+    """`aug` as a pure function of a batch and a step number: its random draws depend only on its layers' seeds and the
+    step (batches may be made in any order), and on Keras's JAX backend it is compiled with `jax.jit` into one call per
+    batch whose result stays on the device, so that preparing a batch does not wait for the training step before it."""
+    import keras
+    aug.build((None, *image_shape))
+    trainable = [v.value for v in aug.trainable_variables]
+    states = [v.value for v in aug.non_trainable_variables]
+    is_seed = [v.path.endswith("seed_generator_state") for v in aug.non_trainable_variables]
+    dtype = keras.backend.standardize_dtype(aug.non_trainable_variables[0].dtype)
+    def call(x, offset):
+        ntv = [s + keras.ops.cast(offset, s.dtype) if k else s for s, k in zip(states, is_seed)]
+        out, _ = aug.stateless_call(trainable, ntv, keras.ops.cast(x, "float32"), training=True)
+        return keras.ops.clip(out, 0., 255.)
+    if keras.backend.backend() == "jax":
+        import jax; call = jax.jit(call)
+    return lambda x, step: call(x, np.array([0, step*AUGMENT_STEP_STRIDE], dtype))
+
 
 # %% ../nbs/00_data.ipynb #63f34fc7
 def plot_augmentation_examples(images:np.ndarray, # uint8 (N, H, W, 3)

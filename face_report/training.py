@@ -234,6 +234,7 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
     class History(keras.callbacks.Callback):
         """Append one row per finished epoch; on resume drop rows of epochs that will be re-run and sum the kept ones' time.
         The validation losses per output are means over images (`example_mean` of the trackers after each batch)."""
+        async_safe = True  # its batch hook may run in Keras's thread pool (JAX): it keys each batch's values by number
         def on_train_begin(self, logs=None):
             self.t0, self.trimmed, self.earlier_seconds = time.time(), False, 0.0
         def on_epoch_begin(self, epoch, logs=None):
@@ -246,13 +247,14 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
             self.earlier_seconds = float(keep[keep.phase == phase].wall_seconds.sum())  # epochs of earlier sessions
             if epoch: log(f"{label}: resuming at epoch {epoch + 1}/{epochs}; the {epoch} finished epoch(s) of an earlier "
                           f"session ({_hms(self.earlier_seconds)}) and the best weights so far were kept")
-        def on_test_begin(self, logs=None): self.running = []
+        def on_test_begin(self, logs=None): self.running = {}
         def on_test_batch_end(self, batch, logs=None):
-            self.running.append({k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items() if k in ("gender_loss", "age_loss")})
+            self.running[batch] = {k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items() if k in ("gender_loss", "age_loss")}
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
-            if len(getattr(self, "running", ())) == len(val_sizes):  # one value per batch (not so with steps_per_execution > 1)
-                logs.update({f"val_{k}": example_mean([r[k] for r in self.running], val_sizes) for k in self.running[0]})
+            running = [self.running[b] for b in sorted(getattr(self, "running", {}))]
+            if len(running) == len(val_sizes):  # one value per batch (not so with steps_per_execution > 1)
+                logs.update({f"val_{k}": example_mean([r[k] for r in running], val_sizes) for k in running[0]})
             row = {c: logs.get(c, np.nan) for c in HISTORY_COLUMNS}
             row.update(epoch=epoch_offset + epoch + 1, phase=phase, wall_seconds=round(time.time() - self.te, 2),
                        lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
@@ -273,11 +275,13 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
             if len(h): self.best = float(h.val_loss.min()); self.wait = int(len(h) - 1 - h.val_loss.to_numpy().argmin())
 
     class Best(keras.callbacks.ModelCheckpoint):
+        async_safe = True  # saves at epoch ends only
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs); h = prior()
             if len(h) and ckpt.exists(): self.best = float(h.val_loss.min())
 
     class NaNStop(keras.callbacks.TerminateOnNaN):
+        async_safe = True  # may look at a step's loss in Keras's thread pool (JAX): training stops a step or two later
         def on_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
@@ -286,7 +290,10 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
     # the backup, first, keeps the trained weights; with `ema_momentum` the averaged ones are then swapped in for
     # validation, early stopping, the learning-rate schedule and the best checkpoint, and swapped out at the next epoch
     ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if p["ema_momentum"] else []
-    return [keras.callbacks.BackupAndRestore(str(run_dir/"backup"/tag), double_checkpoint=True), *ema, NaNStop(), History(),
+    backup = keras.callbacks.BackupAndRestore(str(run_dir/"backup"/tag), double_checkpoint=True)
+    backup.async_safe = True  # backs up at epoch ends only
+    # with every callback async-safe, Keras on JAX hands the batch hooks to a thread pool instead of waiting for each step
+    return [backup, *ema, NaNStop(), History(),
             Stop(monitor="val_loss", patience=p["patience"], restore_best_weights=False),
             keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=p["lr_factor"], patience=p["lr_patience"], min_lr=p["min_lr"]),
             Best(str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True)], ckpt

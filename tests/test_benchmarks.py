@@ -1,5 +1,6 @@
-"""The issue's speed benchmark stays runnable: `benchmarks/train_speed.py` on a generated sample prints its ratios.
-Slow (1.5 minutes here: each figure is measured in a fresh process), so it runs with `make test-all`."""
+"""The speed benchmarks stay runnable: `benchmarks/train_speed.py` on a generated sample and `benchmarks/jax_batch_speed.py`
+on random images print their ratios.
+Slow (a few minutes here: each figure is measured in a fresh process), so they run with `make test-all`."""
 import os, re, subprocess, sys
 from pathlib import Path
 
@@ -21,3 +22,16 @@ def test_train_speed_prints_ratios(tmp_path):
         m = re.search(rf"^{kind}\s+ours \((float32|mixed_bfloat16)\)/naive\s+([\d.]+)x", r.stdout, re.M)
         assert m and float(m.group(2)) > 0, r.stdout
     assert re.search(r"^B forward only \(inference\)\s+[\d.]+ images/s", r.stdout, re.M), r.stdout
+
+
+@pytest.mark.slow
+def test_jax_batch_speed_prints_ratios():
+    pytest.importorskip("jax")
+    r = subprocess.run([sys.executable, str(ROOT / "benchmarks/jax_batch_speed.py"), "--size", "32", "--images", "64",
+                        "--epochs", "2", "--batch", "16"], capture_output=True, text=True, timeout=1200,
+                       env={**os.environ, "KERAS_BACKEND": "jax", "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    assert re.search(r"^augmentation\s+layer by layer\s+[\d.]+ ms/batch\s+compiled\s+[\d.]+ ms/batch\s+ratio [\d.]+x", r.stdout, re.M), r.stdout
+    for kind in ("A", "B1"):
+        m = re.search(rf"^{kind}\s+training\s+before\s+([\d.]+) ms/batch\s+ours\s+([\d.]+) ms/batch", r.stdout, re.M)
+        assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0, r.stdout
