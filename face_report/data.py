@@ -525,7 +525,7 @@ def stateless_augmenter(aug:keras.Sequential, # from `build_augmenter`
     trainable = [v.value for v in aug.trainable_variables]
     states = [v.value for v in aug.non_trainable_variables]
     is_seed = [v.path.endswith("seed_generator_state") for v in aug.non_trainable_variables]
-    dtype = keras.backend.standardize_dtype(aug.non_trainable_variables[0].dtype)
+    dtype = next((keras.backend.standardize_dtype(v.dtype) for v, k in zip(aug.non_trainable_variables, is_seed) if k), "uint32")
     def call(x, offset):
         ntv = [s + keras.ops.cast(offset, s.dtype) if k else s for s, k in zip(states, is_seed)]
         out, _ = aug.stateless_call(trainable, ntv, keras.ops.cast(x, "float32"), training=True)
