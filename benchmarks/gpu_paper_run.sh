@@ -6,6 +6,7 @@
 # $OUT/run.tar.gz.part-* (15 MiB parts, as the device tool returns files of at most 16 MiB). A run cut short by the
 # budget keeps its history_{A,B}.csv (one row per finished epoch) but has no models or metrics.
 #   bash benchmarks/gpu_paper_run.sh BUDGET_SECONDS SIZES [KEY=VALUE ...]     e.g. 540 128,200
+#   SPEED_CHECK=1 bash ...: first benchmarks/jax_batch_speed.py at the first size, alone on the GPU (within the budget)
 #   locally: cat run.tar.gz.part-* | tar -xz -C runs/gpu; then python benchmarks/gpu_evaluate.py runs/gpu/s128
 set -u
 budget=${1:-520}; IFS=, read -ra sizes <<< "${2:-128}"; shift 2
@@ -18,6 +19,10 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 FACE_REPORT_CACHE=/tmp/cache
   XLA_PYTHON_CLIENT_MEM_FRACTION=$(python3 -c "print(round(0.9 / (2 * ${#sizes[@]}), 2))")
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
 start=$(date +%s); logs=/tmp/runs/logs; mkdir -p $logs
+if [ "${SPEED_CHECK:-0}" = 1 ]; then
+  KERAS_BACKEND=jax timeout $(( budget / 3 )) python3 benchmarks/jax_batch_speed.py --size "${sizes[0]}" 2>&1 \
+    | grep -v -i warn | tee $logs/jax_batch_speed.txt
+fi
 for backend in jax torch; do
   for s in "${sizes[@]}"; do  # decode the images once per size, so the processes below do not race to write the cache
     KERAS_BACKEND=$backend python3 -c "from benchmarks.gpu_paper_run import bundle_splits as b; from pathlib import Path; b(Path('.bundle'), Path('/tmp/runs/bundle'), $s)"
