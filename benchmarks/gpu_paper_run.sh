@@ -6,7 +6,7 @@
 # $OUT/run.tar.gz.part-* (15 MiB parts, as the device tool returns files of at most 16 MiB). A run cut short by the
 # budget keeps its history_{A,B}.csv (one row per finished epoch) but has no models or metrics.
 #   bash benchmarks/gpu_paper_run.sh BUDGET_SECONDS SIZES [KEY=VALUE ...]     e.g. 540 128,200
-#   SPEED_CHECK=1 bash ...: first benchmarks/jax_batch_speed.py at the first size, alone on the GPU (within the budget)
+#   SPEED_CHECK=1 bash ...: first benchmarks/jax_batch_speed.py (Model A) at the first size, alone on the GPU, within the budget
 #   locally: cat run.tar.gz.part-* | tar -xz -C runs/gpu; then python benchmarks/gpu_evaluate.py runs/gpu/s128
 set -u
 budget=${1:-520}; IFS=, read -ra sizes <<< "${2:-128}"; shift 2
@@ -20,7 +20,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 FACE_REPORT_CACHE=/tmp/cache
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader; nproc
 start=$(date +%s); logs=/tmp/runs/logs; mkdir -p $logs
 if [ "${SPEED_CHECK:-0}" = 1 ]; then
-  KERAS_BACKEND=jax timeout $(( budget / 3 )) python3 benchmarks/jax_batch_speed.py --size "${sizes[0]}" 2>&1 \
+  KERAS_BACKEND=jax timeout $(( budget / 4 )) python3 benchmarks/jax_batch_speed.py --size "${sizes[0]}" --models A 2>&1 \
     | grep -v -i warn | tee $logs/jax_batch_speed.txt
 fi
 for backend in jax torch; do
