@@ -532,7 +532,7 @@ def stateless_augmenter(aug:keras.Sequential, # from `build_augmenter`
         return keras.ops.clip(out, 0., 255.)
     if keras.backend.backend() == "jax":
         import jax; call = jax.jit(call)
-    return lambda x, step: call(x, np.array([0, step*AUGMENT_STEP_STRIDE], dtype))
+    return lambda x, step: call(x, np.array([0, step*AUGMENT_STEP_STRIDE % 2**32], dtype))  # the counter wraps after 4M batches
 
 
 # %% ../nbs/00_data.ipynb #63f34fc7
