@@ -523,7 +523,12 @@ def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
     p.update(splits_fingerprint=splits_fingerprint(splits), data_source=_where(splits.source))
     run_dir = start_run(p)
     if p.get("retrain"): _forget(run_dir, tag)
-    return p, run_dir, _reuse(run_dir, tag, splits, p, log), make_strategy(p["strategy"]), _log_to_file(run_dir/f"log_{tag}.txt", log)
+    done, file_log = _reuse(run_dir, tag, splits, p, log), _log_to_file(run_dir/f"log_{tag}.txt", log)
+    import keras
+    if not done and keras.backend.backend() != "tensorflow" and all(d.startswith("cpu") for d in backend_devices()):
+        file_log(f"{tag}: note: Keras's {keras.backend.backend()} backend trains on the CPU here, several times slower than "
+            "TensorFlow does on a CPU (studies, \"On a GPU\"); KERAS_BACKEND=tensorflow is the CPU path")
+    return p, run_dir, done, make_strategy(p["strategy"]), file_log
 
 def _use_precision(p:dict, phase:str):
     "Make `phase`'s dtype policy the global one: it applies to the layers built afterwards."

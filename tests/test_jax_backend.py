@@ -45,7 +45,9 @@ assert hooks._async_train and hooks._async_test  # no callback makes Keras wait 
 
 make_sample_utkface("UTKFace", n=40)
 s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"], cache_dir="cache")
-m = train_model_a(s, params=p, log=lambda *a: None)
+said = []
+m = train_model_a(s, params=p, log=said.append)
+assert any("backend trains on the CPU here" in line for line in said) == (jax.default_backend() == "cpu")
 h = pd.read_csv("run/history_A.csv")
 assert h.epoch.tolist() == [1, 2] and np.isfinite(h[["loss", "val_gender_loss", "val_age_loss"]].to_numpy()).all()
 s.frames["train"] = s.frames["train"].assign(age=np.nan)
