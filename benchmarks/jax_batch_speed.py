@@ -55,21 +55,16 @@ def epoch_ms(kind:str, variant:str, size:int, images:int, epochs:int, batch:int)
     from face_report.models import build_model_a, build_model_b, freeze_backbone
     if variant == "before":
         make_dataset = T.make_dataset
-        class LayerByLayer(keras.utils.PyDataset):  # `ArrayBatches` until 4 December 2026
-            def __init__(self, images, frame, batch_size, shuffle=False, augment=False, seed=42):
-                super().__init__()
-                self.images, self.batch_size, self.aug = images, batch_size, _augmenter(augment, seed)
-                self.y = {k: frame[k].to_numpy(np.float32)[:, None] for k in ("gender", "age")}
-                self.rng, self.order = np.random.default_rng(seed), np.arange(len(images))
-            def __len__(self): return -(-len(self.images)//self.batch_size)
+        class LayerByLayer(keras.utils.PyDataset):  # `ArrayBatches` until 4 December 2026: the layers called one by one
+            def __init__(self, plain, aug): super().__init__(); self.plain, self.aug = plain, aug
+            def __len__(self): return len(self.plain)
             def __getitem__(self, i):
-                idx = np.sort(self.order[i*self.batch_size:(i + 1)*self.batch_size])
-                x = np.asarray(self.images[idx], np.float32)
-                x = np.clip(keras.ops.convert_to_numpy(self.aug(x, training=True)), 0., 255.)
-                return x, {k: v[idx] for k, v in self.y.items()}
-            def on_epoch_end(self): self.rng.shuffle(self.order)
+                x, y = self.plain[i]
+                return np.clip(keras.ops.convert_to_numpy(self.aug(x, training=True)), 0., 255.), y
+            def on_epoch_end(self): self.plain.on_epoch_end()
         T.make_dataset = lambda images, frame, bs, shuffle=False, augment=False, seed=42: (
-            LayerByLayer(images, frame, bs, shuffle, augment, seed) if augment else make_dataset(images, frame, bs))
+            LayerByLayer(make_dataset(images, frame, bs, shuffle, seed=seed), _augmenter(augment, seed)) if augment
+            else make_dataset(images, frame, bs))
         callbacks = T._callbacks
         class WaitsForEachStep(keras.callbacks.Callback):
             def on_train_batch_end(self, batch, logs=None): pass
@@ -107,7 +102,7 @@ def main(argv=None):
         for variant in ("before", "ours"):
             r = subprocess.run([sys.executable, __file__, "--one", kind, variant, "--size", str(a.size), "--images", str(a.images),
                                 "--epochs", str(a.epochs), "--batch", str(a.batch)], capture_output=True, text=True,
-                               env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])})
+                               env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))})
             line = next((l for l in r.stdout.splitlines() if l.startswith("RESULT ")), None)
             if line is None: sys.exit(f"{kind} {variant} failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
             ms[variant] = json.loads(line[7:])
