@@ -285,7 +285,9 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
         def on_batch_end(self, batch, logs=None):
             loss = (logs or {}).get("loss")
             if loss is not None and not math.isfinite(float(loss)):
-                self.model.stop_training = True; self.model.face_report_nan = True
+                # `_model`, not `model`: on JAX the `model` property syncs the training state into the variables, which from
+                # this thread would race the step or validation running meanwhile (they donate those buffers)
+                self._model.stop_training = True; self._model.face_report_nan = True
 
     # the backup, first, keeps the trained weights; with `ema_momentum` the averaged ones are then swapped in for
     # validation, early stopping, the learning-rate schedule and the best checkpoint, and swapped out at the next epoch

@@ -42,6 +42,13 @@ p = resolve_params("quick", n_images=30, test_size=8, image_size=32, epochs_a=2,
 callbacks, _ = _callbacks(Path("run"), "A", 1, 0, 2, {**p, "ema_momentum": 0.9}, "A", val_sizes=[16])
 hooks = keras.callbacks.CallbackList(callbacks)
 assert hooks._async_train and hooks._async_test  # no callback makes Keras wait for every step
+# NaNStop runs in Keras's thread pool: it must not sync the training state into the model (the `model` property does on
+# JAX), which would race the step or validation that donates those buffers meanwhile
+class NoSync(keras.Model):
+    def jax_state_sync(self): raise AssertionError("NaNStop synced the model's state from Keras's thread pool")
+nan_stop = next(c for c in callbacks if type(c).__name__ == "NaNStop")
+nan_stop.set_model(NoSync()); nan_stop.on_batch_end(0, {"loss": float("nan")})
+assert nan_stop._model.stop_training and nan_stop._model.face_report_nan
 
 make_sample_utkface("UTKFace", n=40)
 s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"], cache_dir="cache")
