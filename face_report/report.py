@@ -256,7 +256,7 @@ def sci(x:float) -> str: # e.g. "2×10⁻⁴"
     return f"{m}×10{str(int(e)).translate(sup)}"
 
 _WORDS = {1: "One", 2: "Two", 3: "Three", 4: "Four", 5: "Five", 6: "Six"}
-_BACKBONE_NAMES = {"efficientnet_b0": "EfficientNetB0", "efficientnet_lite0": "EfficientNet-Lite0"}
+_BACKBONE_NAMES = {"efficientnet_b0": "EfficientNetB0", "efficientnet_lite0": "EfficientNet-Lite0", "efficientnet_lite1": "EfficientNet-Lite1"}
 
 def _and(xs): xs = [str(x) for x in xs]; return xs[0] if len(xs) == 1 else ", ".join(xs[:-1]) + " and " + xs[-1]
 

@@ -35,7 +35,7 @@ DEFAULTS = dict(
 AUGMENTATION = ("rotation", "zoom", "translation", "contrast", "brightness")  # `build_augmenter`'s ranges, as `aug_*` parameters
 # phase 2's default: the backbone's last layers that hold what the report's last 120 layers of EfficientNetB0 hold,
 # stages 5-7 (from the first 112-channel block) and the top 1x1 convolution
-REPORT_UNFREEZE = dict(efficientnet_b0=120, efficientnet_lite0=77)
+REPORT_UNFREEZE = dict(efficientnet_b0=120, efficientnet_lite0=77, efficientnet_lite1=97)
 PROFILES = {
     "quick": dict(n_images=2000, test_size=500, image_size=64, epochs_a=20, epochs_b1=5, epochs_b2=5),
     "paper": dict(n_images=5000, test_size=2000, image_size=112),
