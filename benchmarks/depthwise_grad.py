@@ -20,7 +20,7 @@ def main():
     ap.add_argument("--reps", type=int, default=20); ap.add_argument("--steps", type=int, default=12)
     a = ap.parse_args()
     import tensorflow as tf
-    from face_report.models import lite0_block_specs, depthwise_kernel_grad, DepthwiseConv2DFastGrad
+    from face_report.models import lite_block_specs, depthwise_kernel_grad, DepthwiseConv2DFastGrad
     from train_speed import build, timed_fit
     rng = np.random.default_rng(0)
     native = tf.function(lambda x, dy, k, s: tf.raw_ops.DepthwiseConv2dNativeBackpropFilter(
@@ -28,7 +28,7 @@ def main():
     ours = tf.function(depthwise_kernel_grad)
     n, totals = -(-a.size // 2), {"native": 0.0, "ours": 0.0, "layer": 0.0}  # the stem halves the input
     print(f"{'layer':8s} {'map':>5s} {'kernel':>6s} {'stride':>6s} {'channels':>8s} {'native ms':>10s} {'ours ms':>8s}  layer uses")
-    for i, sp in enumerate(lite0_block_specs()):
+    for i, sp in enumerate(lite_block_specs()):
         c, k, s = sp["cin"] * sp["expand"], sp["kernel"], sp["stride"]
         x = tf.constant(rng.normal(0, 1, (a.batch, n, n, c)), "float32")
         dy = tf.constant(rng.normal(0, 1, (a.batch, -(-n // s), -(-n // s), c)), "float32")

@@ -390,11 +390,14 @@ def lite_keras_weights(state_dict:dict, # EfficientNet-Lite state dict from `rea
                        variant:str="efficientnet_lite0", # the network the state dict is of (a key of `LITE_REPEATS`)
                       ) -> dict: # Keras layer name -> list of weight arrays (`logits` is the ImageNet classifier)
     "Convert a PyTorch EfficientNet-Lite state dict into per-layer Keras weights."
-    sd, out = state_dict, {}
+    sd, out, specs = state_dict, {}, lite_block_specs(variant)
+    blocks = len({k.split(".")[1] for k in sd if k.startswith("_blocks.")})
+    if blocks != len(specs):
+        raise ValueError(f"the state dict has {blocks} MBConv blocks where {variant} has {len(specs)}: it does not match {variant}")
     conv = lambda w: w.transpose(2, 3, 1, 0)   # OIHW -> HWIO
     dw = lambda w: w.transpose(2, 3, 0, 1)     # (C, 1, kh, kw) -> (kh, kw, C, 1)
     out["stem_conv"], out["stem_bn"] = [conv(sd["_conv_stem.weight"])], _bn_weights(sd, "_bn0")
-    for i, sp in enumerate(lite_block_specs(variant)):
+    for i, sp in enumerate(specs):
         t, p = f"_blocks.{i}", f"block{i}"
         if sp["expand"] != 1:
             out[f"{p}_expand_conv"] = [conv(sd[f"{t}._expand_conv.weight"])]

