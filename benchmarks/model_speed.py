@@ -38,12 +38,12 @@ def time_model(model, batch:int, repeats:int) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-size", type=int, default=128)
-    parser.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_b0"])
+    parser.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_b0"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    weights = "imagenet" if args.backbone == "efficientnet_lite0" else None  # B0's ImageNet weights need internet
+    weights = None if args.backbone == "efficientnet_b0" else "imagenet"  # B0's ImageNet weights need internet
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; keras {keras.__version__} "
           f"({keras.backend.backend()}); input {args.input_size}x{args.input_size}; backbone {args.backbone}")
