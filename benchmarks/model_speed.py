@@ -20,7 +20,7 @@ import keras
 import numpy as np
 import pandas as pd
 
-from face_report.models import build_model_a, build_model_b, parameter_table
+from face_report.models import BACKBONES, build_model_a, build_model_b, parameter_table
 
 
 def time_model(model, batch:int, repeats:int) -> float:
@@ -38,7 +38,7 @@ def time_model(model, batch:int, repeats:int) -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-size", type=int, default=128)
-    parser.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite1", "efficientnet_b0"])
+    parser.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONES)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--repeats", type=int, default=5)

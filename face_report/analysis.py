@@ -20,16 +20,18 @@ from PIL import Image
 from scipy import stats
 
 from .data import AGE_BAND_LABELS, RACES, DataError, ImageError, age_band, load_image, utkface_folder
-from .training import gender_correct, read_json, roc_auc, split_metrics
+from .training import RUN_KEYS_ADDED, gender_correct, read_json, roc_auc, split_metrics
 
 # %% auto #0
-__all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'SIGNIFICANCE_COLUMNS', 'GROUPS',
-           'GROUP_TITLES', 'make_synthetic_run', 'Run', 'load_run', 'save_figure', 'plot_learning_curves',
-           'format_signed', 'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences',
-           'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at',
-           'expected_calibration_error', 'plot_reliability', 'per_image_results', 'significance_table',
-           'format_significance_table', 'against_report', 'format_against_report', 'group_breakdown',
-           'plot_group_breakdown', 'plot_age_scatter', 'locate_images', 'error_gallery']
+__all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'SIGNIFICANCE_COLUMNS',
+           'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS', 'GROUP_TITLES',
+           'make_synthetic_run', 'Run', 'load_run', 'save_figure', 'plot_learning_curves', 'format_signed',
+           'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences', 'performance_paragraph',
+           'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
+           'per_image_results', 'significance_table', 'format_significance_table', 'against_report',
+           'format_against_report', 'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison',
+           'runs_table', 'format_runs_table', 'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter',
+           'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -532,6 +534,123 @@ def format_against_report(df:pd.DataFrame, # output of `against_report`
                                               for e, lo, hi, d in zip(df["This run"], df["CI low"], df["CI high"], k)],
                         "This run − report": [format_signed(x, d, plus=True) for x, d in zip(df["This run"] - df.Report, k)],
                         "Verdict": df.Verdict, "n": df.n})
+    return _markdown(out)
+
+# %% ../nbs/03_analysis.ipynb #d6fbdf9b
+def pair_predictions(first:pd.DataFrame, # one model's predictions on one split (`Run.predictions`)
+                     second:pd.DataFrame, # predictions of the same images (any order), by another model or run
+                     what:str="the two sets of predictions", # names both in errors
+                    ) -> tuple: # (first, second), row i of both the same image
+    "Line two sets of predictions up image by image, by file name; `ValueError` when they are not of the same images"
+    names_a, names_b = [Path(str(f)).name for f in first.file], [Path(str(f)).name for f in second.file]
+    if names_a != names_b:
+        if sorted(names_a) != sorted(names_b):
+            raise ValueError(f"{what} are not of the same images ({len(names_a):,} and {len(names_b):,} images, "
+                             f"{len(set(names_a) & set(names_b)):,} names in common): paired tests need the same images, and a "
+                             "run with another seed, number of images or test size draws other splits")
+        if len(set(names_a)) < len(names_a):
+            raise ValueError(f"{what} hold the same file names in another order, some of them more than once, so they "
+                             "cannot be lined up by name")
+        second = second.iloc[pd.Series(range(len(names_b)), index=names_b)[names_a].to_numpy()]
+    first, second = first.reset_index(drop=True), second.reset_index(drop=True)
+    for label in ("age", "gender"):
+        if (differ := int((first[label].to_numpy() != second[label].to_numpy()).sum())):
+            raise ValueError(f"{what}: {differ:,} of the {len(first):,} images have another {label} in one than in the other")
+    return first, second
+
+def _run_params(run: Run) -> dict:
+    "A run's params.json, with the value a key added later had before it (`RUN_KEYS_ADDED`); {} while it is missing"
+    return {**RUN_KEYS_ADDED, **run.params} if run.params else {}
+
+def params_diff(first:Run, # a loaded run
+                second:Run, # another
+                ignore:tuple=("run_dir",), # keys that name a run rather than describe it
+               ) -> dict: # name -> (first's value, second's value), for each parameter that differs
+    "The parameters (params.json, with the versions and machine) in which two runs differ"
+    a, b = _run_params(first), _run_params(second)
+    return {k: (a.get(k), b.get(k)) for k in {**a, **b} if k not in ignore and a.get(k) != b.get(k)}
+
+# %% ../nbs/03_analysis.ipynb #4395fa94
+RUN_COMPARISON_COLUMNS = ["Model", "Split", "Quantity", "First", "Second", "Difference", "CI low", "CI high", "Test", "Statistic",
+                          "p-value", "n"]
+
+def compare_runs(first:Run|str|Path, # a loaded run, or a run folder
+                 second:Run|str|Path, # another, with predictions of the same images
+                 models:list|None=None, # models to pair, e.g. ["B"] (default: each one both runs have predictions of)
+                 splits:tuple=("val", "test"), # splits to pair on
+                 n_boot:int=2000, # bootstrap resamples per CI
+                 seed:int=0, # random seed
+                ) -> pd.DataFrame: # `RUN_COMPARISON_COLUMNS`, two rows (gender, age) per model and split
+    "Each model of `second` against the same model of `first`, image by image: difference second − first, paired CI and test"
+    first, second = (r if isinstance(r, Run) else load_run(r) for r in (first, second))
+    rows = []
+    for m in models or MODELS:
+        for split in splits:
+            if models is None and not (m in first.available(split) and m in second.available(split)): continue
+            pa, pb = pair_predictions(first.predictions(m, split), second.predictions(m, split),
+                                      f"Model {m}'s {_SPLIT_WORDS.get(split, split)} predictions in {first.dir} and {second.dir}")
+            (ca, ea), (cb, eb) = per_image_results(pa), per_image_results(pb)
+            mc, wt = mcnemar_test(ca, cb), paired_age_test(ea, eb, n_boot=n_boot, seed=seed)
+            rows += [(m, split, "Gender accuracy (%)", 100 * ca.mean(), 100 * cb.mean(),
+                      *bootstrap_ci(100 * (cb.astype(float) - ca), n_boot=n_boot, seed=seed),
+                      f"McNemar ({mc['method']})", mc["statistic"], mc["p_value"], len(ca)),
+                     (m, split, "Age MAE (years)", wt["mae_a"], wt["mae_b"], wt["mae_diff"], wt["ci_low"], wt["ci_high"],
+                      "Wilcoxon signed-rank", wt["statistic"], wt["p_value"], wt["n"])]
+    if not rows: raise FileNotFoundError(f"{first.dir} and {second.dir} have no predictions of one model on one split in common")
+    return pd.DataFrame(rows, columns=RUN_COMPARISON_COLUMNS)
+
+def format_run_comparison(df:pd.DataFrame, # output of `compare_runs`
+                         ) -> str: # markdown pipe table
+    "Markdown rendering: both runs' figures, the difference second − first with its 95% CI (2 decimals), the test and its p-value"
+    f2 = functools.partial(format_signed, digits=2)
+    out = pd.DataFrame({"Model": df.Model, "Split": df.Split.map(lambda s: _SPLIT_WORDS.get(s, s)), "Quantity": df.Quantity,
+                        "First": df.First.map(f2), "Second": df.Second.map(f2),
+                        "Second − first [95% CI]": [f"{format_signed(x, plus=True)} [{f2(lo)}, {f2(hi)}]"
+                                                    for x, lo, hi in zip(df.Difference, df["CI low"], df["CI high"])],
+                        "Test": df.Test, "p-value": [f"{p:.3g}" for p in df["p-value"]], "n": df.n})
+    return _markdown(out)
+
+# %% ../nbs/03_analysis.ipynb #69e4aeae
+RUNS_TABLE_IGNORE = ("run_dir", "data", "data_source", "splits_fingerprint", "weights_source")  # said by other keys, or by the folder
+SPLIT_COLUMNS = {"train": "Train", "val": "Validation", "test": "Test"}
+
+def runs_table(runs:list, # loaded runs or run folders
+               models:tuple=MODELS, # models to list, where a run has their metrics
+              ) -> pd.DataFrame: # Run, Model, each varying parameter, Epochs, Best epoch, Minutes, then per split "<Split> gender accuracy (%)" and "<Split> age MAE (years)"
+    "One row per run and model: the parameters that vary among `runs`, epochs, minutes of training and each split's figures"
+    runs = [r for r in (r if isinstance(r, Run) else load_run(r) for r in runs) if any(m in r.metrics for m in models)]
+    params = [_run_params(r) for r in runs]  # of the runs listed: others vary nothing
+    keys = [k for k in dict.fromkeys(k for p in params for k in p) if k not in RUNS_TABLE_IGNORE
+            and len({json.dumps(p.get(k), sort_keys=True, default=str) for p in params}) > 1]
+    rows, nan = [], float("nan")
+    for run, p in zip(runs, params):
+        wall = run.metrics.get("wall_seconds", {})
+        for m in models:
+            if m not in run.metrics: continue
+            h = run.history.get(m)
+            last = h[h.phase == h.phase.max()].dropna(subset=["val_loss"]) if h is not None and len(h) else None
+            secs = [wall[k] for k in ((m,) if m == "A" else ("B_phase1", "B_phase2")) if k in wall]
+            row = {"Run": run.dir.name, "Model": m, **{k: p.get(k) for k in keys},
+                   "Epochs": len(h) if h is not None else pd.NA,
+                   "Best epoch": int(last.epoch[last.val_loss.idxmin()]) if last is not None and len(last) else pd.NA,
+                   "Minutes": sum(secs) / 60 if secs else nan}
+            for split, word in SPLIT_COLUMNS.items():
+                s = run.metrics[m].get(split, {})
+                row[f"{word} gender accuracy (%)"] = 100 * s["gender_accuracy"] if s else nan
+                row[f"{word} age MAE (years)"] = s["age_mae"] if s else nan
+            rows.append(row)
+    return pd.DataFrame(rows).astype({"Epochs": "Int64", "Best epoch": "Int64"}) if rows else pd.DataFrame(rows)
+
+def format_runs_table(df:pd.DataFrame, # output of `runs_table`
+                     ) -> str: # markdown pipe table
+    "Markdown rendering: one column per split with gender accuracy / age MAE, minutes to one decimal"
+    fixed = {"Run", "Model", "Epochs", "Best epoch", "Minutes"} | {c for c in df.columns if c.startswith(tuple(SPLIT_COLUMNS.values()))}
+    out = df[["Run", "Model", *[c for c in df.columns if c not in fixed]]].astype(str)
+    out["Epochs (best)"] = [f"{e} ({b})" if pd.notna(e) else "" for e, b in zip(df.Epochs, df["Best epoch"])]
+    out["Minutes"] = ["" if pd.isna(x) else f"{x:.1f}" for x in df.Minutes]
+    for word in SPLIT_COLUMNS.values():
+        acc, mae = df[f"{word} gender accuracy (%)"], df[f"{word} age MAE (years)"]
+        out[word] = ["" if pd.isna(a) else f"{a:.2f}% / {e:.2f}" for a, e in zip(acc, mae)]
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #ed7d27ab

@@ -39,3 +39,11 @@ def test_quick_profile_end_to_end(tmp_path):
     assert all(f"Table R{i}" in six for i in (1, 2, 3, 4)) and "Training and Execution Time" in six
     three = (site / "3_pretrained_cnn.html").read_text()
     assert "Table 2" in three and "Figure 4" in three and "Figure 5" in three and "efficientnet_lite0" in three.lower().replace("-", "_")
+    # the study tools on the real run: tabulated, and paired with itself (every difference 0, every p-value 1)
+    cli = str(Path(sys.executable).parent / "face-report")
+    r = subprocess.run([cli, "runs", str(run)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "| quick | A | " in r.stdout and "| quick | B | " in r.stdout, r.stdout + r.stderr
+    r = subprocess.run([cli, "compare", str(run), str(run), "--n-boot", "200"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "parameters: the same" in r.stdout, r.stdout + r.stderr
+    rows = [line for line in r.stdout.splitlines() if line.startswith(("| A |", "| B |"))]
+    assert len(rows) == 8 and all("| +0.00 [0.00, 0.00] |" in line and "| 1 |" in line for line in rows), rows
