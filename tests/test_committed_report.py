@@ -41,3 +41,19 @@ def test_committed_run_files():
     assert not list(REPORT.rglob("*.keras")) and not list(REPORT.rglob("*.h5")), "no model weights in report/"
     m = json.loads((REPORT / "metrics.json").read_text())
     assert m["profile"] == "paper" and set(m["wall_seconds"]) >= {"A", "B_phase1", "B_phase2", "total"}
+
+
+def test_readme_results_equal_metrics():
+    "The README's table of the reference run: its point figures are metrics.json's, and the written report's its own"
+    readme = (REPORT.parent / "README.md").read_text()
+    m = json.loads((REPORT / "metrics.json").read_text())
+    report = {("A", "gender"): 92.10, ("A", "age"): 6.517, ("B", "gender"): 91.02, ("B", "age"): 6.017}
+    rows = re.findall(r"^\| Model ([AB]), (gender accuracy|age MAE \(years\)) \| ([\d.]+)%? \| ([\d.]+)%? \[.*?\] \| ([\d.]+)%? \[.*?\] \|$",
+                      readme, re.M)
+    assert len(rows) == 4, rows
+    for model, quantity, written, val, test in rows:
+        task = quantity.split()[0]
+        key, scale = ("gender_accuracy", 100) if task == "gender" else ("age_mae", 1)
+        assert number(written) == report[model, task]
+        for split, shown in (("val", val), ("test", test)):  # shown with 2 decimals
+            assert abs(number(shown) - scale * m[model][split][key]) <= 0.0051, (model, task, split, shown)
