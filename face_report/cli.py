@@ -148,7 +148,7 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     args = build_parser(argv[0] if argv else "").parse_args(argv)
     try: return args.func(args)
     except KeyboardInterrupt:
-        print("interrupted: finished epochs and executed pages are kept; run the same command again to resume", file=sys.stderr)
+        print("interrupted: finished epochs and executed pages are kept; run the same command again, without --retrain, to resume", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         if os.environ.get("FACE_REPORT_DEBUG"): raise

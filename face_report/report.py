@@ -137,7 +137,7 @@ def execute_pages(pages:list, # page notebook paths, executed in order
                 partial = f"its partial notebook is at {out}" if out.exists() else "it wrote no notebook"
                 log(f"[{i}/{len(pages)}] {page.name}: interrupted after {time.time() - t0:.1f} s; {partial}. Kept in "
                     f"{run_dir}: trained models, and the finished epochs and best weights of an unfinished training "
-                    "(history_*.csv, checkpoints/, backup/). The same command resumes: it executes the pages again, "
+                    "(history_*.csv, checkpoints/, backup/). The same command without --retrain resumes: it executes the pages again, "
                     "re-using the trained models and going on from the last finished epoch.")
                 raise
             record(page, "done", time.time() - t0, out)
@@ -173,7 +173,7 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
                 ) -> Path: # the run folder
     """Resolve the parameters, then execute the report pages with papermill into `run_dir/notebooks/`. A run folder
     holding another run, or data that cannot be read, is refused before anything is written (`check_run`)."""
-    from face_report.training import resolve_params, check_run
+    from face_report.training import resolve_params, check_run, forget_models
     overrides = dict(params or {})
     overrides.pop("retrain", None)
     if run_dir is not None: overrides["run_dir"] = str(run_dir)
@@ -183,6 +183,7 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
     if p.get("data") and Path(p["data"]).expanduser().exists(): p["data"] = str(Path(p["data"]).expanduser().resolve())
     paths = page_paths(pages)
     check_run(p)
+    if retrain: forget_models(p, "AB", log); p["retrain"] = False  # once: started again, the command without --retrain resumes
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir/"report_params.json", p)
     log(f"Report run: profile {p['profile']}, {len(paths)} page(s), run folder {run_dir}")

@@ -4,11 +4,13 @@
 
 # %% ../nbs/02_training.ipynb #da8e17e1
 from __future__ import annotations
-import hashlib, json, math, os, platform, shutil, sys, time
+import contextlib, hashlib, json, math, os, platform, shutil, sys, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+try: import fcntl  # POSIX; elsewhere metrics.json is rewritten without a lock
+except ImportError: fcntl = None
 
 from . import __version__
 from .data import Splits, load_utkface, make_dataset, make_splits, prepare_splits
@@ -18,9 +20,10 @@ __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS'
            'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError', 'resolve_params',
            'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
            'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
-           'read_history', 'example_mean', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics',
-           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'splits_params',
-           'splits_fingerprint', 'train_model_a', 'train_model_b', 'train_all']
+           'read_history', 'backup_epoch', 'best_checkpoint', 'phase_finished', 'example_mean', 'fit_phase', 'roc_auc',
+           'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json',
+           'check_run_folder', 'check_run', 'start_run', 'forget_models', 'splits_params', 'splits_fingerprint',
+           'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -218,6 +221,27 @@ def read_history(path:str|Path, # a `history_{A,B}.csv`
     path = Path(path)
     return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=HISTORY_COLUMNS)
 
+def backup_epoch(run_dir:Path, # the run folder
+                 tag:str, # "A", "B_phase1" or "B_phase2"
+                ) -> int|None: # epochs finished when the backup was taken; None without a backup
+    "The epoch a resumed phase starts from: that of Keras's `BackupAndRestore` backup (deleted when a phase ends)."
+    try: return int(json.loads((Path(run_dir)/"backup"/tag/"training_metadata.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError): return None
+
+def best_checkpoint(run_dir:Path, # the run folder
+                    tag:str, # "A", "B_phase1" or "B_phase2"
+                   ) -> Path: # where the phase keeps the weights of its best epoch
+    return Path(run_dir)/"checkpoints"/f"{tag}_best.weights.h5"
+
+def phase_finished(h:pd.DataFrame, # one phase's history rows (`read_history`), its finished epochs
+                   epochs:int, # the phase's maximum epochs
+                   patience:int, # early stopping's patience
+                  ) -> bool: # whether training stopped there
+    "Whether a phase ended after these epochs: all `epochs` trained, or `patience` epochs without a lower validation loss."
+    loss = h.val_loss.to_numpy(float)
+    if not len(loss) or np.isnan(loss).any(): return False  # a NaN loss stops a run without ending it
+    return len(loss) >= epochs or len(loss) - 1 - int(loss.argmin()) >= patience
+
 def example_mean(running:list[float], # a Keras tracker's value after each batch: the running mean of the batch means
                  sizes:list[int], # the batches' sizes
                 ) -> float: # the mean over examples
@@ -229,7 +253,7 @@ def example_mean(running:list[float], # a Keras tracker's value after each batch
 def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p:dict, label:str, log=print, val_sizes=()):
     import keras
     hist_path = run_dir/f"history_{tag[0]}.csv"
-    ckpt = run_dir/"checkpoints"/f"{tag}_best.weights.h5"; ckpt.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = best_checkpoint(run_dir, tag); ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     class History(keras.callbacks.Callback):
         """Append one row per finished epoch; on resume drop rows of epochs that will be re-run and sum the kept ones' time.
@@ -266,13 +290,25 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
                 f"lr {row['lr']:.1e}  {row['wall_seconds']:.0f} s/epoch  elapsed {_hms(secs)}  "
                 f"at most {_hms(row['wall_seconds']*(epochs - done))} left")
 
-    def prior():
-        h = read_history(hist_path); return h[h.phase == phase]
+    restored = backup_epoch(run_dir, tag) or 0  # where a resumed `fit` starts: the backup's epoch
+    def prior():  # this phase's finished epochs that the resumed training continues from
+        h = read_history(hist_path); return h[(h.phase == phase) & (h.epoch <= epoch_offset + restored)]
 
     class Stop(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs); h = prior()
             if len(h): self.best = float(h.val_loss.min()); self.wait = int(len(h) - 1 - h.val_loss.to_numpy().argmin())
+
+    class Plateau(keras.callbacks.ReduceLROnPlateau):
+        def on_train_begin(self, logs=None):  # replays Keras's own steps over the finished epochs (the rate itself is restored with the optimizer)
+            super().on_train_begin(logs); h = prior()
+            if len(h) and self.monitor_op is None: self._set_monitor_op()
+            for loss, lr in zip(h.val_loss, h.lr):
+                if self.in_cooldown(): self.cooldown_counter -= 1; self.wait = 0
+                if self._is_improvement(loss, self.best): self.best, self.wait = float(loss), 0
+                elif not self.in_cooldown():
+                    self.wait += 1
+                    if self.wait >= self.patience and lr > np.float32(self.min_lr): self.cooldown_counter, self.wait = self.cooldown, 0
 
     class Best(keras.callbacks.ModelCheckpoint):
         async_safe = True  # saves at epoch ends only
@@ -289,15 +325,16 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
                 # this thread would race the step or validation running meanwhile (they donate those buffers)
                 self._model.stop_training = True; self._model.face_report_nan = True
 
-    # the backup, first, keeps the trained weights; with `ema_momentum` the averaged ones are then swapped in for
-    # validation, early stopping, the learning-rate schedule and the best checkpoint, and swapped out at the next epoch
+    # the history row is written before the backup: a process killed between the two re-runs that epoch, whose row the
+    # resumed History drops. The backup keeps the trained weights; with `ema_momentum` the averaged ones are then swapped
+    # in for validation, early stopping, the learning-rate schedule and the best checkpoint, and out at the next epoch
     ema = [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if p["ema_momentum"] else []
     backup = keras.callbacks.BackupAndRestore(str(run_dir/"backup"/tag), double_checkpoint=True)
     backup.async_safe = True  # backs up at epoch ends only
     # with every callback async-safe, Keras on JAX hands the batch hooks to a thread pool instead of waiting for each step
-    return [backup, *ema, NaNStop(), History(),
+    return [History(), backup, *ema, NaNStop(),
             Stop(monitor="val_loss", patience=p["patience"], restore_best_weights=False),
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=p["lr_factor"], patience=p["lr_patience"], min_lr=p["min_lr"]),
+            Plateau(monitor="val_loss", factor=p["lr_factor"], patience=p["lr_patience"], min_lr=p["min_lr"]),
             Best(str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True)], ckpt
 
 def _hms(s:float) -> str:
@@ -315,6 +352,15 @@ def fit_phase(model, # a compiled model
               log=print, # progress printer
              ) -> float: # wall seconds; a resumed phase adds the finished epochs of earlier sessions
     "Train one phase with early stopping, LR schedule, best checkpoint and resume; load the best weights at the end."
+    label, restored, ckpt = tag.replace("_", " "), backup_epoch(run_dir, tag), best_checkpoint(run_dir, tag)
+    h = read_history(run_dir/f"history_{tag[0]}.csv"); h = h[h.phase == phase]
+    if restored is not None: h = h[h.epoch <= epoch_offset + restored]
+    if phase_finished(h, epochs, p["patience"]) and ckpt.exists():  # stopped after training, before the model was kept
+        log(f"{label}: trained in an earlier session ({len(h)} epochs, best {int(h.epoch[h.val_loss.idxmin()]) - epoch_offset}, "
+            f"{_hms(h.wall_seconds.sum())}); its best weights are kept")
+        shutil.rmtree(run_dir/"backup"/tag, ignore_errors=True)
+        if model.optimizer is not None and not model.optimizer.built: model.optimizer.build(model.trainable_variables)  # as fit would
+        model.load_weights(str(ckpt)); return float(h.wall_seconds.sum())
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend: the strategy the model was built in
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     bs = p["batch_size"]*replicas  # the global batch: `batch_size` per replica, as Keras recommends
@@ -322,7 +368,7 @@ def fit_phase(model, # a compiled model
                          augment=augmentation_ranges(p), seed=p["seed"])
     n, vb = len(splits.frames["val"]), p["eval_batch_size"]*replicas
     val = make_dataset(splits.images["val"], splits.frames["val"], vb)
-    cbs, ckpt = _callbacks(run_dir, tag, phase, epoch_offset, epochs, p, tag.replace("_", " "), log, [vb]*(n//vb) + [n % vb]*(n % vb > 0))
+    cbs, ckpt = _callbacks(run_dir, tag, phase, epoch_offset, epochs, p, label, log, [vb]*(n//vb) + [n % vb]*(n % vb > 0))
     t0 = time.time()
     # `train` is shuffled by tf.data; Keras's default shuffle=True would only warn that it is ignored
     model.fit(train, validation_data=val, epochs=epochs, callbacks=cbs, verbose=0, shuffle=False)
@@ -399,15 +445,17 @@ def evaluate_model(model, # a trained model
 # %% ../nbs/02_training.ipynb #d7fe181c
 def read_json(path:str|Path, # e.g. `run_dir/"metrics.json"`
              ) -> dict: # its contents, {} when missing
-    "A run folder's JSON file, or {} when it does not exist yet."
+    "A run folder's JSON file, or {} when it does not exist yet; `ValueError` naming the file when it is not JSON."
     path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists(): return {}
+    try: return json.loads(path.read_text())
+    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); it was edited or written only in part") from None
 
 def write_json(path:str|Path, # where to write
                obj:dict, # JSON-serialisable; other values are written as `str(value)`
               ):
     "Write `obj` as JSON atomically (a reader never sees half a file)."
-    path = Path(path); tmp = path.with_suffix(".tmp")
+    path = Path(path); tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: two may write at once
     tmp.write_text(json.dumps(obj, indent=2, default=str)); tmp.replace(path)
 
 def check_run_folder(params:dict, # from `resolve_params`
@@ -460,21 +508,52 @@ def start_run(params:dict, # from `resolve_params`
     write_json(run_dir/"params.json", rec)
     return run_dir
 
+@contextlib.contextmanager
+def _metrics_lock(run_dir:Path):
+    "Hold the run folder's lock while metrics.json is read and rewritten: two processes may train its two models at once."
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir/".metrics.lock", "w") as f:
+        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
 def _forget(run_dir:Path, tag:str):
     "Remove a model's artefacts (for retrain)."
     for f in [run_dir/f"model_{tag}.keras", run_dir/f"history_{tag}.csv", run_dir/f"log_{tag}.txt",
               *run_dir.glob(f"predictions/{tag}_*.csv"), *run_dir.glob(f"checkpoints/{tag}*"), *run_dir.glob(f"phase1_{tag}.json")]:
         f.unlink(missing_ok=True)
     for d in run_dir.glob(f"backup/{tag}*"): shutil.rmtree(d, ignore_errors=True)
-    m = read_json(run_dir/"metrics.json"); m.pop(tag, None); write_json(run_dir/"metrics.json", m) if m else None
+    with _metrics_lock(run_dir):
+        m = read_json(run_dir/"metrics.json"); m.pop(tag, None)
+        for k in [k for k in m.get("wall_seconds", {}) if k.split("_")[0] == tag]: del m["wall_seconds"][k]
+        write_json(run_dir/"metrics.json", m) if m else None
+
+def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint` where known
+                  models:str="AB", # the models to be trained again
+                  log=print, # progress printer
+                 ) -> str: # the models whose artefacts were removed
+    """Retrain's first step: remove the artefacts of `models` from the run folder; of every model, with params.json and
+    metrics.json, when the folder's run has other parameters or images, so that a folder never holds models of two runs."""
+    run_dir = Path(params["run_dir"])
+    if not run_dir.exists(): return ""
+    try: check_run_folder({**params, "retrain": False}); other = False
+    except TrainingError: other = True
+    gone = "AB" if other else "".join(sorted(set(models)))
+    found = "".join(t for t in gone if (run_dir/f"history_{t}.csv").exists() or (run_dir/f"model_{t}.keras").exists())
+    for t in gone: _forget(run_dir, t)
+    if gone == "AB":
+        for f in ("params.json", "metrics.json"): (run_dir/f).unlink(missing_ok=True)
+    if found: log(f"retrain: removed Model {' and '.join(found)} from {run_dir}" +
+                  (" (trained with other parameters or on other images)" if other and found != models else ""))
+    return found
 
 def _record(run_dir:Path, tag:str, metrics:dict, seconds:dict, params:dict):
-    m = read_json(run_dir/"metrics.json")
-    m[tag] = metrics
-    m.setdefault("wall_seconds", {}).update(seconds)
-    w = m["wall_seconds"]; w["total"] = round(sum(v for k, v in w.items() if k != "total"), 1)
-    m.update(profile=params["profile"], image_size=params["image_size"], backbone=params["backbone"], evaluation=EVALUATION)
-    write_json(run_dir/"metrics.json", m)
+    with _metrics_lock(run_dir):
+        m = read_json(run_dir/"metrics.json")
+        m[tag] = metrics
+        m.setdefault("wall_seconds", {}).update(seconds)
+        w = m["wall_seconds"]; w["total"] = round(sum(v for k, v in w.items() if k != "total"), 1)
+        m.update(profile=params["profile"], image_size=params["image_size"], backbone=params["backbone"], evaluation=EVALUATION)
+        write_json(run_dir/"metrics.json", m)
 
 # %% ../nbs/02_training.ipynb #3b1eafa6
 def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None:
@@ -523,8 +602,8 @@ def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
     if diff: raise TrainingError(f"the splits do not match the parameters ({', '.join(f'{k}: {a} in the splits, {b} in the parameters' for k, (a, b) in diff.items())}); "
                                  "prepare the splits with the run's parameters, or pass params=None to take these from the splits")
     p.update(splits_fingerprint=splits_fingerprint(splits), data_source=_where(splits.source))
+    if p.get("retrain"): forget_models(p, tag, log)
     run_dir = start_run(p)
-    if p.get("retrain"): _forget(run_dir, tag)
     done, file_log = _reuse(run_dir, tag, splits, p, log), _log_to_file(run_dir/f"log_{tag}.txt", log)
     import keras
     if not done and keras.backend.backend() != "tensorflow" and all(d.startswith("cpu") for d in backend_devices()):
@@ -613,6 +692,9 @@ def train_all(params:dict, # from `resolve_params`
         splits = prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"],
                                 params["seed"], params["image_size"], report=False)
         log(splits.summary)  # once, with the progress lines
+    if params.get("retrain"):  # removed once, here: started again after an interruption, the command without --retrain resumes
+        forget_models({**params, "splits_fingerprint": splits_fingerprint(splits), "data_source": _where(splits.source)}, models, log)
+        params = {**params, "retrain": False}
     if "A" in models: train_model_a(splits, params=params, log=log)
     if "B" in models: train_model_b(splits, params=params, log=log)
     return read_json(Path(params["run_dir"])/"metrics.json")

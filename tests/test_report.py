@@ -191,7 +191,8 @@ def stand_in_training(monkeypatch, tmp_path):
         if unknown: raise TypeError(f"unknown parameters {unknown}")
         return {**base, **overrides}
     monkeypatch.setitem(sys.modules, "face_report.training",
-                        types.SimpleNamespace(resolve_params=resolve_params, check_run=lambda p: Path(p["run_dir"])))
+                        types.SimpleNamespace(resolve_params=resolve_params, check_run=lambda p: Path(p["run_dir"]),
+                                              forget_models=lambda p, models, log: log(f"forgot {models} in {p['run_dir']}")))
 
 
 def test_run_pipeline_runs_pages_and_stops_on_failure(tmp_path, stand_in_training):
@@ -217,12 +218,13 @@ def test_run_pipeline_runs_pages_and_stops_on_failure(tmp_path, stand_in_trainin
     kernel_line = next(l for l in lines if "KERNEL" in l).split()
     assert kernel_line[1] == sys.executable
     assert Path(kernel_line[2]).resolve() == Path(report.__file__).resolve().parent/"__init__.py"
-    assert kernel_line[3:] == ["7", "True"]
+    assert kernel_line[3:] == ["7", "False"]  # retrain: the models were removed once, before the first page
+    assert lines[0] == f"forgot AB in {run_dir.resolve()}"
     # progress: one line per page with elapsed time, then the failure
     assert any(re.match(r"\[1/3\] 1_ok\.ipynb: done in [\d.]+ s", l) for l in lines)
     assert any("[2/3] 2_bad.ipynb: FAILED" in l for l in lines)
     resolved = json.loads((run_dir/"report_params.json").read_text())
-    assert resolved["seed"] == 7 and resolved["retrain"] is True and resolved["run_dir"] == str(run_dir.resolve())
+    assert resolved["seed"] == 7 and resolved["retrain"] is False and resolved["run_dir"] == str(run_dir.resolve())
     state = json.loads((run_dir/"pipeline.json").read_text())
     assert [(p["page"], p["status"]) for p in state["pages"]] == [("1_ok.ipynb", "done"), ("2_bad.ipynb", "failed")]
 
@@ -238,7 +240,7 @@ def test_run_pipeline_interrupt_says_what_was_kept(tmp_path, stand_in_training, 
     with pytest.raises(KeyboardInterrupt):
         report.run_pipeline(run_dir=tmp_path/"run", pages=pages, log=lines.append)
     assert (tmp_path/"run"/"notebooks"/"1_page.ipynb").exists()
-    assert any("2_page.ipynb: interrupted" in l and "it wrote no notebook" in l and "The same command resumes" in l for l in lines)
+    assert any("2_page.ipynb: interrupted" in l and "it wrote no notebook" in l and "The same command without --retrain resumes" in l for l in lines)
     state = json.loads((tmp_path/"run"/"pipeline.json").read_text())
     assert [p["status"] for p in state["pages"]] == ["done", "interrupted"]
 

@@ -157,3 +157,69 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     h = pd.read_csv(Path(p["run_dir"]) / "history_A.csv")
     assert np.isfinite(h[["loss", "val_loss"]].to_numpy()).all()
 
+
+
+def test_stopped_after_training_keeps_the_trained_phase(tmp_path):
+    "Stopped after its last epoch but before the model was kept: started again, the phase is not trained again."
+    p = tiny_params(tmp_path, epochs_a=2)
+    s = tiny_splits(p, tmp_path)
+    first = train_model_a(s, params=p)
+    run = Path(p["run_dir"])
+    history = pd.read_csv(run / "history_A.csv")
+    metrics = json.loads((run / "metrics.json").read_text()); metrics.pop("A")
+    (run / "metrics.json").write_text(json.dumps(metrics)); (run / "model_A.keras").unlink()
+    said = []
+    again = train_model_a(s, params=p, log=said.append)
+    assert any(l.startswith("A: trained in an earlier session (2 epochs, best ") for l in said), said
+    assert not any(" epoch 1/2 " in l for l in said), said
+    pd.testing.assert_frame_equal(pd.read_csv(run / "history_A.csv"), history)
+    assert again == first and (run / "model_A.keras").exists()
+    assert json.loads((run / "metrics.json").read_text())["wall_seconds"]["A"] == pytest.approx(history.wall_seconds.sum(), abs=0.1)
+
+
+@pytest.mark.parametrize("kept", [3, 5, 6, 8, 10])
+def test_resumed_lr_schedule_continues(tmp_path, kept):
+    "After a resume the learning-rate schedule has the state it had after the restored epoch, as Keras stepped it."
+    import keras
+    from face_report.training import _callbacks
+    losses = [3.0, 2.0, 2.05, 2.1, 2.0, 1.9, 1.95, 1.96, 1.97, 1.5]
+    p = tiny_params(tmp_path, lr_patience=2, lr_factor=0.5, min_lr=1e-7)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]); model.compile(keras.optimizers.Adam(1e-3), "mse")
+    keras_own = keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=1e-7)
+    keras_own.set_model(model); keras_own.on_train_begin()
+    rows = []
+    for epoch, loss in enumerate(losses[:kept]):
+        rows.append({**dict.fromkeys(HISTORY_COLUMNS, 1.0), "epoch": epoch + 1, "phase": 1, "val_loss": loss,
+                     "lr": float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))})
+        keras_own.on_epoch_end(epoch, {"val_loss": loss})
+    pd.DataFrame(rows + [{**rows[-1], "epoch": kept + 1}]).to_csv(tmp_path / "history_A.csv", index=False)  # one row after the backup
+    (tmp_path / "backup" / "A").mkdir(parents=True)
+    (tmp_path / "backup" / "A" / "training_metadata.json").write_text(json.dumps({"epoch": kept, "batch": 0}))
+    cbs, _ = _callbacks(tmp_path, "A", 1, 0, 20, p, "A", log=lambda *_: None)
+    resumed = next(c for c in cbs if isinstance(c, keras.callbacks.ReduceLROnPlateau))
+    resumed.set_model(model); resumed.on_train_begin()
+    assert (resumed.wait, resumed.best, resumed.cooldown_counter) == (keras_own.wait, keras_own.best, keras_own.cooldown_counter)
+    stop = next(c for c in cbs if isinstance(c, keras.callbacks.EarlyStopping))
+    stop.set_model(model); stop.on_train_begin()
+    assert stop.best == min(losses[:kept]) and stop.wait == kept - 1 - int(np.argmin(losses[:kept]))
+
+
+def test_retrain_never_leaves_models_of_two_runs(tmp_path):
+    "Retraining one model with other parameters removes the other model too; with the same parameters only the one."
+    from face_report.training import forget_models, start_run
+    p = tiny_params(tmp_path)
+    run = Path(start_run(p))
+    def fake_models():
+        for t in "AB":
+            (run / f"model_{t}.keras").write_bytes(b"weights"); (run / f"history_{t}.csv").write_text("epoch\n1\n")
+        (run / "metrics.json").write_text(json.dumps({"A": {"val": {}}, "B": {"val": {}}, "wall_seconds": {"A": 1, "B_phase1": 2, "B_phase2": 3, "total": 6}}))
+    fake_models(); said = []
+    assert forget_models(p, "A", log=said.append) == "A"
+    assert not (run / "model_A.keras").exists() and (run / "model_B.keras").exists() and (run / "params.json").exists()
+    assert json.loads((run / "metrics.json").read_text()) == {"B": {"val": {}}, "wall_seconds": {"B_phase1": 2, "B_phase2": 3, "total": 6}}
+    assert said == [f"retrain: removed Model A from {run}"]
+    fake_models(); said = []
+    assert forget_models({**p, "l2": 0.01}, "A", log=said.append) == "AB"
+    assert not any(run.glob("model_*.keras")) and not (run / "params.json").exists() and not (run / "metrics.json").exists()
+    assert said == [f"retrain: removed Model A and B from {run} (trained with other parameters or on other images)"]
+    assert forget_models(p, "AB") == "" and forget_models({**p, "run_dir": str(tmp_path / "none")}) == ""
