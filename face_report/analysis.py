@@ -23,7 +23,7 @@ from .data import AGE_BAND_LABELS, RACES, DataError, ImageError, age_band, load_
 from .training import RUN_KEYS_ADDED, gender_correct, read_json, roc_auc, split_metrics
 
 # %% auto #0
-__all__ = ['MODELS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'SIGNIFICANCE_COLUMNS',
+__all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'SIGNIFICANCE_COLUMNS',
            'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS', 'GROUP_TITLES',
            'make_synthetic_run', 'Run', 'load_run', 'save_figure', 'plot_learning_curves', 'format_signed',
            'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences', 'performance_paragraph',
@@ -109,9 +109,13 @@ def make_synthetic_run(folder, # where to create the run folder (created if miss
 # %% ../nbs/03_analysis.ipynb #cdafd030
 MODELS = ("A", "B")
 
+PREDICTION_COLUMNS = ["file", "age", "gender", "race", "age_pred", "p_female"]  # as `training.evaluate_model` writes them
+
 def _read_predictions(path: Path) -> pd.DataFrame:
-    "Read a predictions CSV, with `race` as a nullable integer (empty cells become NA)"
+    "Read a predictions CSV, with `race` as a nullable integer (empty cells become NA); `ValueError` naming missing columns"
     frame = pd.read_csv(path)
+    if missing := [c for c in PREDICTION_COLUMNS if c not in frame.columns]:
+        raise ValueError(f"{path} lacks the column(s) {', '.join(missing)} of a predictions file ({', '.join(PREDICTION_COLUMNS)})")
     frame["race"] = pd.to_numeric(frame["race"], errors="coerce").astype("Int64")
     return frame
 

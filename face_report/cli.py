@@ -19,6 +19,7 @@ def parse_value(text:str, # a value from the command line
 # %% ../nbs/06_cli.ipynb #a3e0290e
 def _overrides(args) -> dict:
     p = {name: parse_value(value) for name, value in (args.param or [])}
+    if said := [k for k in ("profile", "retrain") if k in p]: raise ValueError(f"-p {said[0]}: give it as --{said[0]}")
     for k in ("data", "run_dir"):
         if getattr(args, k, None): p[k] = getattr(args, k)
     return p
@@ -74,6 +75,9 @@ def cmd_compare(args:argparse.Namespace, # parsed by `build_parser`
     print("parameters that differ:" if diff else "parameters: the same", *(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()), sep="\n")
     table = compare_runs(first, second, models=args.models, splits=args.splits, n_boot=args.n_boot)
     print(format_run_comparison(table))
+    paired = set(zip(table.Model, table.Split))
+    if left := [f"Model {m} on {s}" for m in "AB" for s in args.splits if (m, s) not in paired]:
+        print(f"left out, without predictions in both runs: {', '.join(left)}", file=sys.stderr)
     if args.out: table.to_csv(args.out, index=False); print(f"written: {args.out}")
     return 0
 
@@ -93,6 +97,10 @@ def cmd_runs(args:argparse.Namespace, # parsed by `build_parser`
     return 0
 
 # %% ../nbs/06_cli.ipynb #09a7ea86
+def _at_least_one(text:str) -> int:
+    if (n := int(text)) < 1: raise argparse.ArgumentTypeError(f"{n}: at least 1")
+    return n
+
 def build_parser(command:str|None=None, # the subcommand to parse; None: all. `predict` and `export` bring their arguments
                                         # with `face_report.predict`, which imports TensorFlow (seconds): only when needed
                 ) -> argparse.ArgumentParser:
@@ -102,31 +110,37 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
     d = sub.add_parser("data", help="load UTKFace, print the splits and the rejected files")
     d.add_argument("--data", help="UTKFace.tar.gz or a folder of images (default: $FACE_REPORT_DATA or data/UTKFace.tar.gz)")
     d.add_argument("--n-images", type=int, default=5000, help="train+validation pool; 0: every image outside the test split")
-    d.add_argument("--val-fraction", type=float, default=0.2)
-    d.add_argument("--test-size", type=int, default=2000); d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--val-fraction", type=float, default=0.2, help="share of the pool held out for validation")
+    d.add_argument("--test-size", type=int, default=2000, help="images in the fixed test split, drawn first")
+    d.add_argument("--seed", type=int, default=42, help="seed of the draw of the splits")
     d.add_argument("--image-size", type=int, default=0, help="also build the decoded-image cache at this size")
     d.set_defaults(func=cmd_data)
     for name, func, helptext in (("train", cmd_train, "train Model A and Model B into a run folder"),
                                  ("run", cmd_run, "run the whole report pipeline (papermill) and render the site")):
         s = sub.add_parser(name, help=helptext)
-        s.add_argument("--profile", default="quick", choices=["quick", "paper", "full"])
+        s.add_argument("--profile", default="quick", choices=["quick", "paper", "full"],
+                       help="quick: 2,000 images (and 500 for test) at 64 px, minutes; paper: the report's protocol, 5,000 images "
+                            "(and 2,000) at 112 px, about an hour on 2 CPU cores; full: every image outside the test split, at 128 px")
         s.add_argument("--data", help="UTKFace.tar.gz or a folder of images")
         s.add_argument("--run-dir", help="run folder (default runs/<profile>)")
-        s.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override a parameter")
-        s.add_argument("--retrain", action="store_true", help="train again even when the run folder holds finished models")
+        s.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override a run parameter: any key of face_report.training.DEFAULTS, e.g. -p image_size 128 -p lr_a 1e-3")
+        s.add_argument("--retrain", action="store_true", help="remove the run folder's trained models and train again (after an interruption, leave it out to resume)")
         if name == "train":
             s.add_argument("--models", default="AB", choices=["AB", "A", "B"], help="train both models (default) or only Model A or B")
         if name == "run":
-            s.add_argument("--no-render", action="store_true"); s.add_argument("--engine", default="auto", choices=["auto", "quarto", "pandoc"])
+            s.add_argument("--no-render", action="store_true", help="execute the pages, build no site")
+            s.add_argument("--engine", default="auto", choices=["auto", "quarto", "pandoc"],
+                           help="site builder (default: quarto when on the PATH, else pandoc)")
         s.set_defaults(func=func)
     r = sub.add_parser("render", help="build the report site from a run folder's executed notebooks")
-    r.add_argument("run"); r.add_argument("--out"); r.add_argument("--engine", default="auto", choices=["auto", "quarto", "pandoc"])
+    r.add_argument("run", help="a run folder with executed pages"); r.add_argument("--out", help="site folder (default: RUN/site)")
+    r.add_argument("--engine", default="auto", choices=["auto", "quarto", "pandoc"], help="site builder (default: quarto when on the PATH, else pandoc)")
     r.set_defaults(func=cmd_render)
     c = sub.add_parser("compare", help="pair two runs' models on the same images: differences, CIs, McNemar and Wilcoxon tests")
     c.add_argument("first", help="a run folder"); c.add_argument("second", help="a run folder on the same splits")
     c.add_argument("--models", nargs="+", choices=["A", "B"], help="models to pair (default: each one both runs have)")
     c.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"])
-    c.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples per confidence interval")
+    c.add_argument("--n-boot", type=_at_least_one, default=2000, help="bootstrap resamples per confidence interval")
     c.add_argument("--out", metavar="CSV", help="also write the table, unrounded, to this CSV file")
     c.set_defaults(func=cmd_compare)
     t = sub.add_parser("runs", help="one row per run and model: what differs, epochs, minutes, each split's figures")

@@ -604,6 +604,8 @@ def unfreeze_top(model:keras.Model, # a Model B (has a layer named `backbone`)
                 ) -> dict: # n_layers, frozen_batchnorm, backbone/model trainable layer and parameter counts
     "Phase 2: make the last `n_layers` backbone layers trainable, keeping every BatchNormalization frozen."
     bb = model.get_layer("backbone")
+    if not 0 <= n_layers <= len(bb.layers):
+        raise ValueError(f"n_unfreeze={n_layers}: the backbone has {len(bb.layers)} layers; choose 0 to {len(bb.layers)}")
     bb.trainable = True
     top = {id(l) for l in bb.layers[len(bb.layers) - n_layers:]} if n_layers > 0 else set()
     for layer in bb.layers:

@@ -12,14 +12,15 @@ from .analysis import GROUP_TITLES, format_signed
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
-__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'SITE_CSS', 'SITE_TEMPLATE', 'repo_root', 'page_paths', 'venv_kernel',
-           'papermill_log', 'PageError', 'execute_pages', 'make_dummy_page', 'run_pipeline', 'page_params',
-           'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b',
-           'curve_noise', 'gender_chance', 'overfitting_level', 'discussion_paragraphs', 'describe_augmentation',
-           'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
-           'breakdown_table', 'params_table', 'wall_time_table', 'precision_text', 'environment_table',
-           'merged_streams', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown',
-           'executed_pages', 'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
+__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths',
+           'venv_kernel', 'papermill_log', 'PageError', 'execute_pages', 'make_dummy_page', 'run_pipeline',
+           'page_params', 'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a',
+           'describe_model_b', 'curve_noise', 'gender_chance', 'overfitting_level', 'discussion_paragraphs',
+           'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts',
+           'significance_sentences', 'breakdown_table', 'params_table', 'wall_time_table', 'precision_text',
+           'environment_table', 'merged_streams', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path',
+           'run_tool', 'index_markdown', 'executed_pages', 'render_pandoc', 'quarto_notebook', 'render_quarto',
+           'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -958,6 +959,8 @@ def render_quarto(run_dir, # run folder with executed notebooks
     return out_dir/"index.html"
 
 # %% ../nbs/05_report.ipynb #cbbe982e
+SITE_MARKER = ".face_report_site"  # in every site folder: one that lacks it is not replaced
+
 def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
                 out_dir=None, # where the site goes; None: `run_dir/site`
                 engine:str="auto", # "quarto", "pandoc" or "auto" (quarto when on PATH, else pandoc)
@@ -971,8 +974,12 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     quarto = shutil.which("quarto")
     if engine == "quarto" and not quarto: raise RuntimeError("engine='quarto' but quarto is not on PATH (use engine='pandoc')")
     executed_pages(run_dir)
+    if out_dir.exists() and out_dir != run_dir/"site" and any(out_dir.iterdir()) and not (out_dir/SITE_MARKER).exists():
+        raise ValueError(f"{out_dir} holds files and is not a site that face-report built: rendering replaces the folder's "
+                         "contents, so choose a new or empty folder")
     unfinished = [f"{p['page']} ({p['status']})" for p in read_json(run_dir/"pipeline.json").get("pages", []) if p.get("status") != "done"]
     if unfinished: raise RuntimeError(f"{run_dir} holds pages that did not finish: {', '.join(unfinished)}. "
                                       "Run the pipeline again (`face-report run` with the same options) before rendering")
-    if engine == "quarto" or (engine == "auto" and quarto): return render_quarto(run_dir, out_dir, quarto)
-    return render_pandoc(run_dir, out_dir)
+    index = render_quarto(run_dir, out_dir, quarto) if engine == "quarto" or (engine == "auto" and quarto) else render_pandoc(run_dir, out_dir)
+    (out_dir/SITE_MARKER).write_text("A report site built by face-report: rendering again replaces this folder's contents.\n")
+    return index

@@ -659,6 +659,8 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         log(f"Model B: phase 1 already done ({info['epochs']} epochs), continuing with phase 2")
     else:
         model = build("B1")
+        if p["n_unfreeze"] > (n := len(model.get_layer("backbone").layers)):  # said now, not after phase 1
+            raise TrainingError(f"n_unfreeze={p['n_unfreeze']}: the {p['backbone']} backbone has {n} layers; choose 0 to {n}")
         with strategy.scope():
             freeze_backbone(model); compile_multitask(model, p["lr_b1"]*r, p["age_weight_b"], p["label_smoothing"], p["ema_momentum"])
         s1 = fit_phase(model, splits, run_dir, "B_phase1", 1, p["epochs_b1"], p, log=log)

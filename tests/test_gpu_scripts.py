@@ -39,7 +39,7 @@ def test_bundle_then_train_on_jax_without_tensorflow_then_evaluate(tmp_path):
     run = tmp_path / "runs/jax"
     out = subprocess.run([sys.executable, "-c", NO_TENSORFLOW, ROOT / "benchmarks/gpu_paper_run.py", "--bundle", str(tmp_path / "bundle"),
                           "--profile", "quick", "--image-size", "32", "--run-dir", str(run), "-p", "epochs_a", "2",
-                          "-p", "epochs_b1", "1", "-p", "epochs_b2", "1", "-p", "weights", "None", "-p", "batch_size", "8"],
+                          "-p", "epochs_b1", "1", "-p", "epochs_b2", "1", "-p", "weights", "none", "-p", "batch_size", "8"],
                          env={**env, "KERAS_BACKEND": "jax"}, cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))[7:])
@@ -47,6 +47,7 @@ def test_bundle_then_train_on_jax_without_tensorflow_then_evaluate(tmp_path):
     params = json.loads((run / "params.json").read_text())
     assert params["keras_backend"] == "jax" and params["jax_version"] and "tensorflow_version" not in params
     assert (params["n_images"], params["test_size"]) == (24, 0)  # the bundle's split sizes
+    assert params["weights"] is None and params["weights_source"] == "none (random initialisation)"
     for tag in "AB":
         h = pd.read_csv(run / f"history_{tag}.csv")
         assert np.isfinite(h[["loss", "val_loss"]].to_numpy()).all()

@@ -151,8 +151,13 @@ def test_render_site_quarto_plumbing(rendered, tmp_path, monkeypatch):
     fake.write_text('#!/bin/sh\necho "$@" > quarto_args.txt\nmkdir -p _site && echo "<html>site</html>" > _site/index.html\n')
     fake.chmod(0o755)
     monkeypatch.setattr(shutil, "which", lambda name: str(fake) if name == "quarto" else None)
+    (tmp_path/"mine").mkdir(); (tmp_path/"mine"/"notes.txt").write_text("kept")
+    with pytest.raises(ValueError, match="is not a site that face-report built"):
+        report.render_site(run_dir, tmp_path/"mine")                          # quarto's site would replace the folder
+    assert (tmp_path/"mine"/"notes.txt").read_text() == "kept"
     index = report.render_site(run_dir, tmp_path/"qsite")
     assert index == tmp_path/"qsite"/"index.html" and "site" in index.read_text()
+    assert report.render_site(run_dir, tmp_path/"qsite") == index           # a site of its own is replaced
     src = run_dir/"site_src"
     cfg = yaml.safe_load((src/"_quarto.yml").read_text())
     pages = [n for n, _ in report.PAGES][:-1]
