@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from face_report.models import BACKBONES, build_model_a, build_model_b, parameter_table
+from face_report.training import REPORT_UNFREEZE
 
 
 def time_model(model, batch:int, repeats:int) -> float:
@@ -48,7 +49,8 @@ def main():
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; keras {keras.__version__} "
           f"({keras.backend.backend()}); input {args.input_size}x{args.input_size}; backbone {args.backbone}")
     keras.mixed_precision.set_global_policy("float32")
-    table = parameter_table(build_model_a(args.input_size), build_model_b(args.backbone, weights, args.input_size))
+    table = parameter_table(build_model_a(args.input_size), build_model_b(args.backbone, weights, args.input_size),
+                            REPORT_UNFREEZE[args.backbone])  # phase 2 as training unfreezes it
     print("\nparameters\n" + table.to_string())
 
     rows = []

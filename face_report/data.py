@@ -4,22 +4,24 @@
 
 # %% ../nbs/00_data.ipynb #b93a0804
 from __future__ import annotations
-import functools, hashlib, json, logging, math, os, re, shutil, tarfile
+import contextlib, functools, hashlib, json, logging, math, os, re, shutil, tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+try: import fcntl  # POSIX; elsewhere `file_lock` does not lock
+except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
-           'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'data_source', 'cache_root', 'extract_archive',
-           'utkface_folder', 'parse_name', 'check_image', 'load_utkface', 'rejected_files', 'rejected_summary',
-           'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits', 'split_table', 'to_rgb', 'check_file',
-           'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices', 'random_affine',
-           'build_augmenter', 'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples',
+           'DECODE_VERSION', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'data_source', 'cache_root', 'file_lock',
+           'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'load_utkface', 'rejected_files',
+           'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits', 'split_table',
+           'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices',
+           'random_affine', 'build_augmenter', 'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples',
            'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
@@ -68,6 +70,15 @@ def _unsafe_member_reason(m:tarfile.TarInfo) -> str|None:
         if m.linkname.startswith("/") or ".." in Path(os.path.normpath(target)).parts: return f"link pointing outside ({m.linkname})"
     return None
 
+@contextlib.contextmanager
+def file_lock(path:str|Path, # the lock file (created)
+             ):
+    "Hold an exclusive lock on `path` (POSIX `flock`; elsewhere no lock) while the block runs: one process at a time."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
 def extract_archive(archive:str|Path, # a UTKFace .tar.gz
                     cache_dir:str|Path|None=None, # see `cache_root`
                    ) -> Path: # the folder holding the extracted images
@@ -79,8 +90,13 @@ def extract_archive(archive:str|Path, # a UTKFace .tar.gz
     st = archive.stat()
     dest = cache_root(cache_dir)/"extracted"/f"{archive.name.split('.')[0]}-{key}"
     if (dest/".complete").exists(): return _image_folder(dest)
+    with file_lock(dest.with_name(dest.name + ".lock")):  # one process extracts; the others wait, then re-use its folder
+        if (dest/".complete").exists(): return _image_folder(dest)
+        return _extract(archive, dest, st.st_size)
+
+def _extract(archive:Path, dest:Path, size:int) -> Path:
     tmp = dest.with_name(dest.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # left by a process that was killed
     try:
         with tarfile.open(archive) as tf_:
             members = tf_.getmembers()
@@ -96,7 +112,7 @@ def extract_archive(archive:str|Path, # a UTKFace .tar.gz
         shutil.rmtree(tmp, ignore_errors=True); raise
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    (dest/".complete").write_text(json.dumps({"archive": str(archive), "size": st.st_size, "members": len(members)}))
+    (dest/".complete").write_text(json.dumps({"archive": str(archive), "size": size, "members": len(members)}))
     return _image_folder(dest)
 
 def _image_folder(dest:Path) -> Path:
@@ -118,7 +134,8 @@ def parse_name(name:str, # a file name such as `25_1_3_20170116.jpg.chip.jpg`
     "Parse one UTKFace file name; malformed names give a `reason` instead of raising."
     m = _NAME_RE.match(name)
     if not m: return {"reason": "file name not in the UTKFace pattern {age}_{gender}_{race}_{timestamp}.jpg.chip.jpg"}
-    parts = [p for p in m["fields"].split("_") if p != ""]
+    parts = m["fields"].split("_")
+    if "" in parts: return {"reason": "empty field (two underscores in a row, or one at an end)"}
     if len(parts) == 4: age, gender, race, ts = parts
     elif len(parts) == 3:
         age, gender, third = parts
@@ -127,11 +144,13 @@ def parse_name(name:str, # a file name such as `25_1_3_20170116.jpg.chip.jpg`
     age, gender = int(age), int(gender)
     if not 0 <= age <= 120: return {"reason": f"age outside 0-120 ({age})"}
     if gender not in (0, 1): return {"reason": f"gender not 0 or 1 ({gender})"}
-    race = int(race) if race is not None and int(race) in range(len(RACES)) else None
+    if race is not None and int(race) not in range(len(RACES)): return {"reason": f"race not 0-{len(RACES) - 1} ({int(race)})"}
+    race = None if race is None else int(race)
     return {"age": age, "gender": gender, "race": race, "timestamp": ts}
 
 # %% ../nbs/00_data.ipynb #0ff3c39c
 MIN_SIDE = 32
+MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
 
 def check_image(path:str|Path, # an image file
                ) -> str: # "" when fine, "converted: ..." when usable after conversion
@@ -140,8 +159,10 @@ def check_image(path:str|Path, # an image file
         with Image.open(path) as im:
             fmt, mode, size = im.format, im.mode, im.size
             if fmt != "JPEG": raise ImageError(path, f"content is {fmt or 'unknown'}, not JPEG")
+            if size[0]*size[1] > MAX_PIXELS: raise ImageError(path, f"image too large ({size[0]}x{size[1]})")
             im.load()
     except ImageError: raise
+    except Image.DecompressionBombError: raise ImageError(path, "image too large (decompression bomb guard)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(path, f"unreadable or corrupt image ({e})") from None
     if min(size) < MIN_SIDE: raise ImageError(path, f"image too small ({size[0]}x{size[1]}, minimum {MIN_SIDE} px)")
@@ -166,7 +187,7 @@ def _validate(files:list[Path], cache_dir) -> dict:
         except ImageError as e: return f.name, "rejected: " + e.reason
     with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: res = dict(ex.map(one, files))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".partial"); tmp.write_text(json.dumps(res)); tmp.rename(cache)
+    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.partial"); tmp.write_text(json.dumps(res)); tmp.replace(cache)
     return res
 
 def load_utkface(source:str|Path|None=None, # archive or folder; see `data_source`
@@ -295,8 +316,6 @@ def split_table(frames:dict[str, pd.DataFrame], # from `make_splits`
                                 "female (%)": round(100*f["gender"].mean(), 1)} for name, f in frames.items()}).T.astype({"n": int})
 
 # %% ../nbs/00_data.ipynb #dbb6c8e5
-MAX_PIXELS = 50_000_000
-
 def to_rgb(im:Image.Image, # any PIL image: RGB, grayscale, palette, CMYK, with or without alpha
           ) -> Image.Image: # RGB; transparency composited on white
     "Convert an image to RGB the one way the project does it."
@@ -323,18 +342,21 @@ def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
         with Image.open(path) as im:
             if im.width*im.height > MAX_PIXELS: raise ImageError(path, f"image too large ({im.width}x{im.height})")
             if im.format == "JPEG": im.draft("RGB", (size, size))
-            return np.asarray(to_rgb(im).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+            upright = ImageOps.exif_transpose(im)  # a photo's EXIF orientation (UTKFace's chips have none)
+            return np.asarray(to_rgb(upright).resize((size, size), Image.BILINEAR), dtype=np.uint8)
     except ImageError: raise
     except Image.DecompressionBombError: raise ImageError(path, "image too large (decompression bomb guard)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(path, f"unreadable or corrupt image ({e})") from None
+
+DECODE_VERSION = 2  # of `load_image`: a change bumps it, and the decoded-image caches are built again
 
 def decode_images(paths:list[str], # image files
                   size:int, # side in pixels
                   cache_dir:str|Path|None=None, # see `cache_root`
                  ) -> np.ndarray: # uint8 (N, size, size, 3), a read-only memory map of the cache file
     "Decode and resize `paths` once into an on-disk cache; later calls with the same files and size just map it."
-    key = hashlib.sha1(f"{size}|{_fingerprint([Path(p) for p in paths])}|{'|'.join(map(str, paths))}".encode()).hexdigest()[:16]
+    key = hashlib.sha1(f"{DECODE_VERSION}|{size}|{_fingerprint([Path(p) for p in paths])}|{'|'.join(map(str, paths))}".encode()).hexdigest()[:16]
     out = cache_root(cache_dir)/"arrays"/f"{len(paths)}x{size}-{key}.npy"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)

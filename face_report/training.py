@@ -4,16 +4,14 @@
 
 # %% ../nbs/02_training.ipynb #da8e17e1
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, platform, shutil, sys, time
+import hashlib, json, math, os, platform, shutil, sys, time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-try: import fcntl  # POSIX; elsewhere metrics.json is rewritten without a lock
-except ImportError: fcntl = None
 
 from . import __version__
-from .data import Splits, load_utkface, make_dataset, make_splits, prepare_splits
+from .data import Splits, file_lock, load_utkface, make_dataset, make_splits, prepare_splits
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'NUMBER', 'CHOICES',
@@ -508,13 +506,9 @@ def start_run(params:dict, # from `resolve_params`
     write_json(run_dir/"params.json", rec)
     return run_dir
 
-@contextlib.contextmanager
 def _metrics_lock(run_dir:Path):
-    "Hold the run folder's lock while metrics.json is read and rewritten: two processes may train its two models at once."
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir/".metrics.lock", "w") as f:
-        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+    "The run folder's lock, held while metrics.json is read and rewritten: two processes may train its two models at once."
+    return file_lock(run_dir/".metrics.lock")
 
 def _forget(run_dir:Path, tag:str):
     "Remove a model's artefacts (for retrain)."

@@ -33,5 +33,5 @@ def test_jax_batch_speed_prints_ratios():
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert re.search(r"^augmentation\s+layer by layer\s+[\d.]+ ms/batch\s+compiled\s+[\d.]+ ms/batch\s+ratio [\d.]+x", r.stdout, re.M), r.stdout
     for kind in ("A", "B1"):
-        m = re.search(rf"^{kind}\s+training\s+before\s+([\d.]+) ms/batch\s+ours\s+([\d.]+) ms/batch", r.stdout, re.M)
+        m = re.search(rf"^{kind}\s+epoch time per training batch\s+before\s+([\d.]+) ms\s+ours\s+([\d.]+) ms", r.stdout, re.M)
         assert m and float(m.group(1)) > 0 and float(m.group(2)) > 0, r.stdout

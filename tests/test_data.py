@@ -60,3 +60,15 @@ def test_real_archive_counts_and_deterministic_splits(tmp_path):
     assert [len(a[k]) for k in ("train", "val", "test")] == [4000, 1000, 2000]
     for k in a: assert a[k].path.tolist() == b[k].path.tolist()
     assert make_splits(df, 5000, 0.2, 2000, 7)["val"].path.tolist() != a["val"].path.tolist()
+
+
+def test_concurrent_extractions_share_one_complete_folder(tmp_path):
+    "Three processes reading the same archive with an empty cache: one extracts, the others wait, all see every image."
+    folder = make_sample_utkface(tmp_path / "UTKFace", n=1500, with_bad=False)
+    arc = tmp_path / "UTKFace.tar.gz"
+    with tarfile.open(arc, "w:gz") as t: t.add(folder, arcname="UTKFace")
+    code = f"from face_report.data import load_utkface; print('IMAGES', len(load_utkface({str(arc)!r}, {str(tmp_path / 'cache')!r}, report=False)))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert [o.split("IMAGES")[-1].split() for o in outs] == [["1500"]] * 3, outs
