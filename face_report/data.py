@@ -18,11 +18,11 @@ except ImportError: fcntl = None
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
            'DECODE_VERSION', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'data_source', 'cache_root', 'file_lock',
-           'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'load_utkface', 'rejected_files',
-           'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits', 'split_table',
-           'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices',
-           'random_affine', 'build_augmenter', 'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples',
-           'plot_age_distribution', 'plot_race_counts']
+           'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'load_utkface',
+           'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
+           'split_table', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits',
+           'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset', 'stateless_augmenter',
+           'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -78,6 +78,13 @@ def file_lock(path:str|Path, # the lock file (created)
     with open(path, "a") as f:
         if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
         yield
+
+def write_text_atomic(path:str|Path, # the file to write
+                      text:str, # its new contents
+                     ):
+    "Write `path` through a temporary file of this process, renamed into place: a reader never sees half a file, and two writers never share one."
+    path = Path(path); tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text); tmp.replace(path)
 
 def extract_archive(archive:str|Path, # a UTKFace .tar.gz
                     cache_dir:str|Path|None=None, # see `cache_root`
@@ -187,7 +194,7 @@ def _validate(files:list[Path], cache_dir) -> dict:
         except ImageError as e: return f.name, "rejected: " + e.reason
     with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: res = dict(ex.map(one, files))
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_name(f".{cache.name}.{os.getpid()}.partial"); tmp.write_text(json.dumps(res)); tmp.replace(cache)
+    write_text_atomic(cache, json.dumps(res))
     return res
 
 def load_utkface(source:str|Path|None=None, # archive or folder; see `data_source`

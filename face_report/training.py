@@ -11,17 +11,17 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import Splits, file_lock, load_utkface, make_dataset, make_splits, prepare_splits
+from .data import Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'NUMBER', 'CHOICES',
            'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError', 'resolve_params',
            'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
            'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
-           'read_history', 'backup_epoch', 'best_checkpoint', 'phase_finished', 'example_mean', 'fit_phase', 'roc_auc',
-           'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json',
-           'check_run_folder', 'check_run', 'start_run', 'forget_models', 'splits_params', 'splits_fingerprint',
-           'train_model_a', 'train_model_b', 'train_all']
+           'read_history', 'backup_epoch', 'best_checkpoint', 'epochs_since_best', 'phase_finished', 'example_mean',
+           'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json',
+           'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision', 'forget_models',
+           'splits_params', 'splits_fingerprint', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -231,6 +231,10 @@ def best_checkpoint(run_dir:Path, # the run folder
                    ) -> Path: # where the phase keeps the weights of its best epoch
     return Path(run_dir)/"checkpoints"/f"{tag}_best.weights.h5"
 
+def epochs_since_best(h:pd.DataFrame, # one phase's history rows, at least one
+                     ) -> int: # finished epochs after the one with the lowest validation loss (early stopping's `wait`)
+    return int(len(h) - 1 - h.val_loss.to_numpy(float).argmin())
+
 def phase_finished(h:pd.DataFrame, # one phase's history rows (`read_history`), its finished epochs
                    epochs:int, # the phase's maximum epochs
                    patience:int, # early stopping's patience
@@ -238,7 +242,7 @@ def phase_finished(h:pd.DataFrame, # one phase's history rows (`read_history`), 
     "Whether a phase ended after these epochs: all `epochs` trained, or `patience` epochs without a lower validation loss."
     loss = h.val_loss.to_numpy(float)
     if not len(loss) or np.isnan(loss).any(): return False  # a NaN loss stops a run without ending it
-    return len(loss) >= epochs or len(loss) - 1 - int(loss.argmin()) >= patience
+    return len(loss) >= epochs or epochs_since_best(h) >= patience
 
 def example_mean(running:list[float], # a Keras tracker's value after each batch: the running mean of the batch means
                  sizes:list[int], # the batches' sizes
@@ -295,7 +299,7 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
     class Stop(keras.callbacks.EarlyStopping):
         def on_train_begin(self, logs=None):
             super().on_train_begin(logs); h = prior()
-            if len(h): self.best = float(h.val_loss.min()); self.wait = int(len(h) - 1 - h.val_loss.to_numpy().argmin())
+            if len(h): self.best = float(h.val_loss.min()); self.wait = epochs_since_best(h)
 
     class Plateau(keras.callbacks.ReduceLROnPlateau):
         def on_train_begin(self, logs=None):  # replays Keras's own steps over the finished epochs (the rate itself is restored with the optimizer)
@@ -453,8 +457,7 @@ def write_json(path:str|Path, # where to write
                obj:dict, # JSON-serialisable; other values are written as `str(value)`
               ):
     "Write `obj` as JSON atomically (a reader never sees half a file)."
-    path = Path(path); tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: two may write at once
-    tmp.write_text(json.dumps(obj, indent=2, default=str)); tmp.replace(path)
+    write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
 def check_run_folder(params:dict, # from `resolve_params`
                     ) -> Path: # the run folder (not created)
@@ -505,6 +508,13 @@ def start_run(params:dict, # from `resolve_params`
     rec.pop("retrain", None)
     write_json(run_dir/"params.json", rec)
     return run_dir
+
+def run_precision(params:dict, # from `resolve_params`
+                  phase:str, # one of `PHASES`
+                 ) -> str: # a Keras dtype policy name
+    "The precision `phase` trains in: as the run folder's params.json recorded it when the run began, else as chosen here."
+    recorded = read_json(Path(params["run_dir"])/"params.json").get("precision", {})
+    return recorded.get(phase) or choose_precision(params["precision"], phase)
 
 def _metrics_lock(run_dir:Path):
     "The run folder's lock, held while metrics.json is read and rewritten: two processes may train its two models at once."
