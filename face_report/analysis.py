@@ -30,8 +30,8 @@ __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MI
            'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
            'per_image_results', 'significance_table', 'format_significance_table', 'against_report',
            'format_against_report', 'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison',
-           'runs_table', 'format_runs_table', 'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter',
-           'locate_images', 'error_gallery']
+           'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown', 'plot_group_breakdown',
+           'plot_age_scatter', 'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -330,16 +330,17 @@ def _stop_phrase(n_epochs: int, last_epoch: int, budget) -> str:
     return f"used its full budget, ending at epoch {last_epoch}"
 
 def _epoch_sentences(history: pd.DataFrame, model: str, params: dict, train: dict) -> str:
+    phase = history.phase if "phase" in history else pd.Series(1, index=history.index)
     best_s = ""
-    if "val_loss" in history:
-        row = history.loc[history.val_loss.idxmin()]
-        best_s = f" The lowest validation loss was reached at epoch {int(row.epoch)}."
+    if "val_loss" in history and history.val_loss.notna().any():
+        last = history[phase == phase.max()].dropna(subset=["val_loss"])  # the kept weights: the last phase's best
+        row = last.loc[last.val_loss.idxmin()]
+        best_s = f" The kept weights are those of epoch {int(row.epoch)}, the lowest validation loss{' of phase 2' if phase.max() == 2 else ''}."
         if {"gender_accuracy", "age_mae"} <= set(history):
             n = f" {train['n']:,}" if "n" in train else ""
             best_s += (f" The training figures are those of the kept weights on the{n} training images as they are, without augmentation "
                        f"and with dropout off; the learning curves' training points average each epoch's augmented batches with dropout on "
                        f"(at epoch {int(row.epoch)}: {100 * row.gender_accuracy:.2f}% and {row.age_mae:.2f} years).")
-    phase = history.phase if "phase" in history else pd.Series(1, index=history.index)
     p1, p2 = history.epoch[phase == 1], history.epoch[phase == 2]
     if p2.empty:
         key = "epochs_a" if model == "A" else "epochs_b1"
@@ -618,23 +619,32 @@ def format_run_comparison(df:pd.DataFrame, # output of `compare_runs`
 RUNS_TABLE_IGNORE = ("run_dir", "data", "data_source", "splits_fingerprint", "weights_source")  # said by other keys, or by the folder
 SPLIT_COLUMNS = {"train": "Train", "val": "Validation", "test": "Test"}
 
+def run_labels(folders:list, # run folders
+              ) -> list[str]: # each folder's name, with as many parent folders as it takes to tell them apart
+    "Short names for run folders: `paper`, or `exp1/paper` and `exp2/paper` when two share a name"
+    parts = [Path(f).resolve().parts for f in folders]
+    for k in range(1, max(map(len, parts), default=0) + 1):
+        labels = ["/".join(p[-k:]) for p in parts]
+        if len(set(labels)) == len(labels): break
+    return labels if parts else []
+
 def runs_table(runs:list, # loaded runs or run folders
                models:tuple=MODELS, # models to list, where a run has their metrics
-              ) -> pd.DataFrame: # Run, Model, each varying parameter, Epochs, Best epoch, Minutes, then per split "<Split> gender accuracy (%)" and "<Split> age MAE (years)"
+              ) -> pd.DataFrame: # Run (see `run_labels`), Model, each varying parameter, Epochs, Best epoch, Minutes, then per split "<Split> gender accuracy (%)" and "<Split> age MAE (years)"
     "One row per run and model: the parameters that vary among `runs`, epochs, minutes of training and each split's figures"
     runs = [r for r in (r if isinstance(r, Run) else load_run(r) for r in runs) if any(m in r.metrics for m in models)]
     params = [_run_params(r) for r in runs]  # of the runs listed: others vary nothing
     keys = [k for k in dict.fromkeys(k for p in params for k in p) if k not in RUNS_TABLE_IGNORE
             and len({json.dumps(p.get(k), sort_keys=True, default=str) for p in params}) > 1]
     rows, nan = [], float("nan")
-    for run, p in zip(runs, params):
+    for run, p, label in zip(runs, params, run_labels([r.dir for r in runs])):
         wall = run.metrics.get("wall_seconds", {})
         for m in models:
             if m not in run.metrics: continue
             h = run.history.get(m)
             last = h[h.phase == h.phase.max()].dropna(subset=["val_loss"]) if h is not None and len(h) else None
             secs = [wall[k] for k in ((m,) if m == "A" else ("B_phase1", "B_phase2")) if k in wall]
-            row = {"Run": run.dir.name, "Model": m, **{k: p.get(k) for k in keys},
+            row = {"Run": label, "Model": m, **{k: p.get(k) for k in keys},
                    "Epochs": len(h) if h is not None else pd.NA,
                    "Best epoch": int(last.epoch[last.val_loss.idxmin()]) if last is not None and len(last) else pd.NA,
                    "Minutes": sum(secs) / 60 if secs else nan}
@@ -746,8 +756,10 @@ def locate_images(files, # image paths as a run's predictions hold them
     files = [Path(f) if isinstance(f, str) else f for f in files]
     moved = [isinstance(f, Path) and not f.exists() for f in files]
     if not any(moved): return files
-    try: folder = utkface_folder(source)
-    except DataError: return files
+    for where in dict.fromkeys((source, None)):  # the run's own data, else $FACE_REPORT_DATA or data/UTKFace.tar.gz
+        try: folder = utkface_folder(where); break
+        except DataError: continue
+    else: return files
     return [folder/f.name if m else f for f, m in zip(files, moved)]
 
 def _worst(pred: pd.DataFrame, task: str, n: int):

@@ -76,7 +76,7 @@ def cmd_compare(args:argparse.Namespace, # parsed by `build_parser`
     table = compare_runs(first, second, models=args.models, splits=args.splits, n_boot=args.n_boot)
     print(format_run_comparison(table))
     paired = set(zip(table.Model, table.Split))
-    if left := [f"Model {m} on {s}" for m in "AB" for s in args.splits if (m, s) not in paired]:
+    if left := [f"Model {m} on {s}" for m in (args.models or "AB") for s in args.splits if (m, s) not in paired]:
         print(f"left out, without predictions in both runs: {', '.join(left)}", file=sys.stderr)
     if args.out: table.to_csv(args.out, index=False); print(f"written: {args.out}")
     return 0
@@ -84,13 +84,13 @@ def cmd_compare(args:argparse.Namespace, # parsed by `build_parser`
 def cmd_runs(args:argparse.Namespace, # parsed by `build_parser`
             ) -> int: # exit code
     "Print one row per run and model: the parameters that vary among the runs, epochs, minutes and each split's figures."
-    from face_report.analysis import runs_table, format_runs_table
+    from face_report.analysis import MODELS, load_run, runs_table, format_runs_table
     from pathlib import Path
     folders = [p for p in args.runs if Path(p).is_dir()]  # `runs/*` may match a log file or two
     if skipped := [p for p in args.runs if p not in folders]: print(f"skipped, not a folder: {', '.join(skipped)}", file=sys.stderr)
     table = runs_table(folders)
     if table.empty: raise FileNotFoundError(f"none of the folders {args.runs} holds a trained model's metrics.json entry yet")
-    if empty := [p for p in folders if Path(p).resolve().name not in set(table.Run)]:
+    if empty := [p for p in folders if not set(MODELS) & set(load_run(p).metrics)]:
         print(f"skipped, no trained model's metrics yet: {', '.join(empty)}", file=sys.stderr)
     print(format_runs_table(table))
     if args.out: table.to_csv(args.out, index=False); print(f"written: {args.out}")

@@ -20,9 +20,9 @@ __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND
            'DECODE_VERSION', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'data_source', 'cache_root', 'file_lock',
            'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'load_utkface',
            'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
-           'split_table', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits',
-           'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset', 'stateless_augmenter',
-           'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
+           'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits',
+           'prepare_splits', 'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset',
+           'stateless_augmenter', 'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -323,9 +323,17 @@ def split_table(frames:dict[str, pd.DataFrame], # from `make_splits`
                                 "female (%)": round(100*f["gender"].mean(), 1)} for name, f in frames.items()}).T.astype({"n": int})
 
 # %% ../nbs/00_data.ipynb #dbb6c8e5
-def to_rgb(im:Image.Image, # any PIL image: RGB, grayscale, palette, CMYK, with or without alpha
+class PixelFormatError(ValueError):
+    "An image whose pixels cannot be made 8-bit RGB without guessing their range."
+
+def to_rgb(im:Image.Image, # any PIL image: RGB, grayscale (8 or 16 bits), palette, CMYK, with or without alpha
           ) -> Image.Image: # RGB; transparency composited on white
-    "Convert an image to RGB the one way the project does it."
+    "Convert an image to RGB the one way the project does it; `PixelFormatError` for floating-point pixels."
+    if im.mode.startswith("I"):  # 16-bit grayscale (PNG, TIFF), which Pillow's convert("RGB") clips at 255
+        a = np.asarray(im, dtype=np.float64)
+        if a.size and (a.min() < 0 or a.max() > 65535): raise PixelFormatError(f"{im.mode} pixels outside 0-65535")
+        im = Image.fromarray(np.round(a/257).astype(np.uint8), "L")
+    if im.mode == "F": raise PixelFormatError("floating-point pixels (mode F): save the image with 8 or 16 bits per channel")
     im = im.convert("RGBA") if im.mode in ("P", "LA", "PA") else im
     if im.mode != "RGBA": return im.convert("RGB")
     rgb = Image.new("RGB", im.size, (255, 255, 255)); rgb.paste(im, mask=im.getchannel("A"))
@@ -352,11 +360,12 @@ def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
             upright = ImageOps.exif_transpose(im)  # a photo's EXIF orientation (UTKFace's chips have none)
             return np.asarray(to_rgb(upright).resize((size, size), Image.BILINEAR), dtype=np.uint8)
     except ImageError: raise
+    except PixelFormatError as e: raise ImageError(path, str(e)) from None
     except Image.DecompressionBombError: raise ImageError(path, "image too large (decompression bomb guard)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(path, f"unreadable or corrupt image ({e})") from None
 
-DECODE_VERSION = 2  # of `load_image`: a change bumps it, and the decoded-image caches are built again
+DECODE_VERSION = 3  # of `load_image`: a change bumps it, and the decoded-image caches are built again
 
 def decode_images(paths:list[str], # image files
                   size:int, # side in pixels

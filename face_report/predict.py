@@ -16,16 +16,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
-from .data import ImageError, MAX_PIXELS, check_file, decode_images, load_image, to_rgb
-from .training import gender_pred
+from .data import ImageError, MAX_PIXELS, PixelFormatError, check_file, decode_images, load_image, to_rgb
+from .training import gender_pred, read_json
 from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
                                   paired_age_test, per_image_results)
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
            'check_image_size', 'read_photo', 'face_cascade', 'detect_faces', 'face_crop', 'PredictorError',
-           'model_image_size', 'float32_model', 'load_predictor', 'as_predictors', 'image_batch', 'predict_arrays',
-           'predict_paths', 'mirror_comparison', 'export_model', 'exported_predictor', 'check_export',
+           'model_image_size', 'float32_model', 'check_outputs', 'load_predictor', 'as_predictors', 'image_batch',
+           'predict_arrays', 'predict_paths', 'mirror_comparison', 'export_model', 'exported_predictor', 'check_export',
            'add_predict_arguments', 'predict_main', 'add_export_arguments', 'export_main']
 
 # %% ../nbs/04_predict.ipynb #76367cf6
@@ -80,6 +80,7 @@ def read_photo(path:str|Path, # an image file
     try:
         with Image.open(path) as im:
             return np.asarray(to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
+    except PixelFormatError as e: raise ImageError(path, str(e)) from None
     except (OSError, SyntaxError, ValueError) as e: raise ImageError(path, f"unreadable or corrupt image ({e})") from None
 
 # %% ../nbs/04_predict.ipynb #15e1729d
@@ -125,7 +126,7 @@ def face_crop(image:np.ndarray, # uint8 (H, W, 3) RGB
     side = int(round(min(max(w, h)*(1 + 2*margin), W, H)))
     x0 = int(round(min(max(x + w/2 - side/2, 0), W - side)))
     y0 = int(round(min(max(y + h/2 - side/2, 0), H - side)))
-    return image[y0:y0+side, x0:x0+side]
+    return image[y0:y0+side, x0:x0+side].copy()  # a copy: a view would keep the whole photo in memory
 
 # %% ../nbs/04_predict.ipynb #6272782a
 class PredictorError(ValueError):
@@ -157,9 +158,20 @@ def float32_model(m:keras.Model, # a model, possibly built under a mixed-precisi
     copy.set_weights(m.get_weights())
     return copy
 
+def check_outputs(m:keras.Model, # a model to predict with
+                  where:str|Path|None=None, # the file it came from, for the message
+                 ) -> keras.Model: # `m`, when it has the two outputs of this project's models
+    "Refuse a model without outputs named `gender` and `age`, naming it and the outputs it has."
+    have = list(getattr(m, "output_names", None) or [])  # a Sequential model names none
+    if not {"gender", "age"} <= set(have):
+        raise PredictorError(f"{where or f'model {m.name!r}'}: its outputs are {have or 'unnamed'}, "
+                             "not 'gender' and 'age': not a model of this project")
+    return m
+
 def _load_keras(path:Path) -> keras.Model:
-    try: return float32_model(keras.models.load_model(path, compile=False))
+    try: m = keras.models.load_model(path, compile=False)
     except Exception as e: raise PredictorError(f"{path}: cannot load the model ({type(e).__name__}: {e})") from None
+    return float32_model(check_outputs(m, path))
 
 def load_predictor(path:str|Path, # a run folder or a .keras file
                    model:str="both", # "A", "B" or "both" (run folders only)
@@ -178,7 +190,8 @@ def load_predictor(path:str|Path, # a run folder or a .keras file
     if not files: raise PredictorError(f"{path}: no {' or '.join(f'model_{n}.keras' for n in names)} in the run folder")
     models = {n: _load_keras(f) for n, f in files.items()}
     params = path/"params.json"
-    recorded = json.loads(params.read_text()).get("image_size") if params.exists() else None
+    try: recorded = read_json(params).get("image_size")
+    except ValueError as e: raise PredictorError(str(e)) from None
     for n, m in models.items():
         size = model_image_size(m)
         if recorded is not None and int(recorded) != size:
@@ -190,8 +203,8 @@ def as_predictors(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
                   model:str="both", # "A", "B" or "both" (run folders only)
                  ) -> dict[str, keras.Model]: # name -> model
     "Accept a run folder, a `.keras` file, a loaded model or a dict of them."
-    if isinstance(model_or_run, keras.Model): return {model_or_run.name: model_or_run}
-    if isinstance(model_or_run, dict): return dict(model_or_run)
+    if isinstance(model_or_run, keras.Model): return {model_or_run.name: check_outputs(model_or_run)}
+    if isinstance(model_or_run, dict): return {n: check_outputs(m, f"model {n!r}") for n, m in model_or_run.items()}
     return load_predictor(model_or_run, model)
 
 # %% ../nbs/04_predict.ipynb #45d33fd2
