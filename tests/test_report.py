@@ -210,6 +210,8 @@ def test_run_pipeline_runs_pages_and_stops_on_failure(tmp_path, stand_in_trainin
     bad = report.make_dummy_page(pages/"2_bad.ipynb", "x = 1\nraise ValueError('this page is broken')")
     never = report.make_dummy_page(pages/"3_never.ipynb", "print('never runs')")
     run_dir, lines = tmp_path/"run", []
+    (run_dir/"notebooks").mkdir(parents=True)
+    shutil.copy(never, run_dir/"notebooks"/"3_never.ipynb")  # a page made from the models that retrain removes
     with pytest.raises(report.PageError) as info:
         report.run_pipeline("quick", run_dir, params=dict(seed=7), pages=[ok, bad, never], retrain=True, log=lines.append)
     msg = str(info.value)
@@ -218,7 +220,7 @@ def test_run_pipeline_runs_pages_and_stops_on_failure(tmp_path, stand_in_trainin
     assert "Pages completed before it: 1_ok.ipynb" in msg
     executed = nbformat.read(str(kept), as_version=4)
     assert any(o.get("output_type") == "error" for c in executed.cells if c.cell_type == "code" for o in c.outputs)
-    assert not (run_dir/"notebooks"/"3_never.ipynb").exists()
+    assert not (run_dir/"notebooks"/"3_never.ipynb").exists()  # removed by retrain, and never executed
     # the kernel ran this interpreter with this package, and received the resolved parameters
     kernel_line = next(l for l in lines if "KERNEL" in l).split()
     assert kernel_line[1] == sys.executable
