@@ -57,3 +57,16 @@ def test_readme_results_equal_metrics():
         assert number(written) == report[model, task]
         for split, shown in (("val", val), ("test", test)):  # shown with 2 decimals
             assert abs(number(shown) - scale * m[model][split][key]) <= 0.0051, (model, task, split, shown)
+
+
+def test_committed_predictions_give_metrics():
+    "The committed predictions are the run's own: they give metrics.json's figures, so a later run on its splits can be paired with it"
+    import pandas as pd
+    from face_report.training import gender_correct
+    m = json.loads((REPORT / "metrics.json").read_text())
+    for model in "AB":
+        for split in ("val", "test"):
+            pred = pd.read_csv(REPORT / "predictions" / f"{model}_{split}.csv")
+            assert len(pred) == m[model][split]["n"], (model, split)
+            assert gender_correct(pred.p_female, pred.gender).mean() == pytest.approx(m[model][split]["gender_accuracy"], abs=1e-12)
+            assert (pred.age_pred - pred.age).abs().mean() == pytest.approx(m[model][split]["age_mae"], abs=1e-9)
