@@ -206,8 +206,11 @@ def load_utkface(source:str|Path|None=None, # archive or folder; see `data_sourc
     folder = utkface_folder(src, cache_dir)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
     checks = _validate(files, cache_dir)
-    rows, rejected = [], []
+    rows, rejected, first = [], [], {}
     for f in files:
+        if f.name in first:  # a second copy (another subfolder): it would be drawn into two splits, and checks go by name
+            rejected.append((str(f), f"a second copy of {first[f.name]} (the same file name)")); continue
+        first[f.name] = f
         info = parse_name(f.name)
         if "reason" in info: rejected.append((str(f), info["reason"])); continue
         check = checks.get(f.name, "")
@@ -312,7 +315,11 @@ def make_splits(df:pd.DataFrame, # from `load_utkface`
     pool = df.drop(test_idx)
     pool_idx = stratified_sample(pool, n_images if n_images else len(pool), seed + 1)
     pool = pool.loc[pool_idx]
-    val_idx = stratified_sample(pool, int(round(len(pool)*val_fraction)), seed + 2)
+    n_val = int(round(len(pool)*val_fraction))
+    if not 0 < n_val < len(pool):
+        raise DataError(f"n_images={len(pool)} with val_fraction={val_fraction} leaves {len(pool) - n_val} training and {n_val} "
+                        "validation images: each needs at least one")
+    val_idx = stratified_sample(pool, n_val, seed + 2)
     return {"train": pool.drop(val_idx).reset_index(drop=True), "val": pool.loc[val_idx].reset_index(drop=True),
             "test": df.loc[test_idx].reset_index(drop=True)}
 

@@ -20,7 +20,7 @@ __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS'
            'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
            'read_history', 'backup_epoch', 'best_checkpoint', 'epochs_since_best', 'phase_finished', 'example_mean',
            'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json',
-           'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision', 'forget_models',
+           'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision', 'forget_phase', 'forget_models',
            'splits_params', 'splits_fingerprint', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
@@ -242,7 +242,7 @@ def phase_finished(h:pd.DataFrame, # one phase's history rows (`read_history`), 
     "Whether a phase ended after these epochs: all `epochs` trained, or `patience` epochs without a lower validation loss."
     loss = h.val_loss.to_numpy(float)
     if not len(loss) or np.isnan(loss).any(): return False  # a NaN loss stops a run without ending it
-    return len(loss) >= epochs or epochs_since_best(h) >= patience
+    return len(loss) >= epochs or epochs_since_best(h) >= max(patience, 1)  # Keras stops at patience 0 as at 1
 
 def example_mean(running:list[float], # a Keras tracker's value after each batch: the running mean of the batch means
                  sizes:list[int], # the batches' sizes
@@ -520,6 +520,15 @@ def _metrics_lock(run_dir:Path):
     "The run folder's lock, held while metrics.json is read and rewritten: two processes may train its two models at once."
     return file_lock(run_dir/".metrics.lock")
 
+def forget_phase(run_dir:Path, # the run folder
+                 tag:str, # "B_phase2"
+                 phase:int, # its phase number in the history
+                ):
+    "Remove what a phase left (backup, best checkpoint, history rows): it is about to start again from another starting point."
+    shutil.rmtree(run_dir/"backup"/tag, ignore_errors=True); best_checkpoint(run_dir, tag).unlink(missing_ok=True)
+    path = run_dir/f"history_{tag[0]}.csv"; h = read_history(path)
+    if (h.phase == phase).any(): write_text_atomic(path, h[h.phase != phase].to_csv(index=False))
+
 def _forget(run_dir:Path, tag:str):
     "Remove a model's artefacts (for retrain)."
     for f in [run_dir/f"model_{tag}.keras", run_dir/f"history_{tag}.csv", run_dir/f"log_{tag}.txt",
@@ -616,9 +625,9 @@ def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
     return p, run_dir, done, make_strategy(p["strategy"]), file_log
 
 def _use_precision(p:dict, phase:str):
-    "Make `phase`'s dtype policy the global one: it applies to the layers built afterwards."
+    "Make `phase`'s dtype policy (`run_precision`) the global one: it applies to the layers built afterwards."
     import keras
-    keras.mixed_precision.set_global_policy(choose_precision(p["precision"], phase))
+    keras.mixed_precision.set_global_policy(run_precision(p, phase))  # a resumed run keeps the precision it began with
 
 # %% ../nbs/02_training.ipynb #2a45c6ce
 def train_model_a(splits:Splits, # data from `prepare_splits`
@@ -662,6 +671,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         info = read_json(marker)
         log(f"Model B: phase 1 already done ({info['epochs']} epochs), continuing with phase 2")
     else:
+        forget_phase(run_dir, "B_phase2", 2)  # left by a phase 1 trained before: phase 2 starts again from the new one
         model = build("B1")
         if p["n_unfreeze"] > (n := len(model.get_layer("backbone").layers)):  # said now, not after phase 1
             raise TrainingError(f"n_unfreeze={p['n_unfreeze']}: the {p['backbone']} backbone has {n} layers; choose 0 to {n}")
