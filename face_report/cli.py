@@ -20,6 +20,8 @@ def parse_value(text:str, # a value from the command line
 def _overrides(args) -> dict:
     p = {name: parse_value(value) for name, value in (args.param or [])}
     if said := [k for k in ("profile", "retrain") if k in p]: raise ValueError(f"-p {said[0]}: give it as --{said[0]}")
+    if nones := [k for k, v in p.items() if v is None]:  # None means "not given": the profile's value would be used
+        raise ValueError(f"-p {nones[0]} None: every image is `-p n_images all`, random initial weights `-p weights none`")
     for k in ("data", "run_dir"):
         if getattr(args, k, None): p[k] = getattr(args, k)
     return p
@@ -164,9 +166,10 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     except KeyboardInterrupt:
         print("interrupted: finished epochs and executed pages are kept; run the same command again, without --retrain, to resume", file=sys.stderr)
         return 130
-    except (ValueError, RuntimeError, FileNotFoundError) as e:
+    except (ValueError, RuntimeError, OSError) as e:  # OSError: a folder that is a file, an --out in no folder, ...
         if os.environ.get("FACE_REPORT_DEBUG"): raise
-        print(f"face-report {args.command}: error: {e}", file=sys.stderr)
+        said = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else e
+        print(f"face-report {args.command}: error: {said}", file=sys.stderr)
         return 1
 
 # %% ../nbs/06_cli.ipynb #5f0c2d9e

@@ -181,6 +181,7 @@ def load_predictor(path:str|Path, # a run folder or a .keras file
     if model not in ("A", "B", "both"): raise PredictorError(f"model must be 'A', 'B' or 'both', not {model!r}")
     if path.suffix == ".keras" and not path.is_dir():
         if not path.exists(): raise PredictorError(f"{path}: model file not found")
+        if model != "both": raise PredictorError(f"{path}: a .keras file is one model; model={model!r} chooses within a run folder")
         models = {path.stem: _load_keras(path)}
         for m in models.values(): model_image_size(m)
         return models
@@ -446,6 +447,7 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
                 ) -> int: # exit code: 0 when at least one image was predicted, 1 when none, 2 for unusable arguments
     "Run `face-report predict`: predictions as CSV on stdout or in `--out` (.csv or .json); a summary on stderr."
     out = Path(args.out) if args.out else None
+    if args.batch_size < 1: print(f"error: --batch-size must be at least 1, not {args.batch_size}", file=sys.stderr); return 2
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         print(f"error: --out must end in .csv or .json, not {out.name!r}", file=sys.stderr); return 2
     try: df = predict_paths(args.model_or_run, args.paths, model=args.model, detect=args.detect,
