@@ -31,6 +31,8 @@ def cmd_data(args:argparse.Namespace, # parsed by `build_parser`
     "Print the split table and the rejected-file summary."
     from face_report.data import load_utkface, make_splits, split_table, rejected_summary, rejected_files, decode_images
     import time
+    if args.n_images < 0: raise ValueError(f"--n-images {args.n_images}: give 0 (every image outside the test split) or more")
+    if args.image_size < 0: raise ValueError(f"--image-size {args.image_size}: give 0 (no decoded-image cache) or a side in pixels")
     df = load_utkface(args.data, report=False)
     print(rejected_summary(df))
     rej = rejected_files(df)
