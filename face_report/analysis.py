@@ -26,12 +26,12 @@ from .training import RUN_KEYS_ADDED, gender_correct, read_json, roc_auc, split_
 __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'SIGNIFICANCE_COLUMNS',
            'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS', 'GROUP_TITLES',
            'make_synthetic_run', 'Run', 'load_run', 'save_figure', 'plot_learning_curves', 'format_signed',
-           'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences', 'performance_paragraph',
-           'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
-           'per_image_results', 'significance_table', 'format_significance_table', 'against_report',
-           'format_against_report', 'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison',
-           'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown', 'plot_group_breakdown',
-           'plot_age_scatter', 'locate_images', 'error_gallery']
+           'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences', 'kept_epoch',
+           'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at',
+           'expected_calibration_error', 'plot_reliability', 'per_image_results', 'significance_table',
+           'format_significance_table', 'against_report', 'format_against_report', 'pair_predictions', 'params_diff',
+           'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
+           'plot_group_breakdown', 'plot_age_scatter', 'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -329,12 +329,18 @@ def _stop_phrase(n_epochs: int, last_epoch: int, budget) -> str:
     if n_epochs < budget: return f"was stopped by EarlyStopping at epoch {last_epoch} (budget: {budget} epochs)"
     return f"used its full budget, ending at epoch {last_epoch}"
 
+def kept_epoch(history:pd.DataFrame|None, # one model's history
+              ) -> pd.Series|None: # the row of the epoch whose weights training kept; None without a validation loss
+    "The epoch of the kept weights: the lowest validation loss of the last phase (phase 2 keeps its own best)."
+    if history is None or not len(history) or "val_loss" not in history: return None
+    last = history[history.phase == history.phase.max()] if "phase" in history else history
+    last = last.dropna(subset=["val_loss"])
+    return last.loc[last.val_loss.idxmin()] if len(last) else None
+
 def _epoch_sentences(history: pd.DataFrame, model: str, params: dict, train: dict) -> str:
     phase = history.phase if "phase" in history else pd.Series(1, index=history.index)
     best_s = ""
-    if "val_loss" in history and history.val_loss.notna().any():
-        last = history[phase == phase.max()].dropna(subset=["val_loss"])  # the kept weights: the last phase's best
-        row = last.loc[last.val_loss.idxmin()]
+    if (row := kept_epoch(history)) is not None:
         best_s = f" The kept weights are those of epoch {int(row.epoch)}, the lowest validation loss{' of phase 2' if phase.max() == 2 else ''}."
         if {"gender_accuracy", "age_mae"} <= set(history):
             n = f" {train['n']:,}" if "n" in train else ""
@@ -641,12 +647,11 @@ def runs_table(runs:list, # loaded runs or run folders
         wall = run.metrics.get("wall_seconds", {})
         for m in models:
             if m not in run.metrics: continue
-            h = run.history.get(m)
-            last = h[h.phase == h.phase.max()].dropna(subset=["val_loss"]) if h is not None and len(h) else None
+            h, kept = run.history.get(m), kept_epoch(run.history.get(m))
             secs = [wall[k] for k in ((m,) if m == "A" else ("B_phase1", "B_phase2")) if k in wall]
             row = {"Run": label, "Model": m, **{k: p.get(k) for k in keys},
                    "Epochs": len(h) if h is not None else pd.NA,
-                   "Best epoch": int(last.epoch[last.val_loss.idxmin()]) if last is not None and len(last) else pd.NA,
+                   "Best epoch": int(kept.epoch) if kept is not None else pd.NA,
                    "Minutes": sum(secs) / 60 if secs else nan}
             for split, word in SPLIT_COLUMNS.items():
                 s = run.metrics[m].get(split, {})

@@ -92,9 +92,10 @@ def cmd_runs(args:argparse.Namespace, # parsed by `build_parser`
     from pathlib import Path
     folders = [p for p in args.runs if Path(p).is_dir()]  # `runs/*` may match a log file or two
     if skipped := [p for p in args.runs if p not in folders]: print(f"skipped, not a folder: {', '.join(skipped)}", file=sys.stderr)
-    table = runs_table(folders)
+    runs = [load_run(p) for p in folders]
+    table = runs_table(runs)
     if table.empty: raise FileNotFoundError(f"none of the folders {args.runs} holds a trained model's metrics.json entry yet")
-    if empty := [p for p in folders if not set(MODELS) & set(load_run(p).metrics)]:
+    if empty := [p for p, run in zip(folders, runs) if not set(MODELS) & set(run.metrics)]:
         print(f"skipped, no trained model's metrics yet: {', '.join(empty)}", file=sys.stderr)
     print(format_runs_table(table))
     if args.out: table.to_csv(args.out, index=False); print(f"written: {args.out}")

@@ -118,6 +118,9 @@ def execute_pages(pages:list, # page notebook paths, executed in order
     out_dir.mkdir(parents=True, exist_ok=True); (run_dir/"figures").mkdir(exist_ok=True)
     state = dict(parameters=parameters, started=datetime.datetime.now().isoformat(timespec="seconds"), pages=[])
     done, outputs = [], []
+    kept = (f"Kept in {run_dir}: trained models, and the finished epochs and best weights of an unfinished training "
+            "(history_*.csv, checkpoints/, backup/). The same command without --retrain resumes: it executes the pages again, "
+            "re-using the trained models and going on from the last finished epoch.")
     def record(page, status, seconds, out):  # "running" first, so that a killed pipeline leaves its page unfinished
         entry = dict(page=page.name, status=status, seconds=round(seconds, 1), notebook=str(out))
         last = state["pages"][-1] if state["pages"] else {}
@@ -139,19 +142,15 @@ def execute_pages(pages:list, # page notebook paths, executed in order
                 raise err from e
             except Exception as e:  # the kernel died (out of memory, killed) or papermill itself failed
                 record(page, "failed", time.time() - t0, out)
-                partial = f"its notebook as far as it ran is kept at {out}" if out.exists() else "it wrote no notebook"
+                partial = f"its partial notebook is at {out}" if out.exists() else "it wrote no notebook"
                 msg = (f"Report page {page.name} stopped after {time.time() - t0:.1f} s ({type(e).__name__}: {e}); {partial}. "
-                       f"Pages completed before it: {', '.join(done) if done else 'none'}. Trained models and the finished epochs "
-                       "of an unfinished training are kept: the same command without --retrain resumes.")
+                       f"Pages completed before it: {', '.join(done) if done else 'none'}. {kept}")
                 log(f"[{i}/{len(pages)}] {page.name}: FAILED\n{msg}")
                 raise RuntimeError(msg) from e
             except KeyboardInterrupt:
                 record(page, "interrupted", time.time() - t0, out)
                 partial = f"its partial notebook is at {out}" if out.exists() else "it wrote no notebook"
-                log(f"[{i}/{len(pages)}] {page.name}: interrupted after {time.time() - t0:.1f} s; {partial}. Kept in "
-                    f"{run_dir}: trained models, and the finished epochs and best weights of an unfinished training "
-                    "(history_*.csv, checkpoints/, backup/). The same command without --retrain resumes: it executes the pages again, "
-                    "re-using the trained models and going on from the last finished epoch.")
+                log(f"[{i}/{len(pages)}] {page.name}: interrupted after {time.time() - t0:.1f} s; {partial}. {kept}")
                 raise
             record(page, "done", time.time() - t0, out)
             done.append(page.name); outputs.append(out)
