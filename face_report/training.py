@@ -18,10 +18,11 @@ __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS'
            'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError', 'resolve_params',
            'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
            'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
-           'read_history', 'backup_epoch', 'best_checkpoint', 'epochs_since_best', 'phase_finished', 'example_mean',
-           'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json',
-           'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision', 'forget_phase', 'forget_models',
-           'splits_params', 'splits_fingerprint', 'train_model_a', 'train_model_b', 'train_all']
+           'read_history', 'backup_epoch', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best',
+           'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct',
+           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run',
+           'run_precision', 'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint', 'train_model_a',
+           'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -233,6 +234,18 @@ def best_checkpoint(run_dir:Path, # the run folder
                    ) -> Path: # where the phase keeps the weights of its best epoch
     return Path(run_dir)/"checkpoints"/f"{tag}_best.weights.h5"
 
+def save_validated_weights(model, # a compiled model, as a backup restored it (the optimizer built)
+                           path:str|Path, # where to save, e.g. `best_checkpoint`
+                           ema:bool=False, # whether the optimizer keeps moving averages (`ema_momentum`), which validation uses
+                          ):
+    "Save the weights `model` is validated with: its own, or with `ema` the optimizer's averages, swapped in for the save."
+    import keras
+    swap = keras.callbacks.SwapEMAWeights(); swap.set_model(model)
+    if ema: swap._swap_variables()  # Keras's own exchange of the weights and their averages, for every backend and strategy
+    try: model.save_weights(str(path))
+    finally:
+        if ema: swap._swap_variables()
+
 def epochs_since_best(h:pd.DataFrame, # one phase's history rows, at least one
                      ) -> int: # finished epochs after the one with the lowest validation loss (early stopping's `wait`)
     return int(len(h) - 1 - h.val_loss.to_numpy(float).argmin())
@@ -253,6 +266,14 @@ def example_mean(running:list[float], # a Keras tracker's value after each batch
     r = np.asarray(running, np.float64); k = np.arange(1, len(r) + 1)
     batch_means = k*r - (k - 1)*np.concatenate([[0.0], r[:-1]])
     return float(np.dot(batch_means, sizes)/np.sum(sizes))
+
+def best_is_last(h:pd.DataFrame, # one phase's finished epochs (history rows) up to the backup's
+                ) -> bool: # whether the last of them has the lowest validation loss
+    """Whether the backup holds the weights of the phase's best epoch so far. The backup is taken before the best
+    checkpoint at each epoch's end, so a process killed between the two (or while the checkpoint was written) left a
+    checkpoint of an earlier epoch, or none: a resumed phase saves it again from the backup."""
+    loss = h.val_loss.to_numpy(float)
+    return bool(np.isfinite(loss).any()) and int(np.nanargmin(loss)) == len(loss) - 1
 
 def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p:dict, label:str, log=print, val_sizes=()):
     import keras
@@ -316,8 +337,9 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
 
     class Best(keras.callbacks.ModelCheckpoint):
         async_safe = True  # saves at epoch ends only
-        def on_train_begin(self, logs=None):
+        def on_train_begin(self, logs=None):  # runs after the backup is restored
             super().on_train_begin(logs); h = prior()
+            if best_is_last(h): save_validated_weights(self.model, ckpt, bool(p["ema_momentum"]))
             if len(h) and ckpt.exists(): self.best = float(h.val_loss.min())
 
     class NaNStop(keras.callbacks.TerminateOnNaN):
@@ -359,11 +381,15 @@ def fit_phase(model, # a compiled model
     label, restored, ckpt = tag.replace("_", " "), backup_epoch(run_dir, tag), best_checkpoint(run_dir, tag)
     h = read_history(run_dir/f"history_{tag[0]}.csv"); h = h[h.phase == phase]
     if restored is not None: h = h[h.epoch <= epoch_offset + restored]
-    if phase_finished(h, epochs, p["patience"]) and ckpt.exists():  # stopped after training, before the model was kept
+    backup = run_dir/"backup"/tag/"latest.weights.h5"  # Keras's name for the backup's weights
+    repair = restored is not None and backup.exists() and best_is_last(h)
+    if phase_finished(h, epochs, p["patience"]) and (ckpt.exists() or repair):  # stopped after training, before the model was kept
         log(f"{label}: trained in an earlier session ({len(h)} epochs, best {int(h.epoch[h.val_loss.idxmin()]) - epoch_offset}, "
             f"{_hms(h.wall_seconds.sum())}); its best weights are kept")
-        shutil.rmtree(run_dir/"backup"/tag, ignore_errors=True)
         if model.optimizer is not None and not model.optimizer.built: model.optimizer.build(model.trainable_variables)  # as fit would
+        if repair:  # the best epoch is the last, whose checkpoint may be missing: saved again from the backup (see `best_is_last`)
+            model.load_weights(str(backup)); save_validated_weights(model, ckpt, bool(p["ema_momentum"]))
+        shutil.rmtree(run_dir/"backup"/tag, ignore_errors=True)
         model.load_weights(str(ckpt)); return float(h.wall_seconds.sum())
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend: the strategy the model was built in
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1

@@ -83,6 +83,51 @@ def test_resume_after_kill(tmp_path, ema_momentum):
     assert (Path(p["run_dir"]) / "model_A.keras").exists()
 
 
+@pytest.mark.parametrize("epochs, ema_momentum", [(2, 0.0), (1, 0.5)])
+def test_kill_between_backup_and_best_checkpoint(tmp_path, epochs, ema_momentum):
+    """Killed after epoch 1's backup, before its best checkpoint was written: started again, the checkpoint holds the
+    weights validated at epoch 1 (with `ema_momentum` the averaged ones), whether training goes on (2 epochs) or not (1)."""
+    p = tiny_params(tmp_path, epochs_a=epochs, patience=10, ema_momentum=ema_momentum)
+    tiny_splits(p, tmp_path)
+    code = f"""
+        import os, signal, sys, numpy as np, keras, face_report.training as T
+        from face_report.training import resolve_params, train_model_a
+        from face_report.data import prepare_splits
+        p = {p!r}
+        ckpt = T.best_checkpoint(p["run_dir"], "A")
+        class Kill(keras.callbacks.Callback):  # runs right after the backup, before the best checkpoint
+            def on_epoch_end(self, epoch, logs=None): os.kill(os.getpid(), signal.SIGKILL)
+        class Check(keras.callbacks.Callback):  # runs last: the checkpoint must hold the weights validated at epoch 1
+            def on_train_begin(self, logs=None):
+                opt = self.model.optimizer
+                validated = opt._model_variables_moving_average if p["ema_momentum"] else opt._trainable_variables
+                want = [keras.ops.convert_to_numpy(v) for v in validated]
+                self.model.save_weights(os.path.join(os.getcwd(), "now.weights.h5")); self.model.load_weights(str(ckpt))
+                got = [keras.ops.convert_to_numpy(v) for v in opt._trainable_variables]
+                print("CHECKPOINT HOLDS EPOCH 1:", all(np.array_equal(a, b) for a, b in zip(want, got)))
+                self.model.load_weights(os.path.join(os.getcwd(), "now.weights.h5"))
+        def wrapped(*a, **k):
+            cbs, c = callbacks(*a, **k)
+            i = next(i for i, cb in enumerate(cbs) if isinstance(cb, keras.callbacks.BackupAndRestore))
+            return (cbs[:i + 1] + [Kill()] + cbs[i + 1:] if sys.argv[1] == "kill" else cbs + [Check()]), c
+        callbacks, T._callbacks = T._callbacks, wrapped
+        s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"])
+        m = T.train_model_a(s, params=p)
+        print("KEPT VAL AGE MAE", m["val"]["age_mae"])
+    """
+    killed = run_child(code.replace("sys.argv[1]", "'kill'"), tmp_path); out, _ = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, out
+    run = Path(p["run_dir"])
+    assert pd.read_csv(run / "history_A.csv").epoch.tolist() == [1] and (run / "backup" / "A").exists()
+    again = run_child(code.replace("sys.argv[1]", "'check'"), tmp_path); out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out
+    if epochs > 1: assert "CHECKPOINT HOLDS EPOCH 1: True" in out, out
+    h = pd.read_csv(run / "history_A.csv")
+    assert h.epoch.tolist() == list(range(1, epochs + 1)), h
+    kept = float(re.search(r"KEPT VAL AGE MAE (\S+)", out).group(1))
+    assert kept == pytest.approx(h.val_age_mae[h.val_loss.idxmin()], rel=1e-4), (kept, h)
+
+
 @pytest.mark.parametrize("ema_momentum", [0.0, 0.5])
 def test_best_epoch_is_the_model_kept(tmp_path, ema_momentum):
     "The kept model is the one validated at the best epoch: with `ema_momentum`, the averaged weights."
