@@ -262,7 +262,8 @@ def phase_finished(h:pd.DataFrame, # one phase's history rows (`read_history`), 
 def example_mean(running:list[float], # a Keras tracker's value after each batch: the running mean of the batch means
                  sizes:list[int], # the batches' sizes
                 ) -> float: # the mean over examples
-    "The mean over examples behind Keras's per-output loss trackers, which average batch means without weighting them."
+    """The mean over examples behind Keras's per-output loss trackers on TensorFlow, which average batch means without
+    weighting them there (the batch size is unknown when the step is traced; on JAX it is known and weights each mean)."""
     r = np.asarray(running, np.float64); k = np.arange(1, len(r) + 1)
     batch_means = k*r - (k - 1)*np.concatenate([[0.0], r[:-1]])
     return float(np.dot(batch_means, sizes)/np.sum(sizes))
@@ -278,11 +279,13 @@ def best_is_last(h:pd.DataFrame, # one phase's finished epochs (history rows) up
 def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p:dict, label:str, log=print, val_sizes=()):
     import keras
     hist_path = run_dir/f"history_{tag[0]}.csv"
+    recompute = keras.backend.backend() == "tensorflow"  # see `example_mean`
     ckpt = best_checkpoint(run_dir, tag); ckpt.parent.mkdir(parents=True, exist_ok=True)
 
     class History(keras.callbacks.Callback):
         """Append one row per finished epoch; on resume drop rows of epochs that will be re-run and sum the kept ones' time.
-        The validation losses per output are means over images (`example_mean` of the trackers after each batch)."""
+        The validation losses per output are means over images: on TensorFlow `example_mean` of the trackers after each
+        batch, on other backends (static shapes) the trackers' own values."""
         async_safe = True  # its batch hook may run in Keras's thread pool (JAX): it keys each batch's values by number
         def on_train_begin(self, logs=None):
             self.t0, self.trimmed, self.earlier_seconds = time.time(), False, 0.0
@@ -298,11 +301,12 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
                           f"session ({_hms(self.earlier_seconds)}) and the best weights so far were kept")
         def on_test_begin(self, logs=None): self.running = {}
         def on_test_batch_end(self, batch, logs=None):
+            if not recompute: return  # (and no wait for each step's values on JAX)
             self.running[batch] = {k: float(keras.ops.convert_to_numpy(v)) for k, v in (logs or {}).items() if k in ("gender_loss", "age_loss")}
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
             running = [self.running[b] for b in sorted(getattr(self, "running", {}))]
-            if len(running) == len(val_sizes):  # one value per batch (not so with steps_per_execution > 1)
+            if recompute and len(running) == len(val_sizes):  # one value per batch (not so with steps_per_execution > 1)
                 logs.update({f"val_{k}": example_mean([r[k] for r in running], val_sizes) for k in running[0]})
             row = {c: logs.get(c, np.nan) for c in HISTORY_COLUMNS}
             row.update(epoch=epoch_offset + epoch + 1, phase=phase, wall_seconds=round(time.time() - self.te, 2),

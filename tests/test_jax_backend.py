@@ -37,7 +37,7 @@ assert all(np.array_equal(x, y) for x, y in zip(a, b))  # the same seed and epoc
 assert all(0 <= x.min() and x.max() <= 255 and x.dtype == np.float32 for x in a)
 assert not np.array_equal(batches(1)[0], a[0])  # another epoch: other draws (and order)
 
-p = resolve_params("quick", n_images=30, test_size=8, image_size=32, epochs_a=2, batch_size=8, eval_batch_size=16,
+p = resolve_params("quick", n_images=30, test_size=8, image_size=32, epochs_a=2, batch_size=8, eval_batch_size=4,
                    run_dir="run", data="UTKFace")
 callbacks, _ = _callbacks(Path("run"), "A", 1, 0, 2, {**p, "ema_momentum": 0.9}, "A", val_sizes=[16])
 hooks = keras.callbacks.CallbackList(callbacks)
@@ -57,6 +57,8 @@ m = train_model_a(s, params=p, log=said.append)
 assert any("backend trains on the CPU here" in line for line in said) == (jax.default_backend() == "cpu")
 h = pd.read_csv("run/history_A.csv")
 assert h.epoch.tolist() == [1, 2] and np.isfinite(h[["loss", "val_gender_loss", "val_age_loss"]].to_numpy()).all()
+assert len(s.frames["val"]) % p["eval_batch_size"]  # a smaller last batch: the validation losses are still means over images
+np.testing.assert_allclose(h.val_age_loss, h.val_age_mae, rtol=1e-5)
 s.frames["train"] = s.frames["train"].assign(age=np.nan)
 with pytest.raises(TrainingError, match="NaN.*Kept"):
     train_model_a(s, params={**p, "run_dir": "run_nan"}, log=lambda *a: None)
