@@ -17,12 +17,13 @@ except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
-           'DECODE_VERSION', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'data_source', 'cache_root', 'file_lock',
-           'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'load_utkface',
-           'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
-           'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits',
-           'prepare_splits', 'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset',
-           'stateless_augmenter', 'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
+           'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'data_source',
+           'cache_root', 'file_lock', 'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name',
+           'check_image', 'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band',
+           'stratified_sample', 'make_splits', 'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image',
+           'decode_images', 'Splits', 'prepare_splits', 'affine_matrices', 'random_affine', 'build_augmenter',
+           'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples', 'plot_age_distribution',
+           'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -373,6 +374,9 @@ def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
         raise ImageError(path, f"unreadable or corrupt image ({e})") from None
 
 DECODE_VERSION = 3  # of `load_image`: a change bumps it, and the decoded-image caches are built again
+MAX_IMAGE_SIZE = 512  # pixels: UTKFace's crops are 200 px, and larger sides only enlarge the cache (and a typo's)
+
+def _mib(n:int) -> str: return f"{n/2**20:,.0f} MiB"
 
 def decode_images(paths:list[str], # image files
                   size:int, # side in pixels
@@ -382,7 +386,11 @@ def decode_images(paths:list[str], # image files
     key = hashlib.sha1(f"{DECODE_VERSION}|{size}|{_fingerprint([Path(p) for p in paths])}|{'|'.join(map(str, paths))}".encode()).hexdigest()[:16]
     out = cache_root(cache_dir)/"arrays"/f"{len(paths)}x{size}-{key}.npy"
     if not out.exists():
+        if not 1 <= size <= MAX_IMAGE_SIZE: raise DataError(f"image size {size} px: choose 1 to {MAX_IMAGE_SIZE} (UTKFace's crops are 200 px)")
         out.parent.mkdir(parents=True, exist_ok=True)
+        need, free = len(paths)*size*size*3, shutil.disk_usage(out.parent).free
+        if need > free: raise DataError(f"{out.parent}: {len(paths):,} images at {size} px need {_mib(need)}, {_mib(free)} are free; "
+                                        "point FACE_REPORT_CACHE at a larger disk or choose a smaller image size")
         tmp = out.with_suffix(f".partial{os.getpid()}.npy")
         try:
             arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))

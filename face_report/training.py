@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits
+from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'NUMBER', 'CHOICES',
-           'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError', 'resolve_params',
-           'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
+__all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX',
+           'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError',
+           'resolve_params', 'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
            'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
            'read_history', 'backup_epoch', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best',
            'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct',
@@ -51,9 +51,10 @@ RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "image_size", "batc
 # run keys added later, with the value that runs made before them trained with
 RUN_KEYS_ADDED = dict(ema_momentum=0.0)
 
-# what each parameter may be: a whole number from a minimum, a number in an interval, or one of some choices
+# what each parameter may be: a whole number from a minimum (and to a maximum), a number in an interval, or one of some choices
 WHOLE = dict(n_images=1, test_size=0, seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
              epochs_a=1, epochs_b1=1, epochs_b2=1, n_unfreeze=0)
+WHOLE_MAX = dict(image_size=MAX_IMAGE_SIZE)
 _OPEN, _FROM = (0, 1, False), (0, 1, True)  # (low, high, low allowed): 0 < x < 1 and 0 <= x < 1
 NUMBER = dict(val_fraction=_OPEN, lr_a=_OPEN, lr_b1=_OPEN, lr_b2=_OPEN, lr_factor=_OPEN, label_smoothing=_FROM, min_lr=_FROM,
               ema_momentum=_FROM, age_weight_a=(0, math.inf, True), age_weight_b=(0, math.inf, True), l2=(0, math.inf, True),
@@ -69,6 +70,7 @@ def check_params(p:dict, # from `resolve_params`
         if k == "n_images" and p[k] is None: continue
         if isinstance(p[k], bool) or not isinstance(p[k], int): bad(k, "must be a whole number")
         if p[k] < lo: bad(k, f"must be at least {lo}")
+        if p[k] > WHOLE_MAX.get(k, math.inf): bad(k, f"must be at most {WHOLE_MAX[k]}")
     for k, (lo, hi, lo_ok) in NUMBER.items():
         if isinstance(p[k], bool) or not isinstance(p[k], (int, float)): bad(k, "must be a number")
         if not (lo <= p[k] if lo_ok else lo < p[k]) or not p[k] < hi: bad(k, f"must be in {'[' if lo_ok else '('}{lo}, {hi})")
@@ -479,11 +481,13 @@ def evaluate_model(model, # a trained model
 # %% ../nbs/02_training.ipynb #d7fe181c
 def read_json(path:str|Path, # e.g. `run_dir/"metrics.json"`
              ) -> dict: # its contents, {} when missing
-    "A run folder's JSON file, or {} when it does not exist yet; `ValueError` naming the file when it is not JSON."
+    "A run folder's JSON file, or {} when it does not exist yet; `ValueError` naming the file when it is not a JSON object."
     path = Path(path)
     if not path.exists(): return {}
-    try: return json.loads(path.read_text())
+    try: obj = json.loads(path.read_text())
     except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); it was edited or written only in part") from None
+    if not isinstance(obj, dict): raise ValueError(f"{path} holds a JSON {type(obj).__name__}, not an object of named values; it was edited")
+    return obj
 
 def write_json(path:str|Path, # where to write
                obj:dict, # JSON-serialisable; other values are written as `str(value)`
