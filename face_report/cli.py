@@ -29,10 +29,12 @@ def _overrides(args) -> dict:
 def cmd_data(args:argparse.Namespace, # parsed by `build_parser`
             ) -> int: # exit code
     "Print the split table and the rejected-file summary."
-    from face_report.data import load_utkface, make_splits, split_table, rejected_summary, rejected_files, decode_images
+    from face_report.data import (MAX_IMAGE_SIZE, load_utkface, make_splits, split_table, rejected_summary, rejected_files,
+                                  decode_images)
     import time
     if args.n_images < 0: raise ValueError(f"--n-images {args.n_images}: give 0 (every image outside the test split) or more")
-    if args.image_size < 0: raise ValueError(f"--image-size {args.image_size}: give 0 (no decoded-image cache) or a side in pixels")
+    if not 0 <= args.image_size <= MAX_IMAGE_SIZE:
+        raise ValueError(f"--image-size {args.image_size}: give 0 (no decoded-image cache) or a side of 1 to {MAX_IMAGE_SIZE} pixels")
     df = load_utkface(args.data, report=False)
     print(rejected_summary(df))
     rej = rejected_files(df)
@@ -166,8 +168,9 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else "").parse_args(argv)
     try: return args.func(args)
-    except KeyboardInterrupt:
-        print("interrupted: finished epochs and executed pages are kept; run the same command again, without --retrain, to resume", file=sys.stderr)
+    except KeyboardInterrupt:  # (`predict` says what it kept itself)
+        print("interrupted" + (": finished epochs and executed pages are kept; run the same command again, without --retrain, to resume"
+                               if args.command in ("train", "run") else ""), file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, OSError) as e:  # OSError: a folder that is a file, an --out in no folder, ...
         if os.environ.get("FACE_REPORT_DEBUG"): raise

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_predict.ipynb #6838f135
 from __future__ import annotations
-import argparse, functools, glob, json, sys, tempfile, warnings
+import argparse, functools, glob, json, os, sys, tempfile, warnings, zipfile
 from pathlib import Path
 
 import cv2
@@ -16,7 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
-from .data import ImageError, MAX_PIXELS, PixelFormatError, check_file, decode_images, load_image, to_rgb
+from .data import (ImageError, MAX_PIXELS, PixelFormatError, check_file, decode_images, load_image, to_rgb,
+                              write_text_atomic)
 from .training import gender_pred, read_json
 from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
                                   paired_age_test, per_image_results)
@@ -25,22 +26,32 @@ from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
            'check_image_size', 'read_photo', 'face_cascade', 'detect_faces', 'face_crop', 'PredictorError',
            'model_image_size', 'float32_model', 'check_outputs', 'load_predictor', 'as_predictors', 'image_batch',
-           'predict_arrays', 'predict_paths', 'mirror_comparison', 'export_model', 'exported_predictor', 'check_export',
-           'add_predict_arguments', 'predict_main', 'add_export_arguments', 'export_main']
+           'predict_arrays', 'PredictionInterrupted', 'predict_paths', 'mirror_comparison', 'export_model',
+           'exported_predictor', 'check_export', 'add_predict_arguments', 'out_problem', 'write_predictions',
+           'predict_main', 'add_export_arguments', 'export_main']
 
 # %% ../nbs/04_predict.ipynb #76367cf6
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 def _is_image_name(p:Path) -> bool: return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
 
+def _walk(folder:Path) -> list[Path]:
+    "Every file under `folder`, sorted; linked folders are followed, each real folder once (a link back up is not a loop)."
+    seen, found = set(), []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        if (real := os.path.realpath(root)) in seen: dirs[:] = []; continue
+        seen.add(real); dirs.sort()
+        found += [Path(root)/f for f in sorted(files)]
+    return found
+
 def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
                 ) -> list[tuple[str, str]]: # (file, error) pairs in order, error "" for files to try
-    "Turn files, folders (recursive) and glob patterns into a list of files; what matches nothing gets an error."
-    out = {}
+    "Turn files, folders (recursive) and glob patterns into a list of files, each real file once; what matches nothing gets an error."
+    out, real = {}, set()
     for arg in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(arg)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if _is_image_name(f))
+            found = [f for f in _walk(p) if _is_image_name(f)]
             if not found: out.setdefault(str(p), "no image files in folder")
         elif p.exists(): found = [p]
         elif any(c in str(arg) for c in "*?["):
@@ -49,7 +60,8 @@ def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
         else:
             found = []
             out.setdefault(str(p), "file not found")
-        for f in found: out.setdefault(str(f), "")
+        for f in found:
+            if (r := os.path.realpath(f)) not in real: real.add(r); out.setdefault(str(f), "")
     return list(out.items())
 
 # %% ../nbs/04_predict.ipynb #5f2e9771
@@ -133,11 +145,12 @@ class PredictorError(ValueError):
     "A model or run folder cannot be used for prediction; the message says which and why."
 
 def model_image_size(m:keras.Model, # a model taking (None, S, S, 3) RGB images
+                     where:str|Path|None=None, # the file it came from, for the message
                     ) -> int: # S, the side in pixels it must be fed
     "The square image size a model takes, from its input shape."
     shape = tuple(m.input_shape) if not isinstance(m.input_shape, list) else None
     if shape is None or len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
-        raise PredictorError(f"model {m.name!r} must take one (None, S, S, 3) image input, not {m.input_shape}")
+        raise PredictorError(f"{where or f'model {m.name!r}'} must take one (None, S, S, 3) RGB image input, not {m.input_shape}")
     return int(shape[1])
 
 def _float32_config(cfg):
@@ -151,7 +164,8 @@ def _float32_config(cfg):
 def float32_model(m:keras.Model, # a model, possibly built under a mixed-precision policy
                  ) -> keras.Model: # `m` itself when it computes in float32, else a float32 copy with the same weights
     "The model computing in float32: mixed policies keep the weights in float32, so the copy loses nothing."
-    cfg = m.get_config()
+    try: cfg = m.get_config()
+    except NotImplementedError: return m  # a subclassed model without a config: used as it is
     new = _float32_config(cfg)
     if new == cfg: return m
     copy = m.__class__.from_config(new)
@@ -161,17 +175,25 @@ def float32_model(m:keras.Model, # a model, possibly built under a mixed-precisi
 def check_outputs(m:keras.Model, # a model to predict with
                   where:str|Path|None=None, # the file it came from, for the message
                  ) -> keras.Model: # `m`, when it has the two outputs of this project's models
-    "Refuse a model without outputs named `gender` and `age`, naming it and the outputs it has."
+    "Refuse a model without outputs named `gender` and `age` of one value per image, naming it and the outputs it has."
     have = list(getattr(m, "output_names", None) or [])  # a Sequential model names none
     if not {"gender", "age"} <= set(have):
         raise PredictorError(f"{where or f'model {m.name!r}'}: its outputs are {have or 'unnamed'}, "
                              "not 'gender' and 'age': not a model of this project")
+    for name, out in zip(have, keras.tree.flatten(m.outputs)):
+        if name in ("gender", "age") and not all(d == 1 for d in tuple(out.shape)[1:]):
+            raise PredictorError(f"{where or f'model {m.name!r}'}: its output {name!r} has shape {tuple(out.shape)}, not one value "
+                                 "per image (None, 1): not a model of this project")
     return m
 
 def _load_keras(path:Path) -> keras.Model:
+    if not zipfile.is_zipfile(path): raise PredictorError(f"{path}: not a Keras model file (a .keras file is a zip archive)")
     try: m = keras.models.load_model(path, compile=False)
-    except Exception as e: raise PredictorError(f"{path}: cannot load the model ({type(e).__name__}: {e})") from None
-    return float32_model(check_outputs(m, path))
+    except Exception as e:  # Keras's own message, first line: some dump a whole layer config after it
+        said = (str(e).strip().splitlines() or [""])[0]
+        raise PredictorError(f"{path}: cannot load the model ({type(e).__name__}: {said[:300]})") from None
+    model_image_size(check_outputs(m, path), path)
+    return float32_model(m)
 
 def load_predictor(path:str|Path, # a run folder or a .keras file
                    model:str="both", # "A", "B" or "both" (run folders only)
@@ -182,9 +204,7 @@ def load_predictor(path:str|Path, # a run folder or a .keras file
     if path.suffix == ".keras" and not path.is_dir():
         if not path.exists(): raise PredictorError(f"{path}: model file not found")
         if model != "both": raise PredictorError(f"{path}: a .keras file is one model; model={model!r} chooses within a run folder")
-        models = {path.stem: _load_keras(path)}
-        for m in models.values(): model_image_size(m)
-        return models
+        return {path.stem: _load_keras(path)}
     if not path.is_dir(): raise PredictorError(f"{path}: neither a run folder nor a .keras file")
     names = ("A", "B") if model == "both" else (model,)
     files = {n: path/f"model_{n}.keras" for n in names if (path/f"model_{n}.keras").exists()}
@@ -193,9 +213,11 @@ def load_predictor(path:str|Path, # a run folder or a .keras file
     params = path/"params.json"
     try: recorded = read_json(params).get("image_size")
     except ValueError as e: raise PredictorError(str(e)) from None
+    if recorded is not None and (isinstance(recorded, bool) or not isinstance(recorded, int)):
+        raise PredictorError(f"{params}: image_size {recorded!r} is not a whole number of pixels; the file was edited")
     for n, m in models.items():
         size = model_image_size(m)
-        if recorded is not None and int(recorded) != size:
+        if recorded is not None and recorded != size:
             raise PredictorError(f"{files[n]} takes {size} px images but {params} records image_size={recorded}: "
                                  "the run folder mixes models from different runs")
     return models
@@ -203,9 +225,11 @@ def load_predictor(path:str|Path, # a run folder or a .keras file
 def as_predictors(model_or_run:str|Path|keras.Model|dict, # run folder, .keras file, model, or name -> model
                   model:str="both", # "A", "B" or "both" (run folders only)
                  ) -> dict[str, keras.Model]: # name -> model
-    "Accept a run folder, a `.keras` file, a loaded model or a dict of them."
-    if isinstance(model_or_run, keras.Model): return {model_or_run.name: check_outputs(model_or_run)}
-    if isinstance(model_or_run, dict): return {n: check_outputs(m, f"model {n!r}") for n, m in model_or_run.items()}
+    "Accept a run folder, a `.keras` file, a loaded model or a dict of names to models or `.keras` files; all compute in float32."
+    if isinstance(model_or_run, keras.Model): return {model_or_run.name: float32_model(check_outputs(model_or_run))}
+    if isinstance(model_or_run, dict):
+        return {n: _load_keras(Path(m)) if isinstance(m, (str, Path)) else float32_model(check_outputs(m, f"model {n!r}"))
+                for n, m in model_or_run.items()}
     return load_predictor(model_or_run, model)
 
 # %% ../nbs/04_predict.ipynb #45d33fd2
@@ -265,6 +289,11 @@ def _faces(file:str, detect:bool) -> list[dict]:
     return [{"file": file, "face": i, "box": tuple(int(v) for v in b),
              "load": functools.partial(resized, face_crop(image, b))} for i, b in enumerate(boxes)]
 
+class PredictionInterrupted(KeyboardInterrupt):
+    "Ctrl-C during `predict_paths`: `table` holds the rows of the `done` files finished before it, of `total`."
+    def __init__(self, table:pd.DataFrame, done:int, total:int):
+        super().__init__(f"interrupted after {done} of {total} files"); self.table, self.done, self.total = table, done, total
+
 def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras file, model, or name -> model
                   paths:str|Path|list, # image files, folders (recursive) or glob patterns
                   model:str="both", # "A", "B" or "both" of a run folder
@@ -273,7 +302,8 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
                   progress:bool=True, # progress bar on stderr for long lists
                   mirror:bool=False, # average each image's predictions with its mirror image's (twice the time)
                  ) -> pd.DataFrame: # file, model, age_pred, gender_pred, p_female, error (+ face, box_* with detect)
-    "Predict age and gender for images, one row per image (or detected face) and model; unusable files get an `error`."
+    """Predict age and gender for images, one row per image (or detected face) and model; unusable files get an `error`.
+    Ctrl-C raises `PredictionInterrupted`, a `KeyboardInterrupt` that carries the rows of the files finished before it."""
     models = as_predictors(model_or_run, model)
     sizes = {n: model_image_size(m) for n, m in models.items()}
     files = expand_paths(paths)
@@ -289,24 +319,30 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
             except Exception as e: error_rows(unit, f"unreadable image ({type(e).__name__}: {e})"); continue
             for s, a in loaded.items(): arrays[s].append(a)
             ok.append(unit)
-        if ok:
-            for n, m in models.items():
-                pred = predict_arrays(m, np.stack(arrays[sizes[n]]), mirror)
-                rows.extend({**u, "model": n, "p_female": p, "age_pred": a, "error": ""}
-                            for u, p, a in zip(ok, pred["p_female"], pred["age_pred"]))
-        pending.clear()
-    with tqdm(total=len(files), desc="predict", unit="file", file=sys.stderr,
-              disable=not progress or len(files) < PROGRESS_MIN) as bar:
-        for order, (file, err) in enumerate(files):
-            unit = {"order": order, "file": file}
-            try:
-                if err: raise ImageError(file, err)
-                pending.extend({**unit, **u} for u in _faces(file, detect))
-            except ImageError as e: error_rows(unit, e.reason)
-            except Exception as e: error_rows(unit, f"cannot process the image ({type(e).__name__}: {e})")
-            if len(pending) >= batch_size: flush()
-            bar.update()
-        flush()
+        done = []  # added to `rows` once every model has predicted the batch: an interrupted batch leaves no row
+        for n, m in models.items():
+            if not ok: break
+            pred = predict_arrays(m, np.stack(arrays[sizes[n]]), mirror)
+            done.extend({**u, "model": n, "p_female": p, "age_pred": a, "error": ""}
+                        for u, p, a in zip(ok, pred["p_female"], pred["age_pred"]))
+        rows.extend(done); pending.clear()
+    try:
+        with tqdm(total=len(files), desc="predict", unit="file", file=sys.stderr,
+                  disable=not progress or len(files) < PROGRESS_MIN) as bar:
+            for order, (file, err) in enumerate(files):
+                unit = {"order": order, "file": file}
+                try:
+                    if err: raise ImageError(file, err)
+                    pending.extend({**unit, **u} for u in _faces(file, detect))
+                except ImageError as e: error_rows(unit, e.reason)
+                except Exception as e: error_rows(unit, f"cannot process the image ({type(e).__name__}: {e})")
+                if len(pending) >= batch_size: flush()
+                bar.update()
+            flush()
+    except KeyboardInterrupt:
+        unfinished = {u["order"] for u in pending}  # a file's faces are pending together: it has no row yet, or all
+        kept = [r for r in rows if r["order"] not in unfinished]
+        raise PredictionInterrupted(_table(kept, list(models), detect), len({r["order"] for r in kept}), len(files)) from None
     return _table(rows, list(models), detect)
 
 def _table(rows:list[dict], names:list[str], detect:bool) -> pd.DataFrame:
@@ -381,10 +417,18 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
     if fmt not in EXPORT_FORMATS: raise PredictorError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
     models = as_predictors(model_or_run, model)
     out_dir = Path(out_dir) if out_dir is not None else _default_export_dir(model_or_run)
+    stems = {name: f"model_{name}" if name in ("A", "B") else name for name in models}
+    if fmt == "keras":  # never over the model being exported, nor over a run folder's trained models
+        src = Path(model_or_run) if isinstance(model_or_run, (str, Path)) else None
+        sources = {p.resolve() for p in ([src] if src.suffix == ".keras" else src.glob("model_*.keras"))} if src else set()
+        for stem in stems.values():
+            if (path := out_dir/f"{stem}.keras").exists() and (path.resolve() in sources or (out_dir/"params.json").exists()):
+                raise PredictorError(f"{path} is a trained model{' (the one exported)' if path.resolve() in sources else ''}: "
+                                     "the export would overwrite it; choose another output folder")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, m in models.items():
-        stem = f"model_{name}" if name in ("A", "B") else name
+        stem = stems[name]
         if fmt == "keras":
             path = out_dir/f"{stem}.keras"; m.save(path)
         elif fmt == "savedmodel":
@@ -443,6 +487,30 @@ def add_predict_arguments(parser:argparse.ArgumentParser, # a parser or sub-pars
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
     return parser
 
+def out_problem(out:Path, # where a command will write a file
+               ) -> str|None: # why it cannot, or None
+    "Why `out` could not be written, said before any work is done: it is a folder, or a file stands where a folder must be."
+    if out.is_dir(): return f"{out} is a folder"
+    parent = next(p for p in out.absolute().parents if p.exists())  # the nearest existing folder it would be made in
+    if not parent.is_dir(): return f"{parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK): return f"{parent} is not writable"
+    return None
+
+def write_predictions(df:pd.DataFrame, # from `predict_paths`
+                      out:Path|None, # a .csv or .json file; None: CSV on stdout
+                     ):
+    """Write the table; a file through a temporary file renamed into place, so an existing one is replaced whole or kept.
+    File names that are not valid UTF-8 (Latin-1 names from old disks) are written with their odd bytes as `\\xNN`."""
+    df = df.assign(file=[os.fsencode(f).decode("utf-8", "backslashreplace") for f in df.file])
+    if out is None: df.to_csv(sys.stdout, index=False); return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out, df.to_json(orient="records", indent=1) if out.suffix.lower() == ".json" else df.to_csv(index=False))
+
+def _summary(df:pd.DataFrame) -> str:
+    ok = df[df.error == ""]
+    return (f"{ok.file.nunique()} of {df.file.nunique()} files ({len(ok)} rows)"
+            + (f", {df[df.error != ''].file.nunique()} with errors" if (df.error != "").any() else ""))
+
 def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_predict_arguments`
                 ) -> int: # exit code: 0 when at least one image was predicted, 1 when none, 2 for unusable arguments
     "Run `face-report predict`: predictions as CSV on stdout or in `--out` (.csv or .json); a summary on stderr."
@@ -450,19 +518,18 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
     if args.batch_size < 1: print(f"error: --batch-size must be at least 1, not {args.batch_size}", file=sys.stderr); return 2
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         print(f"error: --out must end in .csv or .json, not {out.name!r}", file=sys.stderr); return 2
+    if out is not None and (why := out_problem(out)): print(f"error: --out {out}: {why}", file=sys.stderr); return 2
     try: df = predict_paths(args.model_or_run, args.paths, model=args.model, detect=args.detect,
                             batch_size=args.batch_size, progress=args.progress, mirror=args.mirror)
     except (PredictorError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
-    if out is None: df.to_csv(sys.stdout, index=False)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".json": df.to_json(out, orient="records", indent=1)
-        else: df.to_csv(out, index=False)
-    ok = df[df.error == ""]
-    print(f"predicted {ok.file.nunique()} of {df.file.nunique()} files ({len(ok)} rows)"
-          + (f", {df[df.error != ''].file.nunique()} with errors" if (df.error != "").any() else "")
-          + (f"; written to {out}" if out else ""), file=sys.stderr)
-    return 0 if len(ok) else 1
+    except PredictionInterrupted as e:
+        write_predictions(e.table, out)
+        print(f"interrupted after {e.done} of {e.total} files: predicted {_summary(e.table)}; "
+              + (f"written to {out}" if out else "written above") + f"; the other {e.total - e.done} were not predicted", file=sys.stderr)
+        return 130
+    write_predictions(df, out)
+    print(f"predicted {_summary(df)}" + (f"; written to {out}" if out else ""), file=sys.stderr)
+    return 0 if (df.error == "").any() else 1
 
 def add_export_arguments(parser:argparse.ArgumentParser, # a parser or sub-parser to fill
                         ) -> argparse.ArgumentParser: # the same parser
@@ -478,9 +545,9 @@ def export_main(args:argparse.Namespace, # parsed by a parser filled with `add_e
                ) -> int: # exit code: 0 when every export matches its original
     "Run `face-report export`: write the exports, check each against its original, print one line per export."
     try:
-        models = as_predictors(args.run, args.model)
         out_dir = Path(args.out) if args.out else _default_export_dir(args.run)
-        paths = export_model(models, args.format, out_dir)
+        paths = export_model(args.run, args.format, out_dir, args.model)  # which checks it overwrites no trained model
+        models = as_predictors(args.run, args.model)  # the originals, to check the exports against
     except (PredictorError, OSError) as e: print(f"error: {e}", file=sys.stderr); return 2
     code = 0
     for (name, m), path in zip(models.items(), paths):
