@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_training.ipynb #da8e17e1
 from __future__ import annotations
-import hashlib, json, math, os, platform, shutil, sys, time
+import hashlib, json, math, os, platform, shutil, sys, time, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utk
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX',
-           'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'check_params', 'TrainingError',
+           'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'TRAINED', 'check_params', 'TrainingError',
            'resolve_params', 'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
            'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
            'read_history', 'backup_epoch', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best',
@@ -373,6 +373,16 @@ def _hms(s:float) -> str:
     s = int(round(s)); return f"{s//3600}:{s%3600//60:02d}:{s%60:02d}"
 
 # %% ../nbs/02_training.ipynb #0d7fe4c4
+def _lost_epochs(backup:Path, hist:Path, rows:pd.DataFrame, h:pd.DataFrame, restored:int|None) -> str|None:
+    "Why a phase cannot resume its finished epochs (its backup and its history disagree), or None when it can."
+    if restored is None and backup.exists():  # Keras writes the weights, then the metadata: stopped in between, at epoch 1
+        return f"its backup {backup} was cut short while the first epoch was saved (it has no training_metadata.json)"
+    if restored is None and len(rows):
+        return f"{hist.name} lists {len(rows)} finished epoch(s), but their backup {backup} is gone, so they cannot be resumed"
+    if restored is not None and len(h) < restored:
+        return f"its backup holds {restored} finished epoch(s), but {hist.name} lists {len(h)} of them (the file was deleted or edited)"
+    return None
+
 def fit_phase(model, # a compiled model
               splits:Splits, # data from `prepare_splits`
               run_dir:Path, # the run folder
@@ -385,8 +395,9 @@ def fit_phase(model, # a compiled model
              ) -> float: # wall seconds; a resumed phase adds the finished epochs of earlier sessions
     "Train one phase with early stopping, LR schedule, best checkpoint and resume; load the best weights at the end."
     label, restored, ckpt = tag.replace("_", " "), backup_epoch(run_dir, tag), best_checkpoint(run_dir, tag)
-    h = read_history(run_dir/f"history_{tag[0]}.csv"); h = h[h.phase == phase]
-    if restored is not None: h = h[h.epoch <= epoch_offset + restored]
+    hist = run_dir/f"history_{tag[0]}.csv"
+    rows = read_history(hist); rows = rows[rows.phase == phase]
+    h = rows if restored is None else rows[rows.epoch <= epoch_offset + restored]
     backup = run_dir/"backup"/tag/"latest.weights.h5"  # Keras's name for the backup's weights
     repair = restored is not None and backup.exists() and best_is_last(h)
     if phase_finished(h, epochs, p["patience"]) and (ckpt.exists() or repair):  # stopped after training, before the model was kept
@@ -397,6 +408,8 @@ def fit_phase(model, # a compiled model
             model.load_weights(str(backup)); save_validated_weights(model, ckpt, bool(p["ema_momentum"]))
         shutil.rmtree(run_dir/"backup"/tag, ignore_errors=True)
         model.load_weights(str(ckpt)); return float(h.wall_seconds.sum())
+    if (why := _lost_epochs(run_dir/"backup"/tag, hist, rows, h, restored)):  # said, and the phase starts again
+        log(f"{label}: {why}; the phase starts again at epoch 1"); shutil.rmtree(run_dir/"backup"/tag, ignore_errors=True)
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend: the strategy the model was built in
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     bs = p["batch_size"]*replicas  # the global batch: `batch_size` per replica, as Keras recommends
@@ -495,12 +508,17 @@ def write_json(path:str|Path, # where to write
     "Write `obj` as JSON atomically (a reader never sees half a file)."
     write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
+TRAINED = ("model_A.keras", "model_B.keras", "history_A.csv", "history_B.csv", "metrics.json", "checkpoints")  # what training leaves
+
 def check_run_folder(params:dict, # from `resolve_params`
                     ) -> Path: # the run folder (not created)
     "Refuse a run folder that holds a run with other parameters or other images (`splits_fingerprint`), unless `params` asks to retrain."
     run_dir = Path(params["run_dir"])
     old = read_json(run_dir/"params.json")
     if old: old = {**RUN_KEYS_ADDED, **old}  # a run made before a key was added trained with its old value
+    elif not params.get("retrain") and (left := [f for f in TRAINED if (run_dir/f).exists()]):
+        raise TrainingError(f"{run_dir} holds {', '.join(left)} but no params.json: the parameters they were trained with are "
+                            "unknown; restore params.json, use another run folder, or retrain=True (--retrain) to replace them")
     diff = {k: (old.get(k), params.get(k)) for k in RUN_KEYS if k in old and old.get(k) != params.get(k)}
     if old.get("precision_requested", params.get("precision")) != params.get("precision"):
         diff["precision"] = (old["precision_requested"], params.get("precision"))
@@ -608,8 +626,13 @@ def _record(run_dir:Path, tag:str, metrics:dict, seconds:dict, params:dict):
 def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None:
     "A finished model's metrics (re-evaluated from the saved model when the evaluation changed), or None."
     import keras
-    m = read_json(run_dir/"metrics.json")
-    if not (m.get(tag) and (run_dir/f"model_{tag}.keras").exists()): return None
+    m, model_file, history = read_json(run_dir/"metrics.json"), run_dir/f"model_{tag}.keras", run_dir/f"history_{tag}.csv"
+    if not (m.get(tag) and model_file.exists()): return None
+    if not zipfile.is_zipfile(model_file):  # cut short or overwritten: made again from the best checkpoint, as a missing one is
+        log(f"Model {tag}: {model_file} is not a readable .keras file; it is made again from the best weights"); return None
+    if not history.exists():
+        raise TrainingError(f"{history} is missing: Model {tag}'s epochs are unknown, so the report cannot draw its learning "
+                            f"curves; restore the file, or train Model {tag} again (--retrain)")
     if m.get("evaluation") != EVALUATION:
         log(f"Model {tag}: re-evaluating the saved model ({EVALUATION})")
         model = keras.models.load_model(run_dir/f"model_{tag}.keras")

@@ -268,3 +268,47 @@ def test_retrain_never_leaves_models_of_two_runs(tmp_path):
     assert not any(run.glob("model_*.keras")) and not (run / "params.json").exists() and not (run / "metrics.json").exists()
     assert said == [f"retrain: removed Model A and B from {run} (trained with other parameters or on other images)"]
     assert forget_models(p, "AB") == "" and forget_models({**p, "run_dir": str(tmp_path / "none")}) == ""
+
+
+def _fake_rows(epochs):
+    return pd.DataFrame([{**dict.fromkeys(HISTORY_COLUMNS, 1.0), "epoch": e, "phase": 1, "val_loss": 5.0 - e} for e in epochs])
+
+
+@pytest.mark.parametrize("case", ["cut_short_first_backup", "backup_gone", "history_short"])
+def test_backup_and_history_that_disagree_start_the_phase_again(tmp_path, case):
+    "A backup cut short at epoch 1, a deleted backup, or a history shorter than the backup: said, and the phase starts again."
+    from face_report.training import start_run
+    p = tiny_params(tmp_path, epochs_a=2)
+    s = tiny_splits(p, tmp_path)
+    run = Path(start_run(p)); backup = run / "backup" / "A"
+    _fake_rows([1, 2] if case == "backup_gone" else [1]).to_csv(run / "history_A.csv", index=False)
+    if case != "backup_gone":
+        backup.mkdir(parents=True); (backup / "latest.weights.h5").write_bytes(b"\x89HDF\r\n" + bytes(90))  # 96 bytes, cut short
+    if case == "history_short": (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
+    said = []
+    train_model_a(s, params=p, log=said.append)
+    why = {"cut_short_first_backup": f"A: its backup {backup} was cut short while the first epoch was saved",
+           "backup_gone": f"A: history_A.csv lists 2 finished epoch(s), but their backup {backup} is gone",
+           "history_short": "A: its backup holds 2 finished epoch(s), but history_A.csv lists 1 of them"}[case]
+    assert any(l.startswith(why) and l.endswith("the phase starts again at epoch 1") for l in said), said
+    h = pd.read_csv(run / "history_A.csv")
+    assert h.epoch.tolist() == [1, 2] and (h.val_loss != 3.0).all(), h  # trained again, the fake rows replaced
+
+
+def test_run_folder_that_lost_a_file(tmp_path):
+    "A finished run without params.json is refused; without a history, named; a model file cut short is made again."
+    p = tiny_params(tmp_path)
+    s = tiny_splits(p, tmp_path)
+    first = train_model_a(s, params=p)
+    run = Path(p["run_dir"])
+    model = run / "model_A.keras"; model.write_bytes(model.read_bytes()[:2000])  # cut short
+    said = []
+    assert train_model_a(s, params=p, log=said.append) == first
+    assert any("model_A.keras is not a readable .keras file; it is made again from the best weights" in l for l in said), said
+    import zipfile; assert zipfile.is_zipfile(model)
+    (run / "history_A.csv").rename(run / "history_A.kept")
+    with pytest.raises(TrainingError, match=r"history_A.csv is missing: Model A's epochs are unknown"): train_model_a(s, params=p)
+    (run / "history_A.kept").rename(run / "history_A.csv"); (run / "params.json").unlink()
+    with pytest.raises(TrainingError, match=r"holds model_A.keras, history_A.csv, metrics.json, checkpoints but no params.json"):
+        train_model_a(s, params={**p, "lr_a": 1e-3})
+    assert not (run / "params.json").exists()
