@@ -5,7 +5,7 @@
 # %% ../nbs/05_report.ipynb #65c9c8ba
 from __future__ import annotations
 
-import contextlib, datetime, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
+import contextlib, datetime, hashlib, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 from .analysis import GROUP_TITLES, format_signed
@@ -13,14 +13,14 @@ from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER',
-           'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError', 'execute_pages', 'make_dummy_page',
-           'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape', 'show_figure', 'show_table',
-           'sci', 'describe_model_a', 'describe_model_b', 'curve_noise', 'gender_chance', 'overfitting_level',
-           'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence',
-           'model_parameter_counts', 'significance_sentences', 'breakdown_table', 'params_table', 'wall_time_table',
-           'precision_text', 'environment_table', 'merged_streams', 'notebook_title', 'site_notebook', 'site_nav',
-           'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page', 'render_pandoc',
-           'quarto_notebook', 'render_quarto', 'render_site']
+           'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError', 'metrics_digest', 'execute_pages',
+           'make_dummy_page', 'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape',
+           'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'curve_noise', 'gender_chance',
+           'overfitting_level', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b',
+           'fit_sentence', 'model_parameter_counts', 'significance_sentences', 'breakdown_table', 'params_table',
+           'wall_time_table', 'precision_text', 'environment_table', 'merged_streams', 'notebook_title',
+           'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page',
+           'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -63,7 +63,8 @@ def venv_kernel(name:str="python3"): # kernel name the pages are executed with
         spec = Path(tmp)/"kernels"/name
         spec.mkdir(parents=True)
         (spec/"kernel.json").write_text(json.dumps(dict(
-            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.log_level=ERROR"],
+            argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.log_level=CRITICAL"],  # not the
+            # traceback it logs when Ctrl-C interrupts it mid-reply: a page's own errors reach papermill, which reports them
             display_name=f"Python 3 ({sys.prefix})", language="python",
             metadata=dict(debugger=True, supported_encryption=["curve"]),
             env={"PYTHONPATH": env_path, "TF_CPP_MIN_LOG_LEVEL": "2"})))
@@ -106,6 +107,10 @@ class PageError(RuntimeError):
             f"Pages completed before it: {', '.join(done) if done else 'none'}")
 
 # %% ../nbs/05_report.ipynb #344e2141
+def metrics_digest(run_dir) -> str: # of the run's metrics.json: it changes whenever a model is trained, re-evaluated or removed
+    path = Path(run_dir)/"metrics.json"
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:16] if path.exists() else ""
+
 def execute_pages(pages:list, # page notebook paths, executed in order
                   run_dir, # run folder; executed notebooks go to `run_dir/notebooks/`
                   parameters:dict, # papermill parameters for every page
@@ -155,6 +160,7 @@ def execute_pages(pages:list, # page notebook paths, executed in order
             record(page, "done", time.time() - t0, out)
             done.append(page.name); outputs.append(out)
             log(f"[{i}/{len(pages)}] {page.name}: done in {time.time() - t0:.1f} s")
+    state["metrics_digest"] = metrics_digest(run_dir); write_json(run_dir/"pipeline.json", state)  # the models the pages show
     return outputs
 
 # %% ../nbs/05_report.ipynb #b122856a
@@ -1015,9 +1021,19 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     if out_dir.exists() and out_dir != run_dir/"site" and any(out_dir.iterdir()) and not (out_dir/SITE_MARKER).exists():
         raise ValueError(f"{out_dir} holds files and is not a site that face-report built: rendering replaces the folder's "
                          "contents, so choose a new or empty folder")
-    unfinished = [f"{p['page']} ({p['status']})" for p in read_json(run_dir/"pipeline.json").get("pages", []) if p.get("status") != "done"]
+    state = read_json(run_dir/"pipeline.json")
+    unfinished = [f"{p['page']} ({p['status']})" for p in state.get("pages", []) if p.get("status") != "done"]
     if unfinished: raise RuntimeError(f"{run_dir} holds pages that did not finish: {', '.join(unfinished)}. "
                                       "Run the pipeline again (`face-report run` with the same options) before rendering")
-    index = render_quarto(run_dir, out_dir, quarto) if engine == "quarto" or (engine == "auto" and quarto) else render_pandoc(run_dir, out_dir)
-    (out_dir/SITE_MARKER).write_text("A report site built by face-report: rendering again replaces this folder's contents.\n")
-    return index
+    if state.get("metrics_digest", metrics_digest(run_dir)) != metrics_digest(run_dir):
+        raise RuntimeError(f"{run_dir/'metrics.json'} changed after the pages were executed (a model was trained again, re-evaluated "
+                           "or removed, e.g. by `face-report train --retrain`): the pages show models that are gone. Run the "
+                           "pipeline again (`face-report run` with the same options) to execute them on the current models")
+    # built beside the site, then swapped in: a render stopped half-way leaves the old site whole, never a mix of two
+    stage, old = (out_dir.with_name(f".{out_dir.name}.{s}") for s in ("partial", "old"))
+    for d in (stage, old): shutil.rmtree(d, ignore_errors=True)
+    render_quarto(run_dir, stage, quarto) if engine == "quarto" or (engine == "auto" and quarto) else render_pandoc(run_dir, stage)
+    (stage/SITE_MARKER).write_text("A report site built by face-report: rendering again replaces this folder's contents.\n")
+    if out_dir.exists(): out_dir.rename(old)
+    stage.rename(out_dir); shutil.rmtree(old, ignore_errors=True)
+    return out_dir/"index.html"
