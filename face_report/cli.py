@@ -60,7 +60,10 @@ def cmd_run(args:argparse.Namespace, # parsed by `build_parser`
     from face_report.report import run_pipeline, render_site
     run_dir = run_pipeline(args.profile, run_dir=args.run_dir, params=_overrides(args), retrain=args.retrain)
     if args.no_render: return 0
-    index = render_site(run_dir, engine=args.engine)
+    try: index = render_site(run_dir, engine=args.engine)
+    except KeyboardInterrupt:
+        print(f"interrupted while rendering: every page is executed, and the site as it was is kept; "
+              f"`face-report render {run_dir}` builds the new one", file=sys.stderr); return 130
     print(f"Report site: {index}")
     return 0
 
