@@ -238,7 +238,8 @@ COLUMNS = ["file", "model", "age_pred", "gender_pred", "p_female", "error"]
 FACE_COLUMNS = ["face", "box_x", "box_y", "box_w", "box_h"]
 
 def _named_outputs(out, names:list[str]) -> dict[str, np.ndarray]:
-    out = out if isinstance(out, dict) else dict(zip(names, out if isinstance(out, (list, tuple)) else [out]))
+    "The outputs by name: a dict's own keys, else `names` (the output layers', in the order Keras flattens the outputs)."
+    out = out if isinstance(out, dict) and {"gender", "age"} <= set(out) else dict(zip(names, keras.tree.flatten(out)))
     return {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in out.items()}
 
 @functools.lru_cache(maxsize=8)
