@@ -508,7 +508,7 @@ def write_json(path:str|Path, # where to write
     "Write `obj` as JSON atomically (a reader never sees half a file)."
     write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
-TRAINED = ("model_A.keras", "model_B.keras", "history_A.csv", "history_B.csv", "metrics.json", "checkpoints")  # what training leaves
+TRAINED = ("model_A.keras", "model_B.keras", "history_A.csv", "history_B.csv", "metrics.json")  # what training leaves
 
 def check_run_folder(params:dict, # from `resolve_params`
                     ) -> Path: # the run folder (not created)

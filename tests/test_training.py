@@ -309,6 +309,6 @@ def test_run_folder_that_lost_a_file(tmp_path):
     (run / "history_A.csv").rename(run / "history_A.kept")
     with pytest.raises(TrainingError, match=r"history_A.csv is missing: Model A's epochs are unknown"): train_model_a(s, params=p)
     (run / "history_A.kept").rename(run / "history_A.csv"); (run / "params.json").unlink()
-    with pytest.raises(TrainingError, match=r"holds model_A.keras, history_A.csv, metrics.json, checkpoints but no params.json"):
+    with pytest.raises(TrainingError, match=r"holds model_A.keras, history_A.csv, metrics.json but no params.json"):
         train_model_a(s, params={**p, "lr_a": 1e-3})
     assert not (run / "params.json").exists()
