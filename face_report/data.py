@@ -85,7 +85,7 @@ def write_text_atomic(path:str|Path, # the file to write
                      ):
     "Write `path` through a temporary file of this process, renamed into place: a reader never sees half a file, and two writers never share one."
     path = Path(path); tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text); tmp.replace(path)
+    tmp.write_text(text, encoding="utf-8"); tmp.replace(path)
 
 def extract_archive(archive:str|Path, # a UTKFace .tar.gz
                     cache_dir:str|Path|None=None, # see `cache_root`

@@ -421,7 +421,7 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
     stems = {name: f"model_{name}" if name in ("A", "B") else name for name in models}
     if fmt == "keras":  # never over the model being exported, nor over a run folder's trained models
         src = Path(model_or_run) if isinstance(model_or_run, (str, Path)) else None
-        sources = {p.resolve() for p in ([src] if src.suffix == ".keras" else src.glob("model_*.keras"))} if src else set()
+        sources = {p.resolve() for p in ([src] if not src.is_dir() else src.glob("model_*.keras"))} if src else set()
         for stem in stems.values():
             if (path := out_dir/f"{stem}.keras").exists() and (path.resolve() in sources or (out_dir/"params.json").exists()):
                 raise PredictorError(f"{path} is a trained model{' (the one exported)' if path.resolve() in sources else ''}: "
@@ -502,7 +502,8 @@ def write_predictions(df:pd.DataFrame, # from `predict_paths`
                      ):
     """Write the table; a file through a temporary file renamed into place, so an existing one is replaced whole or kept.
     File names that are not valid UTF-8 (Latin-1 names from old disks) are written with their odd bytes as `\\xNN`."""
-    df = df.assign(file=[os.fsencode(f).decode("utf-8", "backslashreplace") for f in df.file])
+    df = df.assign(**{c: [os.fsencode(v).decode("utf-8", "backslashreplace") if isinstance(v, str) else v for v in df[c]]
+                      for c in ("file", "error")})  # an error may quote the name
     if out is None: df.to_csv(sys.stdout, index=False); return
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, df.to_json(orient="records", indent=1) if out.suffix.lower() == ".json" else df.to_csv(index=False))
