@@ -18,11 +18,11 @@ __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS'
            'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'TRAINED', 'check_params', 'TrainingError',
            'resolve_params', 'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
            'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
-           'read_history', 'backup_epoch', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best',
-           'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct',
-           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run',
-           'run_precision', 'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint', 'train_model_a',
-           'train_model_b', 'train_all']
+           'read_history', 'backup_epoch', 'settle_backup', 'best_checkpoint', 'save_validated_weights',
+           'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred',
+           'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder',
+           'check_run', 'start_run', 'run_precision', 'forget_phase', 'forget_models', 'splits_params',
+           'splits_fingerprint', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -231,6 +231,19 @@ def backup_epoch(run_dir:Path, # the run folder
     try: return int(json.loads((Path(run_dir)/"backup"/tag/"training_metadata.json").read_text())["epoch"])
     except (OSError, ValueError, KeyError, TypeError): return None
 
+def settle_backup(backup:Path, # a phase's `BackupAndRestore` folder
+                 ) -> str|None: # what was cut short, when the backup was set back to its previous save; else None
+    """Set a backup whose last save was cut short back to its previous one (Keras keeps it as `*.bkp`). Keras copies the
+    two files to `*.bkp`, then writes the weights, then the metadata: stopped in between, the weights are an epoch ahead
+    of the metadata (or the metadata is empty), which Keras would restore as they are (or fail on)."""
+    w, m = backup/"latest.weights.h5", backup/"training_metadata.json"
+    wb, mb = (f.with_name(f.name + ".bkp") for f in (w, m))
+    if not (w.exists() and m.exists() and wb.exists() and mb.exists()): return None
+    try: json.loads(m.read_text()); why = "its weights were saved after its metadata" if w.stat().st_mtime_ns > m.stat().st_mtime_ns else None
+    except ValueError: why = "its metadata is unreadable"
+    if why: shutil.copy2(wb, w); shutil.copy2(mb, m)
+    return why
+
 def best_checkpoint(run_dir:Path, # the run folder
                     tag:str, # "A", "B_phase1" or "B_phase2"
                    ) -> Path: # where the phase keeps the weights of its best epoch
@@ -375,10 +388,11 @@ def _hms(s:float) -> str:
 # %% ../nbs/02_training.ipynb #0d7fe4c4
 def _lost_epochs(backup:Path, hist:Path, rows:pd.DataFrame, h:pd.DataFrame, restored:int|None) -> str|None:
     "Why a phase cannot resume its finished epochs (its backup and its history disagree), or None when it can."
-    if restored is None and backup.exists():  # Keras writes the weights, then the metadata: stopped in between, at epoch 1
-        return f"its backup {backup} was cut short while the first epoch was saved (it has no training_metadata.json)"
+    if restored is None and backup.exists():  # Keras writes the weights, then the metadata: stopped in between
+        return f"its backup {backup} has no readable training_metadata.json (the process stopped while the backup was saved)"
     if restored is None and len(rows):
-        return f"{hist.name} lists {len(rows)} finished epoch(s), but their backup {backup} is gone, so they cannot be resumed"
+        return (f"{hist.name} lists {len(rows)} finished epoch(s) that no backup holds (the process stopped before the first "
+                f"backup was saved, or {backup} was deleted), so they cannot be resumed")
     if restored is not None and len(h) < restored:
         return f"its backup holds {restored} finished epoch(s), but {hist.name} lists {len(h)} of them (the file was deleted or edited)"
     return None
@@ -394,7 +408,9 @@ def fit_phase(model, # a compiled model
               log=print, # progress printer
              ) -> float: # wall seconds; a resumed phase adds the finished epochs of earlier sessions
     "Train one phase with early stopping, LR schedule, best checkpoint and resume; load the best weights at the end."
-    label, restored, ckpt = tag.replace("_", " "), backup_epoch(run_dir, tag), best_checkpoint(run_dir, tag)
+    label = tag.replace("_", " ")
+    if why := settle_backup(run_dir/"backup"/tag): log(f"{label}: the backup's last save was cut short ({why}); the save before it is resumed")
+    restored, ckpt = backup_epoch(run_dir, tag), best_checkpoint(run_dir, tag)
     hist = run_dir/f"history_{tag[0]}.csv"
     rows = read_history(hist); rows = rows[rows.phase == phase]
     h = rows if restored is None else rows[rows.epoch <= epoch_offset + restored]

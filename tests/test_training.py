@@ -287,8 +287,8 @@ def test_backup_and_history_that_disagree_start_the_phase_again(tmp_path, case):
     if case == "history_short": (backup / "training_metadata.json").write_text('{"epoch": 2, "batch": 0}')
     said = []
     train_model_a(s, params=p, log=said.append)
-    why = {"cut_short_first_backup": f"A: its backup {backup} was cut short while the first epoch was saved",
-           "backup_gone": f"A: history_A.csv lists 2 finished epoch(s), but their backup {backup} is gone",
+    why = {"cut_short_first_backup": f"A: its backup {backup} has no readable training_metadata.json",
+           "backup_gone": "A: history_A.csv lists 2 finished epoch(s) that no backup holds",
            "history_short": "A: its backup holds 2 finished epoch(s), but history_A.csv lists 1 of them"}[case]
     assert any(l.startswith(why) and l.endswith("the phase starts again at epoch 1") for l in said), said
     h = pd.read_csv(run / "history_A.csv")
