@@ -46,7 +46,8 @@ def _walk(folder:Path) -> list[Path]:
 
 def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
                 ) -> list[tuple[str, str]]: # (file, error) pairs in order, error "" for files to try
-    "Turn files, folders (recursive) and glob patterns into a list of files, each real file once; what matches nothing gets an error."
+    """Turn files, folders (recursive) and glob patterns into a list of files; what matches nothing gets an error. A file is
+    listed once per name in its real folder: a path that loops through a linked folder repeats none, a linked file keeps its name."""
     out, real = {}, set()
     for arg in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(arg)
@@ -61,7 +62,7 @@ def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
             found = []
             out.setdefault(str(p), "file not found")
         for f in found:
-            if (r := os.path.realpath(f)) not in real: real.add(r); out.setdefault(str(f), "")
+            if (r := (os.path.realpath(Path(f).parent), Path(f).name)) not in real: real.add(r); out.setdefault(str(f), "")
     return list(out.items())
 
 # %% ../nbs/04_predict.ipynb #5f2e9771
@@ -187,6 +188,7 @@ def check_outputs(m:keras.Model, # a model to predict with
     return m
 
 def _load_keras(path:Path) -> keras.Model:
+    if not path.exists(): raise PredictorError(f"{path}: model file not found")
     if not zipfile.is_zipfile(path): raise PredictorError(f"{path}: not a Keras model file (a .keras file is a zip archive)")
     try: m = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras's own message, first line: some dump a whole layer config after it
@@ -420,8 +422,9 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
     out_dir = Path(out_dir) if out_dir is not None else _default_export_dir(model_or_run)
     stems = {name: f"model_{name}" if name in ("A", "B") else name for name in models}
     if fmt == "keras":  # never over the model being exported, nor over a run folder's trained models
-        src = Path(model_or_run) if isinstance(model_or_run, (str, Path)) else None
-        sources = {p.resolve() for p in ([src] if not src.is_dir() else src.glob("model_*.keras"))} if src else set()
+        named = [model_or_run] if isinstance(model_or_run, (str, Path)) else list(model_or_run.values()) if isinstance(model_or_run, dict) else []
+        sources = {p.resolve() for s in named if isinstance(s, (str, Path))
+                   for p in ([Path(s)] if not Path(s).is_dir() else Path(s).glob("model_*.keras"))}
         for stem in stems.values():
             if (path := out_dir/f"{stem}.keras").exists() and (path.resolve() in sources or (out_dir/"params.json").exists()):
                 raise PredictorError(f"{path} is a trained model{' (the one exported)' if path.resolve() in sources else ''}: "
@@ -505,7 +508,7 @@ def write_predictions(df:pd.DataFrame, # from `predict_paths`
     df = df.assign(**{c: [os.fsencode(v).decode("utf-8", "backslashreplace") if isinstance(v, str) else v for v in df[c]]
                       for c in ("file", "error")})  # an error may quote the name
     if out is None: df.to_csv(sys.stdout, index=False); return
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(os.path.realpath(out)); out.parent.mkdir(parents=True, exist_ok=True)  # a link is written through
     write_text_atomic(out, df.to_json(orient="records", indent=1) if out.suffix.lower() == ".json" else df.to_csv(index=False))
 
 def _summary(df:pd.DataFrame) -> str:
@@ -524,10 +527,12 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
     try: df = predict_paths(args.model_or_run, args.paths, model=args.model, detect=args.detect,
                             batch_size=args.batch_size, progress=args.progress, mirror=args.mirror)
     except (PredictorError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
-    except PredictionInterrupted as e:
-        write_predictions(e.table, out)
-        print(f"interrupted after {e.done} of {e.total} files: predicted {_summary(e.table)}; "
-              + (f"written to {out}" if out else "written above") + f"; the other {e.total - e.done} were not predicted", file=sys.stderr)
+    except PredictionInterrupted as e:  # the finished rows are kept beside --out, never over an earlier complete file
+        kept = None if out is None else out.with_name(f"{out.stem}.interrupted{out.suffix}")
+        if e.done: write_predictions(e.table, kept)
+        print(f"interrupted after {e.done} of {e.total} files" + (f": predicted {_summary(e.table)}; "
+              + (f"written to {kept}" if kept else "written above") if e.done else "; nothing written")
+              + (f"; {out} is left as it was" if out and out.exists() else ""), file=sys.stderr)
         return 130
     write_predictions(df, out)
     print(f"predicted {_summary(df)}" + (f"; written to {out}" if out else ""), file=sys.stderr)
