@@ -48,7 +48,7 @@ def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
                 ) -> list[tuple[str, str]]: # (file, error) pairs in order, error "" for files to try
     """Turn files, folders (recursive) and glob patterns into a list of files; what matches nothing gets an error. A file is
     listed once per name in its real folder: a path that loops through a linked folder repeats none, a linked file keeps its name."""
-    out, real = {}, set()
+    out, listed = {}, set()
     for arg in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(arg)
         if p.is_dir():
@@ -62,7 +62,7 @@ def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
             found = []
             out.setdefault(str(p), "file not found")
         for f in found:
-            if (r := (os.path.realpath(Path(f).parent), Path(f).name)) not in real: real.add(r); out.setdefault(str(f), "")
+            if (key := (os.path.realpath(Path(f).parent), Path(f).name)) not in listed: listed.add(key); out.setdefault(str(f), "")
     return list(out.items())
 
 # %% ../nbs/04_predict.ipynb #5f2e9771
@@ -204,7 +204,6 @@ def load_predictor(path:str|Path, # a run folder or a .keras file
     path = Path(path)
     if model not in ("A", "B", "both"): raise PredictorError(f"model must be 'A', 'B' or 'both', not {model!r}")
     if path.suffix == ".keras" and not path.is_dir():
-        if not path.exists(): raise PredictorError(f"{path}: model file not found")
         if model != "both": raise PredictorError(f"{path}: a .keras file is one model; model={model!r} chooses within a run folder")
         return {path.stem: _load_keras(path)}
     if not path.is_dir(): raise PredictorError(f"{path}: neither a run folder nor a .keras file")

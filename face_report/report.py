@@ -1025,7 +1025,7 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     unfinished = [f"{p['page']} ({p['status']})" for p in state.get("pages", []) if p.get("status") != "done"]
     if unfinished: raise RuntimeError(f"{run_dir} holds pages that did not finish: {', '.join(unfinished)}. "
                                       "Run the pipeline again (`face-report run` with the same options) before rendering")
-    if state.get("metrics_digest", metrics_digest(run_dir)) != metrics_digest(run_dir):
+    if state.get("metrics_digest", now := metrics_digest(run_dir)) != now:
         raise RuntimeError(f"{run_dir/'metrics.json'} changed after the pages were executed (a model was trained again, re-evaluated "
                            "or removed, e.g. by `face-report train --retrain`): the pages show models that are gone. Run the "
                            "pipeline again (`face-report run` with the same options) to execute them on the current models")

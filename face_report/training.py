@@ -408,13 +408,13 @@ def fit_phase(model, # a compiled model
               log=print, # progress printer
              ) -> float: # wall seconds; a resumed phase adds the finished epochs of earlier sessions
     "Train one phase with early stopping, LR schedule, best checkpoint and resume; load the best weights at the end."
-    label = tag.replace("_", " ")
-    if why := settle_backup(run_dir/"backup"/tag): log(f"{label}: the backup's last save was cut short ({why}); the save before it is resumed")
+    label, bdir = tag.replace("_", " "), run_dir/"backup"/tag
+    if why := settle_backup(bdir): log(f"{label}: the backup's last save was cut short ({why}); the save before it is resumed")
     restored, ckpt = backup_epoch(run_dir, tag), best_checkpoint(run_dir, tag)
     hist = run_dir/f"history_{tag[0]}.csv"
     rows = read_history(hist); rows = rows[rows.phase == phase]
     h = rows if restored is None else rows[rows.epoch <= epoch_offset + restored]
-    backup = run_dir/"backup"/tag/"latest.weights.h5"  # Keras's name for the backup's weights
+    backup = bdir/"latest.weights.h5"  # Keras's name for the backup's weights
     repair = restored is not None and backup.exists() and best_is_last(h)
     if phase_finished(h, epochs, p["patience"]) and (ckpt.exists() or repair):  # stopped after training, before the model was kept
         log(f"{label}: trained in an earlier session ({len(h)} epochs, best {int(h.epoch[h.val_loss.idxmin()]) - epoch_offset}, "
@@ -422,10 +422,10 @@ def fit_phase(model, # a compiled model
         if model.optimizer is not None and not model.optimizer.built: model.optimizer.build(model.trainable_variables)  # as fit would
         if repair:  # the best epoch is the last, whose checkpoint may be missing: saved again from the backup (see `best_is_last`)
             model.load_weights(str(backup)); save_validated_weights(model, ckpt, bool(p["ema_momentum"]))
-        shutil.rmtree(run_dir/"backup"/tag, ignore_errors=True)
+        shutil.rmtree(bdir, ignore_errors=True)
         model.load_weights(str(ckpt)); return float(h.wall_seconds.sum())
-    if (why := _lost_epochs(run_dir/"backup"/tag, hist, rows, h, restored)):  # said, and the phase starts again
-        log(f"{label}: {why}; the phase starts again at epoch 1"); shutil.rmtree(run_dir/"backup"/tag, ignore_errors=True)
+    if (why := _lost_epochs(bdir, hist, rows, h, restored)):  # said, and the phase starts again
+        log(f"{label}: {why}; the phase starts again at epoch 1"); shutil.rmtree(bdir, ignore_errors=True)
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend: the strategy the model was built in
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     bs = p["batch_size"]*replicas  # the global batch: `batch_size` per replica, as Keras recommends
