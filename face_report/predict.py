@@ -44,16 +44,23 @@ def _walk(folder:Path) -> list[Path]:
         found += [Path(root)/f for f in sorted(files)]
     return found
 
+def _extensions(files:list[Path]) -> str:
+    "The extensions of `files`, e.g. '.heic, .txt' for the files a folder search leaves out."
+    return ", ".join(sorted({f.suffix.lower() or "no extension" for f in files}))
+
 def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
+                 skipped:list|None=None, # given, it gets the files in the folders left out (their extensions are not images')
                 ) -> list[tuple[str, str]]: # (file, error) pairs in order, error "" for files to try
     """Turn files, folders (recursive) and glob patterns into a list of files; what matches nothing gets an error. A file is
     listed once per name in its real folder: a path that loops through a linked folder repeats none, a linked file keeps its name."""
-    out, listed = {}, set()
+    out, listed, left_out = {}, set(), {}
     for arg in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(arg)
         if p.is_dir():
-            found = [f for f in _walk(p) if _is_image_name(f)]
-            if not found: out.setdefault(str(p), "no image files in folder")
+            files = _walk(p); found = [f for f in files if _is_image_name(f)]
+            others = [f for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
+            left_out.update((os.path.realpath(f), f) for f in others)
+            if not found: out.setdefault(str(p), "no image files in folder" + (f" ({len(others)} other files: {_extensions(others)})" if others else ""))
         elif p.exists(): found = [p]
         elif any(c in str(arg) for c in "*?["):
             found = [Path(f) for f in sorted(glob.glob(str(arg), recursive=True)) if _is_image_name(Path(f))]
@@ -63,6 +70,7 @@ def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
             out.setdefault(str(p), "file not found")
         for f in found:
             if (key := (os.path.realpath(Path(f).parent), Path(f).name)) not in listed: listed.add(key); out.setdefault(str(f), "")
+    if skipped is not None: skipped += left_out.values()
     return list(out.items())
 
 # %% ../nbs/04_predict.ipynb #5f2e9771
@@ -303,12 +311,13 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
                   batch_size:int=64, # images per model call
                   progress:bool=True, # progress bar on stderr for long lists
                   mirror:bool=False, # average each image's predictions with its mirror image's (twice the time)
+                  skipped:list|None=None, # given, it gets the files in folders left out (see `expand_paths`)
                  ) -> pd.DataFrame: # file, model, age_pred, gender_pred, p_female, error (+ face, box_* with detect)
     """Predict age and gender for images, one row per image (or detected face) and model; unusable files get an `error`.
     Ctrl-C raises `PredictionInterrupted`, a `KeyboardInterrupt` that carries the rows of the files finished before it."""
     models = as_predictors(model_or_run, model)
     sizes = {n: model_image_size(m) for n, m in models.items()}
-    files = expand_paths(paths)
+    files = expand_paths(paths, skipped)
     rows, pending = [], []
     def error_rows(unit, reason):
         rows.extend({**unit, "model": n, "error": reason} for n in models)
@@ -523,8 +532,9 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         print(f"error: --out must end in .csv or .json, not {out.name!r}", file=sys.stderr); return 2
     if out is not None and (why := out_problem(out)): print(f"error: --out {out}: {why}", file=sys.stderr); return 2
+    skipped = []  # files in the folders that are not images by their extension, counted in the summary
     try: df = predict_paths(args.model_or_run, args.paths, model=args.model, detect=args.detect,
-                            batch_size=args.batch_size, progress=args.progress, mirror=args.mirror)
+                            batch_size=args.batch_size, progress=args.progress, mirror=args.mirror, skipped=skipped)
     except (PredictorError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
     except PredictionInterrupted as e:  # the finished rows are kept beside --out, never over an earlier complete file
         kept = None if out is None else out.with_name(f"{out.stem}.interrupted{out.suffix}")
@@ -534,7 +544,9 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
               + (f"; {out} is left as it was" if out and out.exists() else ""), file=sys.stderr)
         return 130
     write_predictions(df, out)
-    print(f"predicted {_summary(df)}" + (f"; written to {out}" if out else ""), file=sys.stderr)
+    print(f"predicted {_summary(df)}" + (f"; written to {out}" if out else "")
+          + (f"; skipped {len(skipped)} other file{'s'*(len(skipped) > 1)} in the folders ({_extensions(skipped)})" if skipped else ""),
+          file=sys.stderr)
     return 0 if (df.error == "").any() else 1
 
 def add_export_arguments(parser:argparse.ArgumentParser, # a parser or sub-parser to fill

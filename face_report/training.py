@@ -234,13 +234,15 @@ def backup_epoch(run_dir:Path, # the run folder
 def settle_backup(backup:Path, # a phase's `BackupAndRestore` folder
                  ) -> str|None: # what was cut short, when the backup was set back to its previous save; else None
     """Set a backup whose last save was cut short back to its previous one (Keras keeps it as `*.bkp`). Keras copies the
-    two files to `*.bkp`, then writes the weights, then the metadata: stopped in between, the weights are an epoch ahead
-    of the metadata (or the metadata is empty), which Keras would restore as they are (or fail on)."""
+    two files to `*.bkp`, then writes the weights, then the metadata: stopped before the metadata was written, it is still
+    the copy's (or it is empty) while the weights may be an epoch ahead of it, which Keras would restore as they are (or
+    fail on). Told by the files' contents, not their times, which a copied run folder need not keep."""
     w, m = backup/"latest.weights.h5", backup/"training_metadata.json"
     wb, mb = (f.with_name(f.name + ".bkp") for f in (w, m))
     if not (w.exists() and m.exists() and wb.exists() and mb.exists()): return None
-    try: json.loads(m.read_text()); why = "its weights were saved after its metadata" if w.stat().st_mtime_ns > m.stat().st_mtime_ns else None
+    try: json.loads(m.read_text())
     except ValueError: why = "its metadata is unreadable"
+    else: why = "its weights were saved without their metadata" if m.read_bytes() == mb.read_bytes() else None
     if why: shutil.copy2(wb, w); shutil.copy2(mb, m)
     return why
 
