@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #b93a0804
 from __future__ import annotations
-import contextlib, functools, hashlib, json, logging, math, os, re, shutil, tarfile
+import contextlib, errno, functools, hashlib, io, json, logging, math, os, re, shutil, tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,13 +17,13 @@ except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
-           'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'data_source',
-           'cache_root', 'file_lock', 'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name',
-           'check_image', 'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band',
-           'stratified_sample', 'make_splits', 'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image',
-           'decode_images', 'Splits', 'prepare_splits', 'affine_matrices', 'random_affine', 'build_augmenter',
-           'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples', 'plot_age_distribution',
-           'plot_race_counts']
+           'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError',
+           'data_source', 'cache_root', 'file_lock', 'write_text_atomic', 'extract_archive', 'utkface_folder',
+           'parse_name', 'check_image', 'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface',
+           'age_band', 'stratified_sample', 'make_splits', 'split_table', 'PixelFormatError', 'to_rgb', 'check_file',
+           'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices', 'random_affine',
+           'build_augmenter', 'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples',
+           'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -46,11 +46,12 @@ class ImageError(ValueError):
 def data_source(source:str|Path|None=None, # archive or folder; None: $FACE_REPORT_DATA, then data/UTKFace.tar.gz
                ) -> Path: # an existing archive or folder
     "Resolve where UTKFace is, or say clearly where to put it."
-    src = Path(source or os.environ.get("FACE_REPORT_DATA") or DEFAULT_DATA).expanduser()
+    from_env = not source and os.environ.get("FACE_REPORT_DATA")
+    src = Path(source or from_env or DEFAULT_DATA).expanduser()
     if not src.exists():
-        raise DataError(f"UTKFace not found at {src}. Download the 'Aligned&Cropped Faces' archive UTKFace.tar.gz "
-                        f"from the official UTKFace page ({UTKFACE_URL}) and put it at {DEFAULT_DATA}, or point "
-                        "FACE_REPORT_DATA (or the `data` parameter) at the archive or at a folder of its images.")
+        raise DataError(f"UTKFace not found at {src}{' (the path FACE_REPORT_DATA gives)' if from_env else ''}. Download the "
+                        f"'Aligned&Cropped Faces' archive UTKFace.tar.gz from the official UTKFace page ({UTKFACE_URL}) and put it "
+                        f"at {DEFAULT_DATA}, or point FACE_REPORT_DATA (or the `data` parameter) at the archive or at a folder of its images.")
     return src
 
 def cache_root(cache_dir:str|Path|None=None, # explicit cache folder; None: $FACE_REPORT_CACHE or ~/.cache/face_report
@@ -60,17 +61,18 @@ def cache_root(cache_dir:str|Path|None=None, # explicit cache folder; None: $FAC
     p.mkdir(parents=True, exist_ok=True)
     return p
 
-# %% ../nbs/00_data.ipynb #758deb65
-def _unsafe_member_reason(m:tarfile.TarInfo) -> str|None:
-    name = m.name
-    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name): return "absolute path"
-    if ".." in Path(name).parts: return "path with '..'"
-    if m.isdev() or m.isfifo(): return "device or FIFO file"
-    if m.issym() or m.islnk():
-        target = Path(m.linkname) if m.islnk() else Path(name).parent/m.linkname
-        if m.linkname.startswith("/") or ".." in Path(os.path.normpath(target)).parts: return f"link pointing outside ({m.linkname})"
-    return None
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the `errno`s of a write to a full disk (or quota)
 
+def _mib(n:int) -> str: return f"{n/2**20:,.{1 if n < 10*2**20 else 0}f} MiB"
+
+def _no_room(folder:Path, # the cache folder without room
+             needs:str, # what needs how much, e.g. "8 images at 256 px need 1.5 MiB"
+             advice:str="", # appended to the advice to use a larger disk
+            ) -> DataError:
+    "The error for a full cache disk: what needs how much, what is free, and `FACE_REPORT_CACHE`."
+    return DataError(f"{folder}: {needs}, {_mib(shutil.disk_usage(folder).free)} are free; point FACE_REPORT_CACHE at a larger disk{advice}")
+
+# %% ../nbs/00_data.ipynb #a41c0e7b
 @contextlib.contextmanager
 def file_lock(path:str|Path, # the lock file (created)
              ):
@@ -87,27 +89,45 @@ def write_text_atomic(path:str|Path, # the file to write
     path = Path(path); tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8"); tmp.replace(path)
 
-def extract_archive(archive:str|Path, # a UTKFace .tar.gz
+# %% ../nbs/00_data.ipynb #758deb65
+def _unsafe_member_reason(m:tarfile.TarInfo) -> str|None:
+    name = m.name
+    if name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name): return "absolute path"
+    if ".." in Path(name).parts: return "path with '..'"
+    if m.isdev() or m.isfifo(): return "device or FIFO file"
+    if m.issym() or m.islnk():
+        target = Path(m.linkname) if m.islnk() else Path(name).parent/m.linkname
+        if m.linkname.startswith("/") or ".." in Path(os.path.normpath(target)).parts: return f"link pointing outside ({m.linkname})"
+    return None
+
+def extract_archive(archive:str|Path, # a UTKFace .tar.gz (or .tar)
                     cache_dir:str|Path|None=None, # see `cache_root`
                    ) -> Path: # the folder holding the extracted images
-    "Extract `archive` safely into the cache once; re-use it while the archive's contents are unchanged."
+    "Extract `archive` safely into the cache once; re-use it while the archive's contents are unchanged, whatever its name."
     archive = Path(archive).resolve()
     try:
         with open(archive, "rb") as f: key = hashlib.file_digest(f, "sha1").hexdigest()[:12]
     except OSError as e: raise DataError(f"{archive}: cannot read the archive ({e})") from None
-    st = archive.stat()
-    dest = cache_root(cache_dir)/"extracted"/f"{archive.name.split('.')[0]}-{key}"
+    dest = cache_root(cache_dir)/"extracted"/f"UTKFace-{key}"  # the contents alone name it: one folder for every copy
     if (dest/".complete").exists(): return _image_folder(dest)
     with file_lock(dest.with_name(dest.name + ".lock")):  # one process extracts; the others wait, then re-use its folder
         if (dest/".complete").exists(): return _image_folder(dest)
-        return _extract(archive, dest, st.st_size)
+        return _extract(archive, dest)
 
-def _extract(archive:Path, dest:Path, size:int) -> Path:
+def _extract(archive:Path, dest:Path) -> Path:
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)  # left by a process that was killed
+    try: tf_ = tarfile.open(archive)
+    except tarfile.ReadError:
+        raise DataError(f"{archive}: not a .tar.gz or .tar archive (or damaged from its start): give UTKFace's archive, or a "
+                        "folder of its images (unzip a .zip archive and give its folder)") from None
+    members = []
     try:
-        with tarfile.open(archive) as tf_:
+        with tf_:
             members = tf_.getmembers()
+            if tf_.fileobj.tell() != tf_.offset + tarfile.BLOCKSIZE:  # tarfile stops quietly where a header is cut off
+                raise DataError(f"{archive}: the archive is truncated (it ends after {len(members):,} members, before tar's "
+                                "end-of-archive block): download it again")
             for m in members:
                 if (why := _unsafe_member_reason(m)): raise DataError(f"{archive}: refused member {m.name!r}: {why}")
             tmp.mkdir(parents=True)
@@ -115,12 +135,16 @@ def _extract(archive:Path, dest:Path, size:int) -> Path:
             except tarfile.FilterError as e: raise DataError(f"{archive}: refused member: {e}") from None
     except (tarfile.TarError, EOFError, OSError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in _DISK_FULL:
+            raise _no_room(dest.parent, f"extracting {archive.name} needs {_mib(sum(m.size for m in members))}") from None
+        if isinstance(e, OSError) and str(e.filename or "").startswith(str(tmp)):
+            raise DataError(f"{dest.parent}: cannot write the extracted archive ({e.strerror}); point FACE_REPORT_CACHE at a writable folder") from None
         raise DataError(f"{archive}: cannot read the archive ({e})") from None
     except DataError:
         shutil.rmtree(tmp, ignore_errors=True); raise
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    (dest/".complete").write_text(json.dumps({"archive": str(archive), "size": size, "members": len(members)}))
+    (dest/".complete").write_text(json.dumps({"archive": str(archive), "size": archive.stat().st_size, "members": len(members)}))
     return _image_folder(dest)
 
 def _image_folder(dest:Path) -> Path:
@@ -140,6 +164,8 @@ _NAME_RE = re.compile(r"^(?P<fields>[0-9_]+?)\s*\.?\s*jpg\.chip\.jpg$", re.IGNOR
 def parse_name(name:str, # a file name such as `25_1_3_20170116.jpg.chip.jpg`
               ) -> dict: # age, gender, race (None when missing), timestamp (None when missing); or `reason`
     "Parse one UTKFace file name; malformed names give a `reason` instead of raising."
+    try: name.encode("utf-8")
+    except UnicodeEncodeError: return {"reason": "file name not valid UTF-8"}
     m = _NAME_RE.match(name)
     if not m: return {"reason": "file name not in the UTKFace pattern {age}_{gender}_{race}_{timestamp}.jpg.chip.jpg"}
     parts = m["fields"].split("_")
@@ -159,6 +185,7 @@ def parse_name(name:str, # a file name such as `25_1_3_20170116.jpg.chip.jpg`
 # %% ../nbs/00_data.ipynb #0ff3c39c
 MIN_SIDE = 32
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
+CHECK_VERSION = 2  # of `check_image`: a change bumps it, and every image is checked again
 
 def check_image(path:str|Path, # an image file
                ) -> str: # "" when fine, "converted: ..." when usable after conversion
@@ -181,22 +208,43 @@ def check_image(path:str|Path, # an image file
 
 # %% ../nbs/00_data.ipynb #222c5048
 def _fingerprint(files:list[Path]) -> str:
+    "A key for `files` in order: their paths, sizes, modification and change times."
     h = hashlib.sha1()
     for f in files:
-        st = f.stat(); h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        st = f.stat(); h.update(os.fsencode(f) + f"|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}\n".encode())
     return h.hexdigest()[:16]
 
+def _cached(path:Path, # a cache file
+            read, # path -> what it holds (may raise OSError, ValueError, EOFError)
+            usable, # what it holds -> whether that is what is wanted
+           ):
+    "What the cache file `path` holds, or None when it is missing or damaged (said in one line): then it is built again."
+    if not path.exists(): return None
+    try:
+        held = read(path)
+        if usable(held): return held
+        why = "not what it should hold"
+    except (OSError, ValueError, EOFError) as e: why = str(e) or type(e).__name__
+    log.warning(f"{path}: damaged cache file ({why}); building it again")
+    return None
+
 def _validate(files:list[Path], cache_dir) -> dict:
-    "Full-decode check of `files`, cached under the files' fingerprint (names, sizes, modification times)."
-    cache = cache_root(cache_dir)/"validation"/f"{_fingerprint(files)}.json"
-    if cache.exists(): return json.loads(cache.read_text())
+    "Full-decode check of `files`, keyed by path and cached under `CHECK_VERSION` and the files' fingerprint."
+    cache = cache_root(cache_dir)/"validation"/f"v{CHECK_VERSION}-{_fingerprint(files)}.json"
+    keys = [str(f) for f in files]
+    def usable(r): return isinstance(r, dict) and set(r) == set(keys) and all(isinstance(v, str) for v in r.values())
+    if (res := _cached(cache, lambda p: json.loads(p.read_text(encoding="utf-8")), usable)) is not None: return res
     def one(f):
-        try: return f.name, check_image(f)
-        except ImageError as e: return f.name, "rejected: " + e.reason
-    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: res = dict(ex.map(one, files))
+        try: return check_image(f)
+        except ImageError as e: return "rejected: " + e.reason
+    with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: res = dict(zip(keys, ex.map(one, files)))
     cache.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(cache, json.dumps(res))
     return res
+
+def _readable(text:str) -> str:
+    "`text` with the bytes of a name that is not UTF-8 shown as escapes (`\\xff`), so that it can be printed."
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 def load_utkface(source:str|Path|None=None, # archive or folder; see `data_source`
                  cache_dir:str|Path|None=None, # see `cache_root`
@@ -205,27 +253,31 @@ def load_utkface(source:str|Path|None=None, # archive or folder; see `data_sourc
     "All usable UTKFace images with their labels; every rejected file is listed with its reason."
     src = data_source(source)
     folder = utkface_folder(src, cache_dir)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    found = sorted(p for p in folder.rglob("*") if not p.name.startswith("."))
+    files = [p for p in found if p.is_file()]
     checks = _validate(files, cache_dir)
-    rows, rejected, first = [], [], {}
+    rows, first = [], {}
+    rejected = [(p, "broken link (its target is missing)") for p in found if p.is_symlink() and not p.exists()]
     for f in files:
-        if f.name in first:  # a second copy (another subfolder): it would be drawn into two splits, and checks go by name
-            rejected.append((str(f), f"a second copy of {first[f.name]} (the same file name)")); continue
-        first[f.name] = f
         info = parse_name(f.name)
-        if "reason" in info: rejected.append((str(f), info["reason"])); continue
-        check = checks.get(f.name, "")
-        if check.startswith("rejected: "): rejected.append((str(f), check[len("rejected: "):])); continue
+        if "reason" in info: rejected.append((f, info["reason"])); continue
+        check = checks[str(f)]
+        if check.startswith("rejected: "): rejected.append((f, check[len("rejected: "):])); continue
+        if (kept := first.get(f.name)):  # the same image in another subfolder: it would be drawn into two splits
+            where = kept.parent.relative_to(folder).as_posix() if kept.parent != folder else folder.name
+            rejected.append((f, f"second copy of a file in {where}/ ({kept}, the same name)")); continue
+        first[f.name] = f
         rows.append(dict(path=str(f.resolve()), **info, note=check))
     df = pd.DataFrame(rows, columns=["path", "age", "gender", "race", "timestamp", "note"])
     df["race"] = df["race"].astype("Int64")
-    df.attrs["rejected"] = [{"file": f, "reason": r} for f, r in rejected]  # plain records: attrs must compare with ==
+    df.attrs["rejected"] = [{"file": _readable(str(f)), "reason": _readable(r)} for f, r in sorted(rejected)]  # plain records: attrs must compare with ==
     df.attrs["source"] = str(src)
+    if df.empty: raise DataError(f"no UTKFace images were found in {src}" + (f" ({rejected_summary(df)})" if rejected else ""))
     if report: log.warning(rejected_summary(df))
     return df
 
 def rejected_files(df:pd.DataFrame, # a frame from `load_utkface`
-                  ) -> pd.DataFrame: # file, reason
+                  ) -> pd.DataFrame: # file (bytes of a name that is not UTF-8 as escapes, `\\xff`), reason
     "The files `load_utkface` could not use, with the reason for each."
     return pd.DataFrame(df.attrs.get("rejected", []), columns=["file", "reason"])
 
@@ -376,29 +428,45 @@ def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
 DECODE_VERSION = 3  # of `load_image`: a change bumps it, and the decoded-image caches are built again
 MAX_IMAGE_SIZE = 512  # pixels: UTKFace's crops are 200 px, and larger sides only enlarge the cache (and a typo's)
 
-def _mib(n:int) -> str: return f"{n/2**20:,.0f} MiB"
+def _npy_bytes(shape:tuple, # of a uint8 array
+              ) -> int: # the size of its `.npy` file: header and data
+    header = io.BytesIO(); np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return header.tell() + math.prod(shape)
+
+def _reserve(path:Path, # a file
+             size:int, # bytes to allocate from its start
+            ):
+    """Allocate `size` bytes of `path` on disk now (`posix_fallocate`; elsewhere check the free space), so that a full disk is
+    an `OSError` (ENOSPC) here, not a SIGBUS later when a memory map of the sparse file writes to a block the disk lacks."""
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as f: os.posix_fallocate(f.fileno(), 0, size)
+    elif size > shutil.disk_usage(path.parent).free: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 def decode_images(paths:list[str], # image files
                   size:int, # side in pixels
                   cache_dir:str|Path|None=None, # see `cache_root`
                  ) -> np.ndarray: # uint8 (N, size, size, 3), a read-only memory map of the cache file
     "Decode and resize `paths` once into an on-disk cache; later calls with the same files and size just map it."
-    key = hashlib.sha1(f"{DECODE_VERSION}|{size}|{_fingerprint([Path(p) for p in paths])}|{'|'.join(map(str, paths))}".encode()).hexdigest()[:16]
-    out = cache_root(cache_dir)/"arrays"/f"{len(paths)}x{size}-{key}.npy"
-    if not out.exists():
-        if not 1 <= size <= MAX_IMAGE_SIZE: raise DataError(f"image size {size} px: choose 1 to {MAX_IMAGE_SIZE} (UTKFace's crops are 200 px)")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        need, free = len(paths)*size*size*3, shutil.disk_usage(out.parent).free
-        if need > free: raise DataError(f"{out.parent}: {len(paths):,} images at {size} px need {_mib(need)}, {_mib(free)} are free; "
-                                        "point FACE_REPORT_CACHE at a larger disk or choose a smaller image size")
-        tmp = out.with_suffix(f".partial{os.getpid()}.npy")
+    key = hashlib.sha1(f"{DECODE_VERSION}|{size}|{_fingerprint([Path(p) for p in paths])}".encode()).hexdigest()[:16]
+    out, shape = cache_root(cache_dir)/"arrays"/f"{len(paths)}x{size}-{key}.npy", (len(paths), size, size, 3)
+    if (cached := _cached(out, lambda p: np.load(p, mmap_mode="r"), lambda a: a.shape == shape and a.dtype == np.uint8)) is not None:
+        return cached
+    if not 1 <= size <= MAX_IMAGE_SIZE: raise DataError(f"image size {size} px: choose 1 to {MAX_IMAGE_SIZE} (UTKFace's crops are 200 px)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp, need = out.with_suffix(f".partial{os.getpid()}.npy"), _npy_bytes(shape)
+    try:
         try:
-            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(paths), size, size, 3))
-            def one(i): arr[i] = load_image(paths[i], size)
-            with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: list(ex.map(one, range(len(paths))))
-            arr.flush(); del arr
-            tmp.rename(out)
-        finally: tmp.unlink(missing_ok=True)  # a failed or interrupted decode leaves no half-written file
+            arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+            _reserve(tmp, need)  # also when another process fills the disk after us
+        except OSError as e:
+            if e.errno not in _DISK_FULL: raise
+            tmp.unlink(missing_ok=True)
+            raise _no_room(out.parent, f"{len(paths):,} images at {size} px need {_mib(need)}", " or choose a smaller image size") from None
+        def one(i): arr[i] = load_image(paths[i], size)
+        with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: list(ex.map(one, range(len(paths))))
+        arr.flush(); del arr
+        tmp.rename(out)  # (replacing a damaged cache file, if any)
+    finally: tmp.unlink(missing_ok=True)  # a failed or interrupted decode leaves no half-written file
     return np.load(out, mmap_mode="r")
 
 # %% ../nbs/00_data.ipynb #ff743edb
@@ -517,11 +585,12 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
                  batch_size:int=32, # batch size
                  shuffle:bool=False, # reshuffle every epoch
                  augment:bool|dict=False, # True: apply `build_augmenter` (training only); a dict: with these ranges, e.g. `{"rotation": 0.02}`
-                 seed:int=42, # random seed for shuffling and augmentation
+                 seed:int=42, # random seed: fixes the shuffle order; the augmentation only on JAX (see above)
                  labels:bool=True, # False: batches of images only (for `predict`)
                 ) -> tf.data.Dataset: # (image, {"gender", "age"}) batches, augmented and shuffled when asked
     """Batches of `(float32 images 0..255, {'gender', 'age'})`: a prefetching `tf.data.Dataset` on Keras's
-    TensorFlow backend, an `ArrayBatches` (`keras.utils.PyDataset`) on JAX or PyTorch."""
+    TensorFlow backend, an `ArrayBatches` (`keras.utils.PyDataset`) on JAX or PyTorch. On TensorFlow with more than one
+    core, augmented batches differ from run to run whatever the seed (the parallel map draws in no fixed order)."""
     import keras
     y = {"gender": frame["gender"].to_numpy(np.float32)[:, None], "age": frame["age"].to_numpy(np.float32)[:, None]}
     if keras.backend.backend() != "tensorflow":

@@ -7,6 +7,8 @@ import pytest
 from face_report.data import (DataError, extract_archive, load_utkface, make_sample_utkface, make_splits,
                               rejected_files)
 
+FACE_REPORT = str(Path(sys.executable).parent / "face-report")
+
 REAL = Path(os.environ.get("FACE_REPORT_DATA") or Path(__file__).resolve().parents[2] / "shared/data/UTKFace.tar.gz")
 
 
@@ -42,7 +44,7 @@ def test_interrupted_extraction_is_not_reused(tmp_path):
 def test_cli_data(tmp_path):
     folder = make_sample_utkface(tmp_path / "UTKFace", n=30)
     env = {**os.environ, "FACE_REPORT_CACHE": str(tmp_path / "cache")}
-    r = subprocess.run([str(Path(sys.executable).parent / "face-report"), "data", "--data", str(folder), "--n-images", "20",
+    r = subprocess.run([FACE_REPORT, "data", "--data", str(folder), "--n-images", "20",
                         "--test-size", "5", "--image-size", "32"], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "train" in r.stdout and "Rejected files:" in r.stdout and "decoded-image cache ready" in r.stdout
@@ -72,3 +74,54 @@ def test_concurrent_extractions_share_one_complete_folder(tmp_path):
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert [o.split("IMAGES")[-1].split() for o in outs] == [["1500"]] * 3, outs
+
+
+def test_cli_data_with_a_name_that_is_not_utf8(tmp_path):
+    "One file name that is not UTF-8 is listed as rejected (escaped); the other images load."
+    folder = make_sample_utkface(tmp_path / "UTKFace", n=30, with_bad=False)
+    good = next(folder.iterdir())
+    (Path(os.fsdecode(bytes(folder) + b"/25_1_0_2017\xff.jpg.chip.jpg"))).write_bytes(good.read_bytes())
+    env = {**os.environ, "FACE_REPORT_CACHE": str(tmp_path / "cache")}
+    r = subprocess.run([FACE_REPORT, "data", "--data", str(folder), "--n-images", "20", "--test-size", "5", "--image-size", "32"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "30 images usable (0 converted), 1 rejected: 1 file name not valid UTF-8" in r.stdout
+    assert "25_1_0_2017\\xff.jpg.chip.jpg" in r.stdout
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    "A 640 KiB tmpfs (needs root), unmounted afterwards."
+    if os.geteuid() != 0: pytest.skip("mounting a small tmpfs needs root")
+    disk = tmp_path / "small"; disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=640k", "tmpfs", str(disk)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_full_disk_while_decoding_is_an_error_not_sigbus(tmp_path, small_disk):
+    "The free-space check passes (as when another process fills the disk after it), then the disk is too small: a DataError."
+    folder = make_sample_utkface(tmp_path / "UTKFace", n=8, with_bad=False)
+    code = f"""
+import shutil, sys
+from unittest import mock
+from face_report.data import DataError, decode_images
+with mock.patch("shutil.disk_usage", return_value=shutil._ntuple_diskusage(2**40, 0, 2**40)):  # "plenty free"
+    try: decode_images(sys.argv[1:], 200, {str(small_disk)!r})
+    except DataError as e: print("DataError:", e)
+"""
+    r = subprocess.run([sys.executable, "-c", code, *map(str, sorted(folder.iterdir()))], capture_output=True, text=True)
+    assert r.returncode == 0, (r.returncode, r.stderr[-2000:])  # not killed by SIGBUS (-7)
+    assert f"DataError: {small_disk / 'arrays'}: 8 images at 200 px need 0.9 MiB" in r.stdout, r.stdout
+    assert "FACE_REPORT_CACHE" in r.stdout
+    assert not list((small_disk / "arrays").iterdir())  # no partial file left
+
+
+def test_full_disk_while_extracting_is_not_a_bad_archive(tmp_path, small_disk):
+    folder = make_sample_utkface(tmp_path / "UTKFace", n=100, with_bad=False)
+    arc = tmp_path / "UTKFace.tar"
+    with tarfile.open(arc, "w") as t: t.add(folder, arcname="UTKFace")
+    with pytest.raises(DataError, match=r"extracting UTKFace.tar needs .* MiB, .* MiB are free; point FACE_REPORT_CACHE at a larger disk"):
+        extract_archive(arc, small_disk)
+    assert not list((small_disk / "extracted").glob("*.partial"))
