@@ -23,15 +23,16 @@ from .data import AGE_BAND_LABELS, RACES, DataError, ImageError, age_band, load_
 from .training import RUN_KEYS_ADDED, gender_correct, read_json, roc_auc, split_metrics
 
 # %% auto #0
-__all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'SIGNIFICANCE_COLUMNS',
-           'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS', 'GROUP_TITLES',
-           'make_synthetic_run', 'Run', 'load_run', 'save_figure', 'plot_learning_curves', 'format_signed',
-           'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences', 'kept_epoch',
-           'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'paired_age_test', 'cs_at',
-           'expected_calibration_error', 'plot_reliability', 'per_image_results', 'significance_table',
-           'format_significance_table', 'against_report', 'format_against_report', 'pair_predictions', 'params_diff',
-           'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
-           'plot_group_breakdown', 'plot_age_scatter', 'locate_images', 'error_gallery']
+__all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'PAIRED_AGE_TEST',
+           'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS',
+           'GROUP_TITLES', 'make_synthetic_run', 'Run', 'load_run', 'missing_predictions', 'check_metrics',
+           'save_figure', 'plot_learning_curves', 'format_signed', 'metrics_table', 'format_metrics_table',
+           'compare_models', 'summary_sentences', 'kept_epoch', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test',
+           'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
+           'per_image_results', 'significance_table', 'format_significance_table', 'paired_p_values', 'against_report',
+           'format_against_report', 'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison',
+           'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown', 'plot_group_breakdown',
+           'plot_age_scatter', 'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -110,12 +111,29 @@ def make_synthetic_run(folder, # where to create the run folder (created if miss
 MODELS = ("A", "B")
 
 PREDICTION_COLUMNS = ["file", "age", "gender", "race", "age_pred", "p_female"]  # as `training.evaluate_model` writes them
+_SPLIT_WORDS = {"val": "validation", "test": "test"}
+
+def _first_bad(path: Path, frame: pd.DataFrame, column: str, bad: np.ndarray, what: str):
+    "`ValueError` naming the file, the column and the first row (and file line) where `bad` holds, unless it holds nowhere"
+    if not bad.any(): return
+    i = int(np.flatnonzero(bad)[0])
+    value = frame[column].iloc[i]
+    shown = repr(value) if isinstance(value, str) else "nothing (an empty cell or NaN)" if pd.isna(value) else str(value)
+    raise ValueError(f"{path}: {column} must be {what} in every row; row {i} (line {i + 2} of the file) holds "
+                     f"{shown}{f' ({int(bad.sum())} rows in all)' if bad.sum() > 1 else ''}")
 
 def _read_predictions(path: Path) -> pd.DataFrame:
-    "Read a predictions CSV, with `race` as a nullable integer (empty cells become NA); `ValueError` naming missing columns"
+    """Read a predictions CSV, with `race` as a nullable integer (empty cells become NA); `ValueError` naming the file and the
+    first bad row where a column is missing, `age`, `age_pred` or `p_female` is not a finite number, `p_female` lies
+    outside [0, 1] or `gender` is not 0 or 1"""
     frame = pd.read_csv(path)
     if missing := [c for c in PREDICTION_COLUMNS if c not in frame.columns]:
         raise ValueError(f"{path} lacks the column(s) {', '.join(missing)} of a predictions file ({', '.join(PREDICTION_COLUMNS)})")
+    for column in ("age", "gender", "age_pred", "p_female"):
+        values = pd.to_numeric(frame[column], errors="coerce").astype(float)
+        _first_bad(path, frame, column, ~np.isfinite(values.to_numpy()), "a finite number")
+    _first_bad(path, frame, "p_female", ~frame.p_female.between(0, 1).to_numpy(), "a probability (0 to 1)")
+    _first_bad(path, frame, "gender", ~frame.gender.isin((0, 1)).to_numpy(), "0 (male) or 1 (female)")
     frame["race"] = pd.to_numeric(frame["race"], errors="coerce").astype("Int64")
     return frame
 
@@ -152,6 +170,35 @@ def load_run(run_dir, # a run folder written by `face_report.training`
     if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} does not exist")
     history = {m: pd.read_csv(run_dir / f"history_{m}.csv") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
     return Run(run_dir, read_json(run_dir / "params.json"), read_json(run_dir / "metrics.json"), history)
+
+# %% ../nbs/03_analysis.ipynb #d1e2f3a5
+def missing_predictions(run:Run, # a loaded run
+                        split:str="test", # "val" or "test"
+                       ) -> list: # paths of the missing files, in model order
+    "Prediction files of the models whose `split` results metrics.json holds but whose predictions file is missing"
+    return [run.dir / "predictions" / f"{m}_{split}.csv" for m in MODELS
+            if split in run.metrics.get(m, {}) and m not in run.available(split)]
+
+def check_metrics(run:Run, # a loaded run
+                 ) -> Run: # `run`, its metrics.json checked against its predictions
+    "`ValueError` naming metrics.json, the figure and the CSV where a validation or test gender accuracy, age MAE or n is not what the predictions give"
+    for m in MODELS:
+        for split in ("val", "test"):
+            stated = run.metrics.get(m, {}).get(split, {})
+            if not stated or m not in run.available(split): continue
+            pred = run.predictions(m, split)
+            right, mae = int(gender_correct(pred.p_female, pred.gender).sum()), float((pred.age_pred - pred.age).abs().mean())
+            path = run.dir / "predictions" / f"{m}_{split}.csv"
+            where = f"{run.dir / 'metrics.json'} gives Model {m}'s {_SPLIT_WORDS[split]}"
+            stale = "metrics.json was edited, or is left from another training than the predictions: train the model again (`--retrain`)"
+            if "n" in stated and stated["n"] != len(pred):
+                raise ValueError(f"{where} n as {stated['n']}, but {path} holds {len(pred)} images; {stale}")
+            if "gender_accuracy" in stated and abs(stated["gender_accuracy"] * len(pred) - right) > 1e-6:
+                raise ValueError(f"{where} gender_accuracy as {stated['gender_accuracy']!r}, but {path} gives {right / len(pred)!r} "
+                                 f"({right} of {len(pred)} images right); {stale}")
+            if "age_mae" in stated and abs(stated["age_mae"] - mae) > 1e-3:
+                raise ValueError(f"{where} age_mae as {stated['age_mae']!r}, but {path} gives {mae!r}; {stale}")
+    return run
 
 # %% ../nbs/03_analysis.ipynb #6f13ed38
 STYLE = {"font.size": 9, "axes.titlesize": 10, "axes.labelsize": 9, "figure.titlesize": 12, "legend.fontsize": 8,
@@ -267,48 +314,56 @@ REPORT_METRICS = {  # the written report's Tables 1 and 2, in metrics.json's sha
 
 # %% ../nbs/03_analysis.ipynb #cddaaf11
 def _winner(diff: float) -> str:
-    "'A' if `diff` (oriented so positive favours A) is positive at 2 decimals, 'B' if negative, else 'tie'"
-    r = round(diff, 2)
-    return "A" if r > 0 else "B" if r < 0 else "tie"
+    "'A' if `diff` (oriented so positive favours A) is positive, 'B' if negative, else 'tie'"
+    return "A" if diff > 0 else "B" if diff < 0 else "tie"
 
 def compare_models(metrics:dict, # contents of metrics.json
                   ) -> dict: # {"val": {...}, "test": {...}} for the splits both models have
-    "Accuracy difference A−B (pp), MAE difference B−A (years) and the winner of each task, per split"
+    "Accuracy difference A−B (pp) and MAE difference B−A (years) of the figures as printed (2 decimals), and the winner of each task, per split"
     out = {}
     for split in ("val", "test"):
         if not all(split in metrics.get(m, {}) for m in MODELS): continue
         a, b = metrics["A"][split], metrics["B"][split]
-        acc_diff, mae_diff = 100 * (a["gender_accuracy"] - b["gender_accuracy"]), b["age_mae"] - a["age_mae"]
-        out[split] = dict(accuracy_a=100 * a["gender_accuracy"], accuracy_b=100 * b["gender_accuracy"], accuracy_diff_pp=acc_diff,
-                          gender_winner=_winner(acc_diff), mae_a=a["age_mae"], mae_b=b["age_mae"], mae_diff=mae_diff,
-                          age_winner=_winner(mae_diff), n=a.get("n"))
+        acc_a, acc_b = 100 * a["gender_accuracy"], 100 * b["gender_accuracy"]
+        acc_diff, mae_diff = round(acc_a, 2) - round(acc_b, 2), round(b["age_mae"], 2) - round(a["age_mae"], 2)
+        out[split] = dict(accuracy_a=acc_a, accuracy_b=acc_b, accuracy_diff_pp=acc_diff, gender_winner=_winner(acc_diff),
+                          mae_a=a["age_mae"], mae_b=b["age_mae"], mae_diff=mae_diff, age_winner=_winner(mae_diff), n=a.get("n"))
     return out
 
 # %% ../nbs/03_analysis.ipynb #73dd0af8
-_SPLIT_WORDS = {"val": "validation", "test": "test"}
+_TESTS = {"gender": "McNemar", "age": "paired permutation"}
+_LEVEL = "the two models were level within the noise "
 
-def _gender_clause(c: dict, word: str) -> str:
-    if c["gender_winner"] == "tie": return f"both models achieved the same {word} accuracy ({c['accuracy_a']:.2f}%) in gender classification"
-    return f"Model {c['gender_winner']} achieved higher {word} accuracy ({format_signed(abs(c['accuracy_diff_pp']), 2, plus=True)} pp) in gender classification"
+def _difference(c: dict, task: str) -> str:
+    "The lead of `task` as printed: '+1.08 pp' (higher accuracy) or '−0.50 years' (lower MAE)"
+    return format_signed(abs(c["accuracy_diff_pp"]), 2, plus=True) + " pp" if task == "gender" else format_signed(-abs(c["mae_diff"]), 2) + " years"
 
-def _age_clause(c: dict, word: str) -> str:
-    if c["age_winner"] == "tie": return f"both models achieved the same {word} age MAE ({c['mae_a']:.2f} years)"
-    return f"Model {c['age_winner']} achieved lower {word} age MAE ({format_signed(-abs(c['mae_diff']), 2)} years)"
+def _task_clause(c: dict, task: str, word: str, p, alpha: float) -> str:
+    "One task's comparison: the same figure, a lead (with its p-value when known) or, when its test says so, level within the noise"
+    winner, test = c[f"{task}_winner"], f", {_TESTS[task]} p = {p:.3g}" if p is not None else ""
+    if winner != "tie" and p is not None and p >= alpha:
+        what = f"{word} gender accuracy" if task == "gender" else f"{word} age MAE"
+        return f"{_LEVEL}in {what} (Model {winner} {_difference(c, task)}{test})"
+    if task == "gender":
+        if winner == "tie": return f"both models achieved the same {word} accuracy ({c['accuracy_a']:.2f}%) in gender classification"
+        return f"Model {winner} achieved higher {word} accuracy ({_difference(c, task)}{test}) in gender classification"
+    if winner == "tie": return f"both models achieved the same {word} age MAE ({c['mae_a']:.2f} years)"
+    return f"Model {winner} achieved lower {word} age MAE ({_difference(c, task)}{test})"
 
-def _comparison_sentence(c: dict, word: str) -> str:
-    g, a = c["gender_winner"], c["age_winner"]
-    if g == a == "tie":
-        s = (f"both models achieved the same {word} accuracy ({c['accuracy_a']:.2f}%) in gender classification "
-             f"and the same {word} age MAE ({c['mae_a']:.2f} years)")
-    elif g == a:
-        s = (f"Model {g} achieved both higher {word} accuracy ({format_signed(abs(c['accuracy_diff_pp']), 2, plus=True)} pp) in gender "
-             f"classification and lower {word} age MAE ({format_signed(-abs(c['mae_diff']), 2)} years)")
-    else: s = f"{_gender_clause(c, word)}, while {_age_clause(c, word)}"
-    return s + "."
+def _comparison_sentence(c: dict, word: str, p: dict, alpha: float) -> str:
+    g, a = (_task_clause(c, task, word, p.get(task), alpha) for task in ("gender", "age"))
+    if c["gender_winner"] == c["age_winner"] == "tie": return f"{g} and the same {word} age MAE ({c['mae_a']:.2f} years)."
+    if g.startswith(_LEVEL) and a.startswith(_LEVEL): return f"{g} and {a[len(_LEVEL):]}."
+    lead = [s.startswith("Model") for s in (g, a)]
+    if all(lead) and c["gender_winner"] == c["age_winner"]:
+        return f"Model {c['gender_winner']} achieved both{g.split('achieved', 1)[1]} and{a.split('achieved', 1)[1]}."
+    return f"{g}{', while ' if any(lead) else ', and '}{a}."
 
 def summary_sentences(metrics:dict, # contents of metrics.json
+                      p_values:dict|None=None, # split -> {"gender": p, "age": p} of the paired tests (`paired_p_values`); None: leads by the figures alone
+                      alpha:float=0.05, # significance level
                      ) -> str: # markdown paragraph(s)
-    "The numeric sentences of section 4, filled from the run (validation, then test when present)"
+    "The numeric sentences of section 4, filled from the run (validation, then test when present); leads the paired tests do not support are stated as level"
     cmp = compare_models(metrics)
     if not cmp: return "The two models cannot be compared yet: metrics.json does not hold validation results for both Model A and Model B."
     paragraphs = []
@@ -316,7 +371,7 @@ def summary_sentences(metrics:dict, # contents of metrics.json
         word = _SPLIT_WORDS[split]
         values = (f"{word.capitalize()} gender accuracy was {c['accuracy_a']:.2f}% for Model A and {c['accuracy_b']:.2f}% for Model B; "
                   f"{word} age MAE was {c['mae_a']:.2f} and {c['mae_b']:.2f} years respectively.")
-        lead = _comparison_sentence(c, word)
+        lead = _comparison_sentence(c, word, (p_values or {}).get(split, {}), alpha)
         if split == "test":
             size = f" (n = {c['n']})" if c["n"] else ""
             lead = f"On the held-out test set{size}, {lead}"
@@ -405,21 +460,39 @@ def mcnemar_test(correct_a, # per-image correctness (bool) of model A
     stat = (abs(b - c) - 1) ** 2 / (b + c)
     return dict(b=b, c=c, statistic=float(stat), p_value=float(stats.chi2.sf(stat, 1)), method="chi-squared with continuity correction")
 
+# %% ../nbs/03_analysis.ipynb #b1f2c3d4
+PAIRED_AGE_TEST = "paired permutation (mean)"  # the Test column's name for `paired_age_test`
+
+def sign_flip_test(diff, # per-image paired differences (e.g. absolute error of B minus that of A)
+                   n_perm:int=10_000, # random sign flips
+                   seed:int=0, # random seed
+                  ) -> float: # two-sided p-value, (1 + #{|mean(s·diff)| ≥ |mean(diff)|}) / (1 + n_perm)
+    "Paired sign-flip permutation test of a zero mean difference: each pair's difference keeps or flips its sign at random"
+    d = np.asarray(diff, dtype=float)
+    if d.ndim != 1 or d.size == 0: raise ValueError("sign_flip_test needs a non-empty 1-D sample of differences")
+    if n_perm < 1: raise ValueError(f"n_perm must be at least 1, not {n_perm}")
+    rng = np.random.default_rng(seed)
+    observed, tol = abs(d.sum()), 1e-9 * np.abs(d).sum()  # sums, not means: the same rounding for the data and its flips
+    hits = 0
+    for start in range(0, n_perm, 1000):  # chunks keep memory small for large test sets
+        signs = rng.integers(0, 2, size=(min(1000, n_perm - start), d.size)) * 2.0 - 1
+        hits += int(np.sum(np.abs(signs @ d) >= observed - tol))
+    return (1 + hits) / (1 + n_perm)
+
+
 # %% ../nbs/03_analysis.ipynb #0db11ff6
 def paired_age_test(abs_err_a, # per-image absolute age error of model A (years)
                     abs_err_b, # per-image absolute age error of model B, same images in the same order
                     n_boot:int=2000, # bootstrap resamples for the CI
                     seed:int=0, # random seed
-                   ) -> dict: # mae_a, mae_b, mae_diff (B−A), ci_low, ci_high, statistic, p_value, n
-    "Wilcoxon signed-rank test of paired absolute errors and a paired bootstrap CI of the MAE difference B−A"
+                    n_perm:int=10_000, # random sign flips for the p-value (`sign_flip_test`)
+                   ) -> dict: # mae_a, mae_b, mae_diff (B−A), ci_low, ci_high, statistic (= mae_diff), p_value, n, test
+    "The MAE difference B−A with a paired bootstrap CI, and a paired sign-flip permutation test of that same mean difference"
     ea, eb = np.asarray(abs_err_a, dtype=float), np.asarray(abs_err_b, dtype=float)
     if ea.shape != eb.shape: raise ValueError(f"abs_err_a and abs_err_b differ in shape: {ea.shape} vs {eb.shape}")
     diff, low, high = bootstrap_ci(eb - ea, n_boot=n_boot, seed=seed)
-    if np.all(eb == ea): stat, p = 0.0, 1.0
-    else:
-        res = stats.wilcoxon(ea, eb)
-        stat, p = float(res.statistic), float(res.pvalue)
-    return dict(mae_a=float(ea.mean()), mae_b=float(eb.mean()), mae_diff=diff, ci_low=low, ci_high=high, statistic=stat, p_value=p, n=int(ea.size))
+    return dict(mae_a=float(ea.mean()), mae_b=float(eb.mean()), mae_diff=diff, ci_low=low, ci_high=high, statistic=diff,
+                p_value=sign_flip_test(eb - ea, n_perm=n_perm, seed=seed), n=int(ea.size), test=PAIRED_AGE_TEST)
 
 # %% ../nbs/03_analysis.ipynb #8594a222
 def cs_at(abs_err, # absolute age errors (years)
@@ -473,6 +546,10 @@ def per_image_results(pred:pd.DataFrame, # predictions: gender, p_female, age an
     "Per-image gender correctness and absolute age error"
     return gender_correct(pred.p_female, pred.gender), (pred.age_pred - pred.age).abs().to_numpy()
 
+def _same_images(run: Run, split: str):
+    if not run.predictions("A", split).file.equals(run.predictions("B", split).file):
+        raise ValueError(f"Models A and B were evaluated on different images of the {split} split; paired tests need the same images")
+
 SIGNIFICANCE_COLUMNS = ["Model", "Quantity", "Estimate", "CI low", "CI high", "Test", "Statistic", "p-value", "n"]
 
 def significance_table(run:Run, # a loaded run
@@ -480,7 +557,7 @@ def significance_table(run:Run, # a loaded run
                        n_boot:int=2000, # bootstrap resamples per CI
                        seed:int=0, # random seed
                       ) -> pd.DataFrame: # long table: Model, Quantity, Estimate, CI low, CI high, Test, Statistic, p-value, n
-    "Per-model accuracy/MAE/CS@5 with 95% CIs, AUC and ECE, plus paired A-vs-B tests (McNemar, Wilcoxon)"
+    "Per-model accuracy/MAE/CS@5 with 95% CIs, AUC and ECE, plus paired A-vs-B tests (McNemar, sign-flip permutation)"
     rows, per_image = [], {}
     for m in run.available(split):
         pred = run.predictions(m, split)
@@ -492,14 +569,13 @@ def significance_table(run:Run, # a loaded run
                  (m, "Gender ROC AUC", roc_auc(pred.gender, pred.p_female), nan, nan, "", nan, nan, n),
                  (m, "Gender ECE", expected_calibration_error(pred.gender, pred.p_female), nan, nan, "", nan, nan, n)]
     if len(per_image) == 2:
-        if not run.predictions("A", split).file.equals(run.predictions("B", split).file):
-            raise ValueError(f"Models A and B were evaluated on different images of the {split} split; paired tests need the same images")
+        _same_images(run, split)
         (ca, ea), (cb, eb) = per_image["A"], per_image["B"]
         mc, wt = mcnemar_test(ca, cb), paired_age_test(ea, eb, n_boot=n_boot, seed=seed)
         rows += [("A vs B", "Gender accuracy difference A−B (pp)", *bootstrap_ci(100 * (ca.astype(float) - cb), n_boot=n_boot, seed=seed),
                   f"McNemar ({mc['method']})", mc["statistic"], mc["p_value"], len(ca)),
                  ("A vs B", "Age MAE difference B−A (years)", wt["mae_diff"], wt["ci_low"], wt["ci_high"],
-                  "Wilcoxon signed-rank", wt["statistic"], wt["p_value"], wt["n"])]
+                  wt["test"], wt["statistic"], wt["p_value"], wt["n"])]
     return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
 
 def format_significance_table(df:pd.DataFrame, # output of `significance_table`
@@ -513,8 +589,23 @@ def format_significance_table(df:pd.DataFrame, # output of `significance_table`
                         "Test": df.Test, "p-value": ["" if pd.isna(p) else f"{p:.3g}" for p in df["p-value"]], "n": df.n})
     return _markdown(out)
 
+# %% ../nbs/03_analysis.ipynb #f1a2b3c5
+def paired_p_values(run:Run, # a loaded run
+                    seed:int=0, # random seed of the age test's sign flips (as `significance_table`'s)
+                    n_perm:int=10_000, # sign flips
+                   ) -> dict: # split -> {"gender": McNemar p, "age": paired permutation p}, for each split both models have predictions on
+    "The p-values of the paired A-vs-B tests of `significance_table` on each split, for the sentences that state a lead (`summary_sentences`)"
+    out = {}
+    for split in ("val", "test"):
+        if run.available(split) != list(MODELS): continue
+        _same_images(run, split)
+        (ca, ea), (cb, eb) = (per_image_results(run.predictions(m, split)) for m in MODELS)
+        out[split] = dict(gender=mcnemar_test(ca, cb)["p_value"], age=sign_flip_test(eb - ea, n_perm=n_perm, seed=seed))
+    return out
+
 # %% ../nbs/03_analysis.ipynb #b7e4d9a0
 _VS_COLUMNS = ["Model", "Quantity", "Report", "This run", "CI low", "CI high", "Verdict", "n"]
+_REPORT_DIGITS = {"Gender accuracy (%)": 2, "Age MAE (years)": 3}  # decimals of the report's Tables 1 and 2
 
 def against_report(run:Run, # a loaded run
                    reference:dict=REPORT_METRICS, # validation figures to compare with, in metrics.json's shape
@@ -530,20 +621,22 @@ def against_report(run:Run, # a loaded run
         for quantity, sample, target, sign in (("Gender accuracy (%)", 100 * correct, 100 * ref["gender_accuracy"], 1),
                                                ("Age MAE (years)", err, ref["age_mae"], -1)):
             est, low, high = bootstrap_ci(sample, n_boot=n_boot, seed=seed)
-            verdict = ("met" if sign * (est - target) >= 0 else
+            digits = _REPORT_DIGITS[quantity]
+            verdict = ("met" if sign * (round(est, digits) - round(target, digits)) >= 0 else
                        "not met, within the CI" if low <= target <= high else "not met, outside the CI")
             rows.append((m, quantity, target, est, low, high, verdict, len(sample)))
     return pd.DataFrame(rows, columns=_VS_COLUMNS)
 
 def format_against_report(df:pd.DataFrame, # output of `against_report`
                          ) -> str: # markdown pipe table
-    """Markdown rendering: the report's figure, this run's estimate with its 95% CI, the difference (this run − report) and
-    the verdict; age MAE with three decimals, as the report's Tables 1 and 2 give it (its 6.517 is not met by 6.518)"""
-    k = [3 if q.startswith("Age") else 2 for q in df.Quantity]
+    """Markdown rendering: the report's figure, this run's estimate with its 95% CI, the difference of the two as printed
+    (this run − report) and the verdict; age MAE with three decimals, as the report's Tables 1 and 2 give it (its 6.517 is
+    not met by 6.518)"""
+    k = [_REPORT_DIGITS[q] for q in df.Quantity]
     out = pd.DataFrame({"Model": df.Model, "Quantity": df.Quantity, "Report": [f"{x:.{d}f}" for x, d in zip(df.Report, k)],
                         "This run [95% CI]": [f"{e:.{d}f} [{lo:.{d}f}, {hi:.{d}f}]"
                                               for e, lo, hi, d in zip(df["This run"], df["CI low"], df["CI high"], k)],
-                        "This run − report": [format_signed(x, d, plus=True) for x, d in zip(df["This run"] - df.Report, k)],
+                        "This run − report": [format_signed(round(e, d) - round(r, d), d, plus=True) for e, r, d in zip(df["This run"], df.Report, k)],
                         "Verdict": df.Verdict, "n": df.n})
     return _markdown(out)
 
@@ -606,7 +699,7 @@ def compare_runs(first:Run|str|Path, # a loaded run, or a run folder
                       *bootstrap_ci(100 * (cb.astype(float) - ca), n_boot=n_boot, seed=seed),
                       f"McNemar ({mc['method']})", mc["statistic"], mc["p_value"], len(ca)),
                      (m, split, "Age MAE (years)", wt["mae_a"], wt["mae_b"], wt["mae_diff"], wt["ci_low"], wt["ci_high"],
-                      "Wilcoxon signed-rank", wt["statistic"], wt["p_value"], wt["n"])]
+                      wt["test"], wt["statistic"], wt["p_value"], wt["n"])]
     if not rows: raise FileNotFoundError(f"{first.dir} and {second.dir} have no predictions of one model on one split in common")
     return pd.DataFrame(rows, columns=RUN_COMPARISON_COLUMNS)
 

@@ -146,7 +146,7 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
     r.add_argument("run", help="a run folder with executed pages"); r.add_argument("--out", help="site folder (default: RUN/site)")
     r.add_argument("--engine", default="auto", choices=["auto", "quarto", "pandoc"], help="site builder (default: quarto when on the PATH, else pandoc)")
     r.set_defaults(func=cmd_render)
-    c = sub.add_parser("compare", help="pair two runs' models on the same images: differences, CIs, McNemar and Wilcoxon tests")
+    c = sub.add_parser("compare", help="pair two runs' models on the same images: differences, CIs, McNemar and paired permutation tests")
     c.add_argument("first", help="a run folder"); c.add_argument("second", help="a run folder on the same splits")
     c.add_argument("--models", nargs="+", choices=["A", "B"], help="models to pair (default: each one both runs have)")
     c.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"])

@@ -403,7 +403,7 @@ def mirror_comparison(run:Run|str|Path, # a loaded run, or a run folder with mod
                  (name, "Age MAE, single image (years)", *ci(es), "", nan, nan, n),
                  (name, "Age MAE, mirror-averaged (years)", *ci(ea), "", nan, nan, n),
                  (name, "Age MAE difference, averaged − single (years)", wt["mae_diff"], wt["ci_low"], wt["ci_high"],
-                  "Wilcoxon signed-rank", wt["statistic"], wt["p_value"], n)]
+                  wt["test"], wt["statistic"], wt["p_value"], n)]
     return pd.DataFrame(rows, columns=SIGNIFICANCE_COLUMNS)
 
 # %% ../nbs/04_predict.ipynb #10615ab1

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib, datetime, hashlib, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
-from .analysis import GROUP_TITLES, format_signed
+from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, format_signed
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
@@ -17,10 +17,10 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'SIT
            'make_dummy_page', 'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape',
            'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'curve_noise', 'gender_chance',
            'overfitting_level', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b',
-           'fit_sentence', 'model_parameter_counts', 'significance_sentences', 'breakdown_table', 'params_table',
-           'wall_time_table', 'precision_text', 'environment_table', 'merged_streams', 'notebook_title',
-           'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page',
-           'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
+           'fit_sentence', 'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence',
+           'breakdown_table', 'params_table', 'wall_time_table', 'precision_text', 'environment_table',
+           'merged_streams', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown',
+           'executed_pages', 'read_page', 'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -385,18 +385,16 @@ def _duration(seconds):
 
 
 def _significance_clause(run, alpha=0.05) -> str:
-    "Whether the paired test-set differences are significant (McNemar, Wilcoxon), or '' without test predictions."
-    from face_report.analysis import mcnemar_test, paired_age_test
-    if run.available("test") != ["A", "B"]: return ""
-    pa, pb = run.predictions("A", "test"), run.predictions("B", "test")
-    ok = lambda pr: gender_correct(pr.p_female, pr.gender)
-    g = mcnemar_test(ok(pa), ok(pb))["p_value"]
-    a = paired_age_test((pa.age_pred - pa.age).abs(), (pb.age_pred - pb.age).abs(), n_boot=200)["p_value"]
-    sig = [p < alpha for p in (g, a)]
+    "Whether the paired test-set differences are significant (McNemar, paired permutation), or '' without test predictions."
+    from face_report.analysis import paired_p_values
+    p = paired_p_values(run, seed=int(run.params.get("seed") or 0)).get("test")  # Table E1's seed, so its p-values
+    if p is None: return ""
+    g, a = p["gender"], p["age"]
+    sig = [x < alpha for x in (g, a)]
     verdict = ("both test-set differences are statistically significant" if all(sig) else
                "neither test-set difference is statistically significant, so this ranking is tentative" if not any(sig) else
                f"only the {'gender' if sig[0] else 'age'} difference is statistically significant on the test set")
-    return f" At the {alpha:g} level {verdict} (McNemar p = {g:.3g}, Wilcoxon p = {a:.3g}; Section 5.1)."
+    return f" At the {alpha:g} level {verdict} (McNemar p = {g:.3g}, paired permutation p = {a:.3g}; Section 5.1)."
 
 def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
                           n_params:dict|None=None, # {"A": count, "B": count} trainable+frozen parameters, if known
@@ -615,9 +613,24 @@ def significance_sentences(sig:pd.DataFrame, # output of `face_report.analysis.s
         unit = "percentage points" if "accuracy" in q else "years"
         sign = "A−B" if "A−B" in q else "B−A"
         verdict = (f"significant at the {alpha:g} level" if r["p-value"] < alpha else f"not significant at the {alpha:g} level")
+        test = "a paired sign-flip permutation test of the mean difference" if r.Test == PAIRED_AGE_TEST else f"the {r.Test} test"
         out.append(f"The {what} difference {sign} is {format_signed(r.Estimate)} {unit} (95% bootstrap CI {format_signed(r['CI low'])} to "
-                   f"{format_signed(r['CI high'])}); the {r.Test} test gives p = {r['p-value']:.3g}, {verdict} (n = {int(r.n)}).")
+                   f"{format_signed(r['CI high'])}); {test} gives p = {r['p-value']:.3g}, {verdict} (n = {int(r.n)}).")
     return " ".join(out)
+
+def missing_predictions_sentence(run, # a loaded run (`face_report.analysis.load_run`)
+                                 split:str="test", # "val" or "test"
+                                ) -> str: # markdown, "" when no predictions file is missing
+    "Which models a section on `split`'s predictions leaves out because their file is missing, though metrics.json holds their results."
+    from face_report.analysis import missing_predictions
+    missing = missing_predictions(run, split)
+    if not missing: return ""
+    models = _and(f"Model {p.stem.split('_')[0]}" for p in missing)
+    files = _and(f"`{md_escape(p)}`" for p in missing)
+    word = "test" if split == "test" else "validation"
+    return (f"**Missing predictions:** metrics.json holds {models}'s {word} results, but "
+            f"{files} {'is' if len(missing) == 1 else 'are'} missing, so the tables and figures below that use the {word} "
+            f"predictions leave {'it' if len(missing) == 1 else 'them'} out. Evaluating the model again writes the file.")
 
 def breakdown_table(run, # a loaded run (`face_report.analysis.load_run`)
                     by:str, # "age_band", "gender" or "race"

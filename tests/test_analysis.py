@@ -108,7 +108,22 @@ def test_paired_age_test():
     eb = ea + 1 + rng.normal(0, 0.5, 300)
     r = an.paired_age_test(ea, eb, n_boot=500)
     assert r["mae_diff"] == pytest.approx(eb.mean() - ea.mean()) and 0 < r["ci_low"] < r["mae_diff"] < r["ci_high"]
-    assert r["p_value"] < 1e-6 and r["n"] == 300
+    assert r["p_value"] < 1e-3 and r["n"] == 300 and r["test"] == "paired permutation (mean)"
+
+
+def test_paired_age_test_p_value_is_of_the_mean_difference():
+    "Most images a year better, a few five years worse: a worse MAE, which the interval and the p-value both see"
+    d = np.r_[np.full(70, -1.0), np.full(30, 5.0)]
+    r = an.paired_age_test(np.full(100, 5.0), 5.0 + d, n_boot=500)
+    assert r["mae_diff"] == pytest.approx(0.8) and r["ci_low"] > 0
+    assert r["p_value"] < 0.01 and stats.wilcoxon(d).pvalue > 0.5  # a test of the median would not see it
+    assert an.paired_age_test(np.full(100, 5.0), 5.0 + d, seed=3)["p_value"] == an.sign_flip_test(d, seed=3)
+
+
+def test_sign_flip_test_known_answers():
+    assert an.sign_flip_test([1.0, 2.0, 3.0, 4.0], n_perm=20_000) == pytest.approx(2 / 16, abs=0.01)  # exact 2 of 16 sign patterns
+    assert an.sign_flip_test(np.zeros(10), n_perm=9) == 1.0
+    assert an.sign_flip_test(np.ones(40), n_perm=9) == pytest.approx(0.1)  # (1 + 0) / (1 + 9)
 
 
 def test_auc_cs_ece():
@@ -131,7 +146,85 @@ def test_significance_table(run):
     ci = sig.dropna(subset=["CI low"])
     assert ((ci["CI low"] <= ci.Estimate) & (ci.Estimate <= ci["CI high"])).all()
     assert sig[sig.Model == "A vs B"]["p-value"].between(0, 1).all()
-    assert "Wilcoxon signed-rank" in an.format_significance_table(sig)
+    assert "| paired permutation (mean) |" in an.format_significance_table(sig)
+    assert sig.set_index("Quantity")["p-value"]["Age MAE difference B−A (years)"] == an.paired_p_values(run)["val"]["age"]
+
+
+def test_summary_states_leads_only_as_far_as_the_tests_support():
+    m = _metrics(0.912, 0.910, 5.87, 5.84)
+    assert an.summary_sentences(m, {"val": {"gender": 0.921, "age": 0.885}}).startswith(
+        "The two models were level within the noise in validation gender accuracy (Model A +0.20 pp, McNemar p = 0.921) "
+        "and in validation age MAE (Model B −0.03 years, paired permutation p = 0.885).")
+    assert an.summary_sentences(m, {"val": {"gender": 0.01, "age": 0.885}}).startswith(
+        "Model A achieved higher validation accuracy (+0.20 pp, McNemar p = 0.01) in gender classification, while the two models")
+
+
+def test_ties_and_leads_are_those_of_the_printed_figures():
+    assert an.summary_sentences(_metrics(0.9, 0.9, 5.004, 5.006)).startswith(
+        "Both models achieved the same validation accuracy (90.00%) in gender classification, while Model A achieved lower "
+        "validation age MAE (−0.01 years). Validation gender accuracy was 90.00% for Model A and 90.00% for Model B; "
+        "validation age MAE was 5.00 and 5.01 years")
+    assert an.summary_sentences(_metrics(0.9, 0.9, 5.0151, 5.0249)).startswith(
+        "Both models achieved the same validation accuracy (90.00%) in gender classification and the same validation age MAE (5.02 years).")
+
+
+def _copy(run, tmp_path):
+    import shutil
+    shutil.copytree(run.dir, tmp_path / "copy")
+    return tmp_path / "copy"
+
+
+def test_check_metrics_refuses_edited_metrics(run, tmp_path):
+    assert an.check_metrics(run) is run
+    folder = _copy(run, tmp_path)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics["A"]["val"]["gender_accuracy"] = 0.99
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(ValueError, match=r"metrics.json gives Model A's validation gender_accuracy as 0.99, but .*A_val.csv gives"):
+        an.check_metrics(an.load_run(folder))
+
+
+@pytest.mark.parametrize("name", ["report", "runs/paper_r16"])
+def test_check_metrics_passes_the_reference_runs(name):
+    from pathlib import Path
+    folder = Path(__file__).resolve().parents[1] / name
+    if not (folder / "metrics.json").exists():
+        pytest.skip(f"no {name}")
+    run = an.load_run(folder)
+    assert an.check_metrics(run) is run and an.missing_predictions(run) == []
+
+
+def test_missing_predictions(run, tmp_path):
+    folder = _copy(run, tmp_path)
+    (folder / "predictions" / "A_test.csv").unlink()
+    assert an.missing_predictions(an.load_run(folder)) == [folder / "predictions" / "A_test.csv"]
+    assert an.missing_predictions(run) == []
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("age_pred", "thirty", "age_pred must be a finite number in every row; row 2 (line 4 of the file) holds 'thirty'"),
+    ("p_female", float("nan"), "p_female must be a finite number in every row; row 2 (line 4 of the file) holds nothing"),
+    ("age", float("nan"), "age must be a finite number in every row; row 2"),
+    ("p_female", -0.1, "p_female must be a probability (0 to 1) in every row; row 2 (line 4 of the file) holds -0.1"),
+    ("gender", 3, "gender must be 0 (male) or 1 (female) in every row; row 2 (line 4 of the file) holds 3"),
+])
+def test_bad_predictions_are_named(run, tmp_path, column, value, message):
+    folder = _copy(run, tmp_path)
+    path = folder / "predictions" / "A_test.csv"
+    frame = pd.read_csv(path).astype({column: object})
+    frame.loc[2, column] = value
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match="A_test.csv: " + message.replace("(", r"\(").replace(")", r"\)")):
+        an.load_run(folder).predictions("A", "test")
+
+
+def test_against_report_meets_an_equal_figure(run):
+    equal = an.Run(run.dir, run.params, run.metrics, run.history)
+    equal._cache["A", "val"] = pd.DataFrame({"file": "face.jpg", "age": 30, "gender": 1, "race": pd.NA, "age_pred": 36.517,
+                                             "p_female": np.r_[np.full(921, 0.9), np.full(79, 0.1)]})
+    vs = an.against_report(equal, {"A": an.REPORT_METRICS["A"]}, n_boot=200)
+    assert vs.Verdict.tolist() == ["met", "met"]
+    assert "| 92.10 | 92.10 [" in an.format_against_report(vs) and "| +0.00 | met |" in an.format_against_report(vs)
 
 
 def test_group_breakdown(run):

@@ -287,3 +287,45 @@ def test_discussion_follows_the_run(tmp_path):
     assert "did not help age estimation" in with_test(0.90, 5.0, 0.95, 6.0)
     partial = type(run)(run.dir, run.params, {"A": run.metrics["A"]}, run.history)
     assert "needs results for both models" in report.discussion_paragraphs(partial)[0]
+
+
+def test_discussion_names_the_permutation_test(tmp_path):
+    from face_report.analysis import paired_p_values
+    run = load_run(make_synthetic_run(tmp_path/"run", n=60))
+    s = report.discussion_paragraphs(run)[2]
+    p = paired_p_values(run, seed=run.params["seed"])["test"]
+    assert f"(McNemar p = {p['gender']:.3g}, paired permutation p = {p['age']:.3g}; Section 5.1)." in s and "Wilcoxon" not in s
+
+
+def test_missing_test_predictions_are_named(tmp_path):
+    run_dir = make_synthetic_run(tmp_path/"run", n=40)
+    (run_dir/"predictions"/"A_test.csv").unlink()
+    s = report.missing_predictions_sentence(load_run(run_dir))
+    assert s.startswith("**Missing predictions:** metrics.json holds Model A's test results, but `") and "A\\_test.csv` is missing" in s
+
+
+def _page_text(name, kind="markdown"):
+    nb = nbformat.read(str(ROOT/"nbs"/"report"/name), as_version=4)
+    return "\n".join(c.source for c in nb.cells if c.cell_type == kind)
+
+
+def test_pages_describe_what_they_compute():
+    pages = [name for name, _ in report.PAGES]
+    assert not [p for p in pages if "Wilcoxon" in _page_text(p)], "the age tests are paired permutation tests of the mean difference"
+    beyond = _page_text("5_beyond_the_report.ipynb")
+    assert "between the bars and the diagonal" not in beyond and "each bin's point" in beyond  # the diagram draws points
+    for name in ("2_custom_cnn.ipynb", "3_pretrained_cnn.ipynb", "4_summary.ipynb", "5_beyond_the_report.ipynb"):
+        assert "check_metrics(load_run(run_dir))" in _page_text(name, "code"), name  # metrics.json's figures are its predictions'
+    assert "missing_predictions_sentence(run, \"test\")" in _page_text("5_beyond_the_report.ipynb", "code")
+
+
+def test_appendix_lists_the_pages_before_it(tmp_path):
+    run_dir = make_synthetic_run(tmp_path/"run", n=40)
+    (run_dir/"report_params.json").write_text(json.dumps({"profile": "quick", "run_dir": str(run_dir)}))
+    first = report.make_dummy_page(tmp_path/"pages"/"1_first.ipynb", "print('first')")
+    appendix = report.page_paths(["6_appendix.ipynb"])[0]
+    out = report.execute_pages([first, appendix], run_dir, dict(run_dir=str(run_dir)), log=lambda m: None)[1]
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nbformat.read(str(out), as_version=4).cells
+                   if c.cell_type == "code" for o in c.outputs)
+    table = html[html.rindex("<table"):]
+    assert "1_first.ipynb" in table and "6_appendix.ipynb" not in table  # not itself, still running
