@@ -9,7 +9,11 @@
 #   SPEED_CHECK=1 bash ...: first benchmarks/jax_batch_speed.py (Model A) at the first size, alone on the GPU, within the budget
 #   locally: cat run.tar.gz.part-* | tar -xz -C runs/gpu; then python benchmarks/gpu_evaluate.py runs/gpu/s128
 set -u
-budget=${1:-520}; IFS=, read -ra sizes <<< "${2:-128}"; shift 2
+case "${1:-}" in -h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0;; esac
+if ! [[ "${1:-520}" =~ ^[0-9]+$ && "${2:-128}" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
+  echo "usage: bash $0 BUDGET_SECONDS SIZES [KEY=VALUE ...], e.g. 540 128,200 (whole seconds; sizes in px, comma-separated)" >&2; exit 2
+fi
+budget=${1:-520}; IFS=, read -ra sizes <<< "${2:-128}"; shift $(( $# < 2 ? $# : 2 ))
 params=(); for kv in "$@"; do params+=(-p "${kv%%=*}" "${kv#*=}"); done
 if [ -d .whl ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1

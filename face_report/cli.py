@@ -79,6 +79,8 @@ def cmd_compare(args:argparse.Namespace, # parsed by `build_parser`
     "Print the parameters two runs differ in, then each model's paired differences on the images both runs predicted."
     from face_report.analysis import load_run, params_diff, compare_runs, format_run_comparison
     first, second = load_run(args.first), load_run(args.second)
+    if stray := [r.dir for r in (first, second) if not (r.dir/"params.json").is_file()]:
+        raise FileNotFoundError(f"{stray[0]} is not a run folder: it has no params.json")
     print(f"first:  {first.dir}\nsecond: {second.dir}")
     diff = params_diff(first, second)
     print("parameters that differ:" if diff else "parameters: the same", *(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()), sep="\n")

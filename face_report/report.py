@@ -1026,10 +1026,12 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     pages, or a run whose pipeline stopped at a failed or interrupted page (its site would show the traceback), is
     refused before anything is written."""
     run_dir = Path(run_dir).resolve()
+    if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} does not exist")
     out_dir = Path(out_dir).resolve() if out_dir is not None else run_dir/"site"
     if engine not in ("auto", "quarto", "pandoc"): raise ValueError(f"engine must be auto, quarto or pandoc, not {engine!r}")
     quarto = shutil.which("quarto")
-    if engine == "quarto" and not quarto: raise RuntimeError("engine='quarto' but quarto is not on PATH (use engine='pandoc')")
+    if engine == "quarto" and not quarto: raise RuntimeError("quarto is not on PATH: install Quarto (https://quarto.org) or use the pandoc "
+                                                   "engine (--engine pandoc, engine='pandoc')")
     executed_pages(run_dir)
     if out_dir.exists() and out_dir != run_dir/"site" and any(out_dir.iterdir()) and not (out_dir/SITE_MARKER).exists():
         raise ValueError(f"{out_dir} holds files and is not a site that face-report built: rendering replaces the folder's "

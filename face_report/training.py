@@ -80,7 +80,7 @@ def check_params(p:dict, # from `resolve_params`
         if not isinstance(p["weights"], (str, Path)) or not Path(p["weights"]).expanduser().is_file():
             bad("weights", "must be imagenet, none or an existing weights file")
         from face_report.models import weights_problem  # (Keras is imported for a weights file only)
-        if why := weights_problem(p["backbone"], p["weights"]): bad("weights", why)
+        if why := weights_problem(p["backbone"], p["weights"]): bad("weights", f"cannot be used: {why}")
     return p
 
 class TrainingError(RuntimeError):
@@ -101,10 +101,9 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     if p["n_images"] == "all": p["n_images"] = None
     if p["weights"] == "none": p["weights"] = None
     if p["run_dir"] is None: p["run_dir"] = f"runs/{profile}"
-    if p["n_unfreeze"] is None:
-        if p["backbone"] not in REPORT_UNFREEZE:
-            raise ValueError(f"backbone {p['backbone']!r} has no default n_unfreeze; give one, e.g. -p n_unfreeze 100")
-        p["n_unfreeze"] = REPORT_UNFREEZE[p["backbone"]]
+    if p["backbone"] not in REPORT_UNFREEZE:  # checked first: phase 2's default depth is the backbone's
+        raise ValueError(f"parameter backbone={p['backbone']!r} must be one of {', '.join(REPORT_UNFREEZE)}")
+    if p["n_unfreeze"] is None: p["n_unfreeze"] = REPORT_UNFREEZE[p["backbone"]]
     return check_params(p)
 
 # %% ../nbs/02_training.ipynb #5d7a0e3f
@@ -535,9 +534,9 @@ def check_run_folder(params:dict, # from `resolve_params`
                     ) -> Path: # the run folder (not created)
     "Refuse a run folder that holds a run with other parameters or other images (`splits_fingerprint`), unless `params` asks to retrain."
     run_dir = Path(params["run_dir"])
-    old = read_json(run_dir/"params.json")
+    old, left = read_json(run_dir/"params.json"), [f for f in TRAINED if (run_dir/f).exists()]
     if old: old = {**RUN_KEYS_ADDED, **old}  # a run made before a key was added trained with its old value
-    elif not params.get("retrain") and (left := [f for f in TRAINED if (run_dir/f).exists()]):
+    elif not params.get("retrain") and left:
         raise TrainingError(f"{run_dir} holds {', '.join(left)} but no params.json: the parameters they were trained with are "
                             "unknown; restore params.json, use another run folder, or retrain=True (--retrain) to replace them")
     diff = {k: (old.get(k), params.get(k)) for k in RUN_KEYS if k in old and old.get(k) != params.get(k)}
@@ -545,7 +544,9 @@ def check_run_folder(params:dict, # from `resolve_params`
         diff["precision"] = (old["precision_requested"], params.get("precision"))
     if diff and not params.get("retrain"):
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
-                            "use another run folder, or retrain=True (--retrain) to replace it")
+                            "use another run folder, or retrain=True (--retrain) to replace it"
+                            + ("" if left else " (it has trained nothing yet: its start stopped before a first epoch ended, "
+                               "or another process is starting it now)"))
     new, was = params.get("splits_fingerprint"), old.get("splits_fingerprint")
     if new and was and new != was and not params.get("retrain"):
         raise TrainingError(f"{run_dir} holds a run trained on other images (splits fingerprint {was}, these splits {new}; data "

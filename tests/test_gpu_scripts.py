@@ -65,3 +65,13 @@ def test_bundle_then_train_on_jax_without_tensorflow_then_evaluate(tmp_path):
         test = pd.read_csv(run / "predictions" / f"{tag}_test.csv")
         assert len(test) == 8 and metrics[tag]["test"]["n"] == 8 and not {Path(f).name for f in test.file} & set(rows.file)
     assert metrics["A"]["val"] == gpu_val and "8 test images" in metrics["test_evaluated"]
+
+
+def test_paper_run_script_usage():
+    "`--help` prints the usage and starts nothing; a budget or sizes that are not numbers are refused before anything runs."
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_paper_run.sh"
+    r = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "BUDGET_SECONDS SIZES" in r.stdout and not r.stderr, r
+    for args in (["help"], ["540", "12a"], ["540", "128,"]):
+        r = subprocess.run(["bash", str(script), *args], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.startswith("usage: ") and not r.stdout, (args, r)

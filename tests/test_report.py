@@ -123,7 +123,7 @@ def test_render_site_links_resolve(rendered):
 
 def test_render_site_quarto_requires_quarto(tmp_path, monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
-    with pytest.raises(RuntimeError, match="quarto is not on PATH"):
+    with pytest.raises(RuntimeError, match=r"quarto is not on PATH: install Quarto .* or use the pandoc engine \(--engine pandoc, engine='pandoc'\)"):
         report.render_site(tmp_path, engine="quarto")
     with pytest.raises(FileNotFoundError, match="run the pipeline first"):
         report.render_site(tmp_path, engine="auto")
@@ -131,9 +131,13 @@ def test_render_site_quarto_requires_quarto(tmp_path, monkeypatch):
 
 def test_render_site_refuses_unfinished_runs(rendered, tmp_path):
     "A folder without executed pages gets no site folders; a run stopped at a failed page gets no site."
-    with pytest.raises(FileNotFoundError, match="run the pipeline first"):
+    with pytest.raises(FileNotFoundError, match="not_a_run does not exist"):
         report.render_site(tmp_path/"not_a_run", engine="pandoc")
     assert not (tmp_path/"not_a_run").exists()
+    (tmp_path/"empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="run the pipeline first"):
+        report.render_site(tmp_path/"empty", engine="pandoc")
+    assert list((tmp_path/"empty").iterdir()) == []
     run_dir, _ = rendered
     (run_dir/"pipeline.json").write_text(json.dumps({"pages": [{"page": "1_introduction.ipynb", "status": "done"},
                                                                {"page": "2_custom_cnn.ipynb", "status": "failed"}]}))
