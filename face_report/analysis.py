@@ -26,7 +26,7 @@ from .training import RUN_KEYS_ADDED, gender_correct, read_json, roc_auc, split_
 __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'PAIRED_AGE_TEST',
            'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS',
            'GROUP_TITLES', 'make_synthetic_run', 'Run', 'load_run', 'missing_predictions', 'check_metrics',
-           'save_figure', 'plot_learning_curves', 'format_signed', 'metrics_table', 'format_metrics_table',
+           'save_figure', 'plot_learning_curves', 'format_signed', 'format_p', 'metrics_table', 'format_metrics_table',
            'compare_models', 'summary_sentences', 'kept_epoch', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test',
            'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
            'per_image_results', 'significance_table', 'format_significance_table', 'paired_p_values', 'against_report',
@@ -167,7 +167,7 @@ def load_run(run_dir, # a run folder written by `face_report.training`
             ) -> Run:
     "Read a run folder's params, metrics and histories; predictions are read on demand"
     run_dir = Path(run_dir).expanduser().resolve()
-    if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} does not exist")
+    if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} " + ("is a file" if run_dir.exists() else "does not exist"))
     history = {m: pd.read_csv(run_dir / f"history_{m}.csv") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
     return Run(run_dir, read_json(run_dir / "params.json"), read_json(run_dir / "metrics.json"), history)
 
@@ -269,6 +269,13 @@ def format_signed(x:float, # the number
     s = f"{x:+.{digits}f}" if plus else f"{x:.{digits}f}"
     return s.replace("-", MINUS)
 
+def format_p(p:float, # a p-value
+             alpha:float=0.05, # the significance level the text decides with
+            ) -> str: # 3 significant digits, more where those would print as `alpha` itself ("0.049995", not "0.05")
+    "A p-value as the text prints it, never rounded onto the level it is compared with"
+    s = f"{p:.3g}"
+    return f"{p:.6g}" if float(s) == alpha and p != alpha else s
+
 def _model_metrics(metrics: dict, model: str) -> dict:
     if model not in metrics: raise KeyError(f"metrics.json has no results for model {model!r} (yet)")
     return metrics[model]
@@ -340,7 +347,7 @@ def _difference(c: dict, task: str) -> str:
 
 def _task_clause(c: dict, task: str, word: str, p, alpha: float) -> str:
     "One task's comparison: the same figure, a lead (with its p-value when known) or, when its test says so, level within the noise"
-    winner, test = c[f"{task}_winner"], f", {_TESTS[task]} p = {p:.3g}" if p is not None else ""
+    winner, test = c[f"{task}_winner"], f", {_TESTS[task]} p = {format_p(p, alpha)}" if p is not None else ""
     if winner != "tie" and p is not None and p >= alpha:
         what = f"{word} gender accuracy" if task == "gender" else f"{word} age MAE"
         return f"{_LEVEL}in {what} (Model {winner} {_difference(c, task)}{test})"
@@ -471,6 +478,7 @@ def sign_flip_test(diff, # per-image paired differences (e.g. absolute error of 
     d = np.asarray(diff, dtype=float)
     if d.ndim != 1 or d.size == 0: raise ValueError("sign_flip_test needs a non-empty 1-D sample of differences")
     if n_perm < 1: raise ValueError(f"n_perm must be at least 1, not {n_perm}")
+    if not np.isfinite(d).all(): return float("nan")  # as the mean difference and its interval are
     rng = np.random.default_rng(seed)
     observed, tol = abs(d.sum()), 1e-9 * np.abs(d).sum()  # sums, not means: the same rounding for the data and its flips
     hits = 0
@@ -586,7 +594,7 @@ def format_significance_table(df:pd.DataFrame, # output of `significance_table`
     out = pd.DataFrame({"Model": df.Model, "Quantity": df.Quantity,
                         "Estimate [95% CI]": [fmt(e, d) + ("" if pd.isna(lo) else f" [{fmt(lo, d)}, {fmt(hi, d)}]")
                                               for e, lo, hi, d in zip(df.Estimate, df["CI low"], df["CI high"], digits)],
-                        "Test": df.Test, "p-value": ["" if pd.isna(p) else f"{p:.3g}" for p in df["p-value"]], "n": df.n})
+                        "Test": df.Test, "p-value": ["" if pd.isna(p) else format_p(p) for p in df["p-value"]], "n": df.n})
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #f1a2b3c5
@@ -623,7 +631,8 @@ def against_report(run:Run, # a loaded run
             est, low, high = bootstrap_ci(sample, n_boot=n_boot, seed=seed)
             digits = _REPORT_DIGITS[quantity]
             verdict = ("met" if sign * (round(est, digits) - round(target, digits)) >= 0 else
-                       "not met, within the CI" if low <= target <= high else "not met, outside the CI")
+                       "not met, within the CI" if round(low, digits) <= round(target, digits) <= round(high, digits)
+                       else "not met, outside the CI")
             rows.append((m, quantity, target, est, low, high, verdict, len(sample)))
     return pd.DataFrame(rows, columns=_VS_COLUMNS)
 

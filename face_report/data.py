@@ -118,6 +118,7 @@ def _extract(archive:Path, dest:Path) -> Path:
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)  # left by a process that was killed
     try: tf_ = tarfile.open(archive)
+    except EOFError: raise DataError(f"{archive}: the archive is truncated (it ends within its first block): download it again") from None
     except tarfile.ReadError:
         raise DataError(f"{archive}: not a .tar.gz or .tar archive (or damaged from its start): give UTKFace's archive, or a "
                         "folder of its images (unzip a .zip archive and give its folder)") from None
@@ -208,10 +209,10 @@ def check_image(path:str|Path, # an image file
 
 # %% ../nbs/00_data.ipynb #222c5048
 def _fingerprint(files:list[Path]) -> str:
-    "A key for `files` in order: their paths, sizes, modification and change times."
+    "A key for `files` in order: their paths, sizes and modification times."
     h = hashlib.sha1()
     for f in files:
-        st = f.stat(); h.update(os.fsencode(f) + f"|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}\n".encode())
+        st = f.stat(); h.update(os.fsencode(f) + f"|{st.st_size}|{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:16]
 
 def _cached(path:Path, # a cache file
@@ -439,8 +440,11 @@ def _reserve(path:Path, # a file
     """Allocate `size` bytes of `path` on disk now (`posix_fallocate`; elsewhere check the free space), so that a full disk is
     an `OSError` (ENOSPC) here, not a SIGBUS later when a memory map of the sparse file writes to a block the disk lacks."""
     if hasattr(os, "posix_fallocate"):
-        with open(path, "r+b") as f: os.posix_fallocate(f.fileno(), 0, size)
-    elif size > shutil.disk_usage(path.parent).free: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        try:
+            with open(path, "r+b") as f: os.posix_fallocate(f.fileno(), 0, size); return
+        except OSError as e:  # a file system that cannot allocate ahead (ZFS, musl's C library): the free space is checked instead
+            if e.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS): raise
+    if size > shutil.disk_usage(path.parent).free: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 def decode_images(paths:list[str], # image files
                   size:int, # side in pixels

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib, datetime, hashlib, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
-from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, format_signed
+from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, format_p, format_signed
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
@@ -386,7 +386,7 @@ def _duration(seconds):
 
 def _significance_clause(run, alpha=0.05) -> str:
     "Whether the paired test-set differences are significant (McNemar, paired permutation), or '' without test predictions."
-    from face_report.analysis import paired_p_values
+    from face_report.analysis import format_p, paired_p_values
     p = paired_p_values(run, seed=int(run.params.get("seed") or 0)).get("test")  # Table E1's seed, so its p-values
     if p is None: return ""
     g, a = p["gender"], p["age"]
@@ -394,7 +394,7 @@ def _significance_clause(run, alpha=0.05) -> str:
     verdict = ("both test-set differences are statistically significant" if all(sig) else
                "neither test-set difference is statistically significant, so this ranking is tentative" if not any(sig) else
                f"only the {'gender' if sig[0] else 'age'} difference is statistically significant on the test set")
-    return f" At the {alpha:g} level {verdict} (McNemar p = {g:.3g}, paired permutation p = {a:.3g}; Section 5.1)."
+    return f" At the {alpha:g} level {verdict} (McNemar p = {format_p(g, alpha)}, paired permutation p = {format_p(a, alpha)}; Section 5.1)."
 
 def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
                           n_params:dict|None=None, # {"A": count, "B": count} trainable+frozen parameters, if known
@@ -615,7 +615,7 @@ def significance_sentences(sig:pd.DataFrame, # output of `face_report.analysis.s
         verdict = (f"significant at the {alpha:g} level" if r["p-value"] < alpha else f"not significant at the {alpha:g} level")
         test = "a paired sign-flip permutation test of the mean difference" if r.Test == PAIRED_AGE_TEST else f"the {r.Test} test"
         out.append(f"The {what} difference {sign} is {format_signed(r.Estimate)} {unit} (95% bootstrap CI {format_signed(r['CI low'])} to "
-                   f"{format_signed(r['CI high'])}); {test} gives p = {r['p-value']:.3g}, {verdict} (n = {int(r.n)}).")
+                   f"{format_signed(r['CI high'])}); {test} gives p = {format_p(r['p-value'], alpha)}, {verdict} (n = {int(r.n)}).")
     return " ".join(out)
 
 def missing_predictions_sentence(run, # a loaded run (`face_report.analysis.load_run`)
@@ -1026,7 +1026,7 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     pages, or a run whose pipeline stopped at a failed or interrupted page (its site would show the traceback), is
     refused before anything is written."""
     run_dir = Path(run_dir).resolve()
-    if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} does not exist")
+    if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} " + ("is a file" if run_dir.exists() else "does not exist"))
     out_dir = Path(out_dir).resolve() if out_dir is not None else run_dir/"site"
     if engine not in ("auto", "quarto", "pandoc"): raise ValueError(f"engine must be auto, quarto or pandoc, not {engine!r}")
     quarto = shutil.which("quarto")

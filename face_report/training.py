@@ -244,7 +244,9 @@ def settle_backup(backup:Path, # a phase's `BackupAndRestore` folder
     if not (w.exists() and m.exists() and wb.exists() and mb.exists()): return None
     try: json.loads(m.read_text())
     except ValueError: why = "its metadata is unreadable"
-    else: why = "its weights were saved without their metadata" if m.read_bytes() == mb.read_bytes() else None
+    else:  # (the weights equal too: nothing to go back to, e.g. after an earlier start set them back)
+        why = ("its weights were saved without their metadata"
+               if m.read_bytes() == mb.read_bytes() and w.read_bytes() != wb.read_bytes() else None)
     if why: shutil.copy2(wb, w); shutil.copy2(mb, m)
     return why
 

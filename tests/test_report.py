@@ -134,6 +134,9 @@ def test_render_site_refuses_unfinished_runs(rendered, tmp_path):
     with pytest.raises(FileNotFoundError, match="not_a_run does not exist"):
         report.render_site(tmp_path/"not_a_run", engine="pandoc")
     assert not (tmp_path/"not_a_run").exists()
+    (tmp_path/"a_file").touch()
+    with pytest.raises(FileNotFoundError, match="a_file is a file"):
+        report.render_site(tmp_path/"a_file", engine="pandoc")
     (tmp_path/"empty").mkdir()
     with pytest.raises(FileNotFoundError, match="run the pipeline first"):
         report.render_site(tmp_path/"empty", engine="pandoc")
