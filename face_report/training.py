@@ -4,8 +4,10 @@
 
 # %% ../nbs/02_training.ipynb #da8e17e1
 from __future__ import annotations
-import hashlib, json, math, os, platform, shutil, sys, time, zipfile
+import contextlib, hashlib, json, math, os, platform, shutil, sys, time, zipfile
 from pathlib import Path
+try: import fcntl  # POSIX file locks (`training_lock`)
+except ImportError: fcntl = None
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS'
            'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred',
            'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder',
            'check_run', 'start_run', 'run_precision', 'forget_phase', 'forget_models', 'splits_params',
-           'splits_fingerprint', 'train_model_a', 'train_model_b', 'train_all']
+           'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -220,11 +222,18 @@ HISTORY_COLUMNS = ["epoch", "phase", "loss", "gender_loss", "gender_accuracy", "
                    "val_loss", "val_gender_loss", "val_gender_accuracy", "val_gender_auc", "val_age_loss", "val_age_mae",
                    "lr", "wall_seconds"]
 
+_HISTORY_KEYS = ("epoch", "phase", "val_loss")  # what resuming reads in every history, whatever columns were added since
+
 def read_history(path:str|Path, # a `history_{A,B}.csv`
                 ) -> pd.DataFrame: # one row per finished epoch, `HISTORY_COLUMNS`
-    "A history CSV, or an empty frame with the standard columns."
+    "A history CSV, or an empty frame with the standard columns; a `TrainingError` naming a file that is not one."
     path = Path(path)
-    return pd.read_csv(path) if path.exists() and path.stat().st_size else pd.DataFrame(columns=HISTORY_COLUMNS)
+    if not (path.exists() and path.stat().st_size): return pd.DataFrame(columns=HISTORY_COLUMNS)
+    try: h = pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as e: h, why = None, str(e).splitlines()[0]  # (pandas' parser errors are ValueErrors)
+    else: why = f"it lacks the column(s) {', '.join(c for c in _HISTORY_KEYS if c not in h.columns)}"
+    if h is not None and set(_HISTORY_KEYS) <= set(h.columns): return h
+    raise TrainingError(f"{path} is not a training history ({why}); restore it, or train the model again (--retrain)")
 
 def backup_epoch(run_dir:Path, # the run folder
                  tag:str, # "A", "B_phase1" or "B_phase2"
@@ -383,9 +392,9 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
     backup = keras.callbacks.BackupAndRestore(str(run_dir/"backup"/tag), double_checkpoint=True)
     backup.async_safe = True  # backs up at epoch ends only
     # with every callback async-safe, Keras on JAX hands the batch hooks to a thread pool instead of waiting for each step
-    return [History(), backup, *ema, NaNStop(),
-            Stop(monitor="val_loss", patience=p["patience"], restore_best_weights=False),
-            Plateau(monitor="val_loss", factor=p["lr_factor"], patience=p["lr_patience"], min_lr=p["min_lr"]),
+    # the learning rate is cut before the backup, which saves it with the optimizer: a resumed epoch trains at the cut rate
+    return [History(), Plateau(monitor="val_loss", factor=p["lr_factor"], patience=p["lr_patience"], min_lr=p["min_lr"]),
+            backup, *ema, NaNStop(), Stop(monitor="val_loss", patience=p["patience"], restore_best_weights=False),
             Best(str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True)], ckpt
 
 def _hms(s:float) -> str:
@@ -584,7 +593,8 @@ def start_run(params:dict, # from `resolve_params`
     old = {} if params.get("retrain") else read_json(run_dir/"params.json")
     rec = {**params, **facts, **{k: old[k] for k in facts if k in old}}
     rec.pop("retrain", None)
-    write_json(run_dir/"params.json", rec)
+    if json.loads(json.dumps(rec, default=str)) != old:  # as written and read back: a re-used run in a read-only folder writes nothing
+        write_json(run_dir/"params.json", rec)
     return run_dir
 
 def run_precision(params:dict, # from `resolve_params`
@@ -647,12 +657,18 @@ def _record(run_dir:Path, tag:str, metrics:dict, seconds:dict, params:dict):
         write_json(run_dir/"metrics.json", m)
 
 # %% ../nbs/02_training.ipynb #3b1eafa6
+def _whole_zip(path:Path) -> bool:
+    "Whether `path` is a zip file (a .keras file is one) whose every member reads back with its checksum."
+    try:
+        with zipfile.ZipFile(path) as z: return z.testzip() is None
+    except (zipfile.BadZipFile, OSError, EOFError): return False
+
 def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None:
     "A finished model's metrics (re-evaluated from the saved model when the evaluation changed), or None."
     import keras
     m, model_file, history = read_json(run_dir/"metrics.json"), run_dir/f"model_{tag}.keras", run_dir/f"history_{tag}.csv"
     if not (m.get(tag) and model_file.exists()): return None
-    if not zipfile.is_zipfile(model_file):  # cut short or overwritten: made again from the best checkpoint, as a missing one is
+    if not _whole_zip(model_file):  # cut short, overwritten or damaged: made again from the best checkpoint, as a missing one is
         log(f"Model {tag}: {model_file} is not a readable .keras file; it is made again from the best weights"); return None
     if not history.exists():
         raise TrainingError(f"{history} is missing: Model {tag}'s epochs are unknown, so the report cannot draw its learning "
@@ -689,8 +705,25 @@ def splits_fingerprint(splits:Splits|dict, # from `prepare_splits`, or its frame
     for k in ("train", "val", "test"): h.update(f"{k}:{'/'.join(Path(f).name for f in frames[k]['path'])};".encode())
     return h.hexdigest()[:16]
 
+@contextlib.contextmanager
+def training_lock(run_dir:Path, # the run folder (created)
+                  tag:str, # "A" or "B"
+                 ):
+    """Hold `run_dir/.train_{tag}.lock` while Model `tag` is trained: a second process that would train it in the same
+    folder (and write the same history) is refused; the two models may train in two processes at once."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir/f".train_{tag}.lock", "a") as f:
+        if fcntl:
+            try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TrainingError(f"another process is training Model {tag} in {run_dir}: wait for it to end, or use another "
+                                    "run folder") from None
+        yield
+
+@contextlib.contextmanager
 def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
-    "Shared start of `train_model_a`/`train_model_b`: parameters (checked against the splits), run folder (its images recorded and checked), retrain, re-use, strategy."
+    """Shared start of `train_model_a`/`train_model_b`, held while the model trains (`training_lock`): parameters (checked
+    against the splits), run folder (its images recorded and checked), retrain, re-use, strategy."""
     shown = splits_params(splits)
     p = {**resolve_params(), **(shown if params is None else params)}
     if run_dir is not None: p["run_dir"] = str(run_dir)
@@ -698,6 +731,11 @@ def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
     if diff: raise TrainingError(f"the splits do not match the parameters ({', '.join(f'{k}: {a} in the splits, {b} in the parameters' for k, (a, b) in diff.items())}); "
                                  "prepare the splits with the run's parameters, or pass params=None to take these from the splits")
     p.update(splits_fingerprint=splits_fingerprint(splits), data_source=_where(splits.source))
+    check_run_folder(p)  # (refused before the lock's file is written)
+    with training_lock(Path(p["run_dir"]), tag): yield _opened(tag, splits, p, log)
+
+def _opened(tag, splits, p, log):
+    "`_open_run`'s work under the lock: retrain, the run folder, re-use, the strategy."
     if p.get("retrain"): forget_models(p, tag, log)
     run_dir = start_run(p)
     done, file_log = _reuse(run_dir, tag, splits, p, log), _log_to_file(run_dir/f"log_{tag}.txt", log)
@@ -720,17 +758,17 @@ def train_model_a(splits:Splits, # data from `prepare_splits`
                  ) -> dict: # Model A's metrics per split
     "Train Model A (or re-use the finished one in `run_dir`) and write its artefacts."
     from face_report.models import build_model_a
-    p, run_dir, done, strategy, log = _open_run("A", splits, run_dir, params, log)
-    if done: return done
-    _use_precision(p, "A")
-    with strategy.scope():
-        model = init_age_bias(build_model_a(input_size=p["image_size"], l2=p["l2"]), splits.frames["train"]["age"], p["age_bias"])
-        compile_multitask(model, p["lr_a"]*strategy.num_replicas_in_sync, p["age_weight_a"], p["label_smoothing"], p["ema_momentum"])
-    secs = fit_phase(model, splits, run_dir, "A", 1, p["epochs_a"], p, log=log)
-    model.save(run_dir/"model_A.keras")
-    metrics = evaluate_model(model, splits, run_dir, "A", p["eval_batch_size"], p["label_smoothing"])
-    _record(run_dir, "A", metrics, {"A": round(secs, 1)}, p)
-    return metrics
+    with _open_run("A", splits, run_dir, params, log) as (p, run_dir, done, strategy, log):
+        if done: return done
+        _use_precision(p, "A")
+        with strategy.scope():
+            model = init_age_bias(build_model_a(input_size=p["image_size"], l2=p["l2"]), splits.frames["train"]["age"], p["age_bias"])
+            compile_multitask(model, p["lr_a"]*strategy.num_replicas_in_sync, p["age_weight_a"], p["label_smoothing"], p["ema_momentum"])
+        secs = fit_phase(model, splits, run_dir, "A", 1, p["epochs_a"], p, log=log)
+        model.save(run_dir/"model_A.keras")
+        metrics = evaluate_model(model, splits, run_dir, "A", p["eval_batch_size"], p["label_smoothing"])
+        _record(run_dir, "A", metrics, {"A": round(secs, 1)}, p)
+        return metrics
 
 # %% ../nbs/02_training.ipynb #4572ca04
 def train_model_b(splits:Splits, # data from `prepare_splits`
@@ -740,44 +778,47 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
                  ) -> dict: # Model B's metrics per split
     "Train Model B in two phases (or re-use the finished one in `run_dir`) and write its artefacts."
     from face_report.models import build_model_b, freeze_backbone, unfreeze_top
-    p, run_dir, done, strategy, log = _open_run("B", splits, run_dir, params, log)
-    if done: return done
-    r = strategy.num_replicas_in_sync
+    with _open_run("B", splits, run_dir, params, log) as (p, run_dir, done, strategy, log):
+        if done: return done
+        r = strategy.num_replicas_in_sync
 
-    def build(phase):  # Model B under `phase`'s precision, the age output's bias set by `age_bias`
-        _use_precision(p, phase)
+        def build(phase):  # Model B under `phase`'s precision, the age output's bias set by `age_bias`
+            _use_precision(p, phase)
+            with strategy.scope():
+                return init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),
+                                     splits.frames["train"]["age"], p["age_bias"])
+        marker, best1 = run_dir/"phase1_B.json", run_dir/"checkpoints"/"B_phase1_best.weights.h5"
+        if marker.exists():
+            info, rows = read_json(marker), int((read_history(run_dir/"history_B.csv").phase == 1).sum())
+            if rows != info["epochs"]:
+                raise TrainingError(f"{run_dir/'history_B.csv'} lists {rows} epoch(s) of phase 1, but {marker.name} says phase 1 "
+                                    f"trained {info['epochs']}: the history was edited or replaced; train Model B again (--retrain --models B)")
+            log(f"Model B: phase 1 already done ({info['epochs']} epochs), continuing with phase 2")
+        else:
+            forget_phase(run_dir, "B_phase2", 2)  # left by a phase 1 trained before: phase 2 starts again from the new one
+            model = build("B1")
+            if p["n_unfreeze"] > (n := len(model.get_layer("backbone").layers)):  # said now, not after phase 1
+                raise TrainingError(f"n_unfreeze={p['n_unfreeze']}: the {p['backbone']} backbone has {n} layers; choose 0 to {n}")
+            with strategy.scope():
+                freeze_backbone(model); compile_multitask(model, p["lr_b1"]*r, p["age_weight_b"], p["label_smoothing"], p["ema_momentum"])
+            s1 = fit_phase(model, splits, run_dir, "B_phase1", 1, p["epochs_b1"], p, log=log)
+            h = read_history(run_dir/"history_B.csv")
+            info = {"epochs": int((h.phase == 1).sum()), "seconds": round(s1, 1)}
+            write_json(marker, info)
+        model = build("B2")  # phase 2 may run in another precision: rebuilt, from phase 1's best weights
+        if info["epochs"]:
+            if not best1.exists():
+                raise TrainingError(f"{best1} is missing: Model B's phase 1 finished ({info['epochs']} epochs, see {marker}) "
+                                    f"but its best weights are gone; delete {marker} to train phase 1 again")
+            model.load_weights(str(best1))
         with strategy.scope():
-            return init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),
-                                 splits.frames["train"]["age"], p["age_bias"])
-    marker, best1 = run_dir/"phase1_B.json", run_dir/"checkpoints"/"B_phase1_best.weights.h5"
-    if marker.exists():
-        info = read_json(marker)
-        log(f"Model B: phase 1 already done ({info['epochs']} epochs), continuing with phase 2")
-    else:
-        forget_phase(run_dir, "B_phase2", 2)  # left by a phase 1 trained before: phase 2 starts again from the new one
-        model = build("B1")
-        if p["n_unfreeze"] > (n := len(model.get_layer("backbone").layers)):  # said now, not after phase 1
-            raise TrainingError(f"n_unfreeze={p['n_unfreeze']}: the {p['backbone']} backbone has {n} layers; choose 0 to {n}")
-        with strategy.scope():
-            freeze_backbone(model); compile_multitask(model, p["lr_b1"]*r, p["age_weight_b"], p["label_smoothing"], p["ema_momentum"])
-        s1 = fit_phase(model, splits, run_dir, "B_phase1", 1, p["epochs_b1"], p, log=log)
-        h = read_history(run_dir/"history_B.csv")
-        info = {"epochs": int((h.phase == 1).sum()), "seconds": round(s1, 1)}
-        write_json(marker, info)
-    model = build("B2")  # phase 2 may run in another precision: rebuilt, from phase 1's best weights
-    if info["epochs"]:
-        if not best1.exists():
-            raise TrainingError(f"{best1} is missing: Model B's phase 1 finished ({info['epochs']} epochs, see {marker}) "
-                                f"but its best weights are gone; delete {marker} to train phase 1 again")
-        model.load_weights(str(best1))
-    with strategy.scope():
-        unfreeze_top(model, p["n_unfreeze"], verbose=False)
-        compile_multitask(model, p["lr_b2"]*r, p["age_weight_b"], p["label_smoothing"], p["ema_momentum"])
-    s2 = fit_phase(model, splits, run_dir, "B_phase2", 2, p["epochs_b2"], p, epoch_offset=info["epochs"], log=log)
-    model.save(run_dir/"model_B.keras")
-    metrics = evaluate_model(model, splits, run_dir, "B", p["eval_batch_size"], p["label_smoothing"])
-    _record(run_dir, "B", metrics, {"B_phase1": info["seconds"], "B_phase2": round(s2, 1)}, p)
-    return metrics
+            unfreeze_top(model, p["n_unfreeze"], verbose=False)
+            compile_multitask(model, p["lr_b2"]*r, p["age_weight_b"], p["label_smoothing"], p["ema_momentum"])
+        s2 = fit_phase(model, splits, run_dir, "B_phase2", 2, p["epochs_b2"], p, epoch_offset=info["epochs"], log=log)
+        model.save(run_dir/"model_B.keras")
+        metrics = evaluate_model(model, splits, run_dir, "B", p["eval_batch_size"], p["label_smoothing"])
+        _record(run_dir, "B", metrics, {"B_phase1": info["seconds"], "B_phase2": round(s2, 1)}, p)
+        return metrics
 
 # %% ../nbs/02_training.ipynb #87fbe8d8
 def train_all(params:dict, # from `resolve_params`

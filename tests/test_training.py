@@ -312,3 +312,46 @@ def test_run_folder_that_lost_a_file(tmp_path):
     with pytest.raises(TrainingError, match=r"holds model_A.keras, history_A.csv, metrics.json but no params.json"):
         train_model_a(s, params={**p, "lr_a": 1e-3})
     assert not (run / "params.json").exists()
+
+
+def test_resumed_epoch_trains_at_the_cut_learning_rate(tmp_path):
+    """Killed in the first batch after ReduceLROnPlateau halved the rate: the resumed epoch trains at the halved rate (the
+    backup, taken after the cut, holds it with the optimizer)."""
+    p = tiny_params(tmp_path, epochs_a=3, patience=10, lr_patience=1, lr_factor=0.5)
+    tiny_splits(p, tmp_path)
+    code = f"""
+        import os, signal, keras, face_report.training as T
+        from face_report.data import prepare_splits
+        p = {p!r}
+        class Worse(keras.callbacks.Callback):  # called first: each epoch validates worse than the one before
+            def on_epoch_end(self, epoch, logs=None): logs["val_loss"] = 1.0 + epoch
+        class Kill(keras.callbacks.Callback):  # the first batch at the cut rate
+            def on_train_batch_begin(self, batch, logs=None):
+                if float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)) < 0.75*p["lr_a"]: os.kill(os.getpid(), signal.SIGKILL)
+        def wrapped(*a, **k):
+            cbs, c = callbacks(*a, **k)
+            return [Worse(), *cbs, *([Kill()] if MODE == "kill" else [])], c
+        callbacks, T._callbacks = T._callbacks, wrapped
+        s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"])
+        T.train_model_a(s, params=p)
+    """
+    killed = run_child(code.replace("MODE", "'kill'"), tmp_path); out, _ = killed.communicate(timeout=300)
+    assert killed.returncode == -signal.SIGKILL, out
+    history = Path(p["run_dir"]) / "history_A.csv"
+    assert pd.read_csv(history).epoch.tolist() == [1, 2], out
+    again = run_child(code.replace("MODE", "'go on'"), tmp_path); out, _ = again.communicate(timeout=300)
+    assert again.returncode == 0, out
+    assert pd.read_csv(history).lr.tolist() == pytest.approx([p["lr_a"], p["lr_a"], p["lr_a"] / 2]), out
+
+
+def test_history_without_phase_1_rows_is_refused(tmp_path):
+    "A history_B.csv that lost phase 1's rows, while phase1_B.json says phase 1 trained, is refused before phase 2 trains on."
+    from face_report.training import train_model_b
+    p = tiny_params(tmp_path, epochs_b1=1, epochs_b2=1)
+    s = tiny_splits(p, tmp_path)
+    train_model_b(s, params=p)
+    run = Path(p["run_dir"])
+    for f in ("model_B.keras", "metrics.json", "checkpoints/B_phase2_best.weights.h5"): (run / f).unlink()
+    h = pd.read_csv(run / "history_B.csv"); h[h.phase == 2].to_csv(run / "history_B.csv", index=False)
+    with pytest.raises(TrainingError, match=r"history_B.csv lists 0 epoch\(s\) of phase 1, but phase1_B.json says phase 1 trained 1"):
+        train_model_b(s, params=p)
