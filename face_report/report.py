@@ -386,7 +386,7 @@ def _duration(seconds):
 
 def _significance_clause(run, alpha=0.05) -> str:
     "Whether the paired test-set differences are significant (McNemar, paired permutation), or '' without test predictions."
-    from face_report.analysis import format_p, paired_p_values
+    from face_report.analysis import paired_p_values
     p = paired_p_values(run, seed=int(run.params.get("seed") or 0)).get("test")  # Table E1's seed, so its p-values
     if p is None: return ""
     g, a = p["gender"], p["age"]
