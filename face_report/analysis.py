@@ -25,14 +25,14 @@ from .training import RUN_KEYS_ADDED, gender_correct, read_json, roc_auc, split_
 # %% auto #0
 __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'PAIRED_AGE_TEST',
            'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS',
-           'GROUP_TITLES', 'make_synthetic_run', 'Run', 'load_run', 'missing_predictions', 'check_metrics',
-           'save_figure', 'plot_learning_curves', 'format_signed', 'format_p', 'metrics_table', 'format_metrics_table',
-           'compare_models', 'summary_sentences', 'kept_epoch', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test',
-           'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
-           'per_image_results', 'significance_table', 'format_significance_table', 'paired_p_values', 'against_report',
-           'format_against_report', 'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison',
-           'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown', 'plot_group_breakdown',
-           'plot_age_scatter', 'locate_images', 'error_gallery']
+           'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'missing_predictions',
+           'check_metrics', 'save_figure', 'plot_learning_curves', 'format_signed', 'format_p', 'metrics_table',
+           'format_metrics_table', 'compare_models', 'summary_sentences', 'kept_epoch', 'performance_paragraph',
+           'bootstrap_ci', 'mcnemar_test', 'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error',
+           'plot_reliability', 'per_image_results', 'significance_table', 'format_significance_table',
+           'paired_p_values', 'against_report', 'format_against_report', 'pair_predictions', 'params_diff',
+           'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
+           'plot_group_breakdown', 'plot_age_scatter', 'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -163,11 +163,17 @@ class Run:
         "Models whose predictions on `split` exist"
         return [m for m in MODELS if (self.dir / "predictions" / f"{m}_{split}.csv").exists()]
 
+def run_folder(run_dir, # a run folder's path
+              ) -> Path: # the path resolved
+    "`run_dir` resolved, or a `FileNotFoundError` saying that it does not exist or is a file"
+    run_dir = Path(run_dir).expanduser().resolve()
+    if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} " + ("is a file" if run_dir.exists() else "does not exist"))
+    return run_dir
+
 def load_run(run_dir, # a run folder written by `face_report.training`
             ) -> Run:
     "Read a run folder's params, metrics and histories; predictions are read on demand"
-    run_dir = Path(run_dir).expanduser().resolve()
-    if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} " + ("is a file" if run_dir.exists() else "does not exist"))
+    run_dir = run_folder(run_dir)
     history = {m: pd.read_csv(run_dir / f"history_{m}.csv") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
     return Run(run_dir, read_json(run_dir / "params.json"), read_json(run_dir / "metrics.json"), history)
 
@@ -602,13 +608,15 @@ def paired_p_values(run:Run, # a loaded run
                     seed:int=0, # random seed of the age test's sign flips (as `significance_table`'s)
                     n_perm:int=10_000, # sign flips
                    ) -> dict: # split -> {"gender": McNemar p, "age": paired permutation p}, for each split both models have predictions on
-    "The p-values of the paired A-vs-B tests of `significance_table` on each split, for the sentences that state a lead (`summary_sentences`)"
+    "The p-values of the paired A-vs-B tests of `significance_table` on each split, for the sentences that state a lead (`summary_sentences`); computed once per run"
+    if (key := ("paired_p_values", seed, n_perm)) in run._cache: return run._cache[key]
     out = {}
     for split in ("val", "test"):
         if run.available(split) != list(MODELS): continue
         _same_images(run, split)
         (ca, ea), (cb, eb) = (per_image_results(run.predictions(m, split)) for m in MODELS)
         out[split] = dict(gender=mcnemar_test(ca, cb)["p_value"], age=sign_flip_test(eb - ea, n_perm=n_perm, seed=seed))
+    run._cache[key] = out  # (page 4 states them twice: its comparison and its discussion)
     return out
 
 # %% ../nbs/03_analysis.ipynb #b7e4d9a0

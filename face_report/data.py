@@ -19,10 +19,10 @@ except ImportError: fcntl = None
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
            'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError',
            'data_source', 'cache_root', 'file_lock', 'write_text_atomic', 'extract_archive', 'utkface_folder',
-           'parse_name', 'check_image', 'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface',
-           'age_band', 'stratified_sample', 'make_splits', 'split_table', 'PixelFormatError', 'to_rgb', 'check_file',
-           'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices', 'random_affine',
-           'build_augmenter', 'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples',
+           'parse_name', 'check_image', 'printable_name', 'load_utkface', 'rejected_files', 'rejected_summary',
+           'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits', 'split_table', 'PixelFormatError',
+           'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices',
+           'random_affine', 'build_augmenter', 'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples',
            'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
@@ -243,7 +243,8 @@ def _validate(files:list[Path], cache_dir) -> dict:
     write_text_atomic(cache, json.dumps(res))
     return res
 
-def _readable(text:str) -> str:
+def printable_name(text:str, # a file name (or a text quoting one) as Python reads it from the disk
+                  ) -> str: # the same, printable and writable as UTF-8
     "`text` with the bytes of a name that is not UTF-8 shown as escapes (`\\xff`), so that it can be printed."
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
@@ -271,7 +272,7 @@ def load_utkface(source:str|Path|None=None, # archive or folder; see `data_sourc
         rows.append(dict(path=str(f.resolve()), **info, note=check))
     df = pd.DataFrame(rows, columns=["path", "age", "gender", "race", "timestamp", "note"])
     df["race"] = df["race"].astype("Int64")
-    df.attrs["rejected"] = [{"file": _readable(str(f)), "reason": _readable(r)} for f, r in sorted(rejected)]  # plain records: attrs must compare with ==
+    df.attrs["rejected"] = [{"file": printable_name(str(f)), "reason": printable_name(r)} for f, r in sorted(rejected)]  # plain records: attrs must compare with ==
     df.attrs["source"] = str(src)
     if df.empty: raise DataError(f"no UTKFace images were found in {src}" + (f" ({rejected_summary(df)})" if rejected else ""))
     if report: log.warning(rejected_summary(df))

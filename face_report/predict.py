@@ -16,7 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
-from .data import (ImageError, MAX_PIXELS, PixelFormatError, check_file, decode_images, load_image, to_rgb,
+from .data import (ImageError, MAX_PIXELS, PixelFormatError, check_file, decode_images, load_image, printable_name, to_rgb,
                               write_text_atomic)
 from .training import gender_pred, read_json
 from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
@@ -513,7 +513,7 @@ def write_predictions(df:pd.DataFrame, # from `predict_paths`
                      ):
     """Write the table; a file through a temporary file renamed into place, so an existing one is replaced whole or kept.
     File names that are not valid UTF-8 (Latin-1 names from old disks) are written with their odd bytes as `\\xNN`."""
-    df = df.assign(**{c: [os.fsencode(v).decode("utf-8", "backslashreplace") if isinstance(v, str) else v for v in df[c]]
+    df = df.assign(**{c: [printable_name(v) if isinstance(v, str) else v for v in df[c]]
                       for c in ("file", "error")})  # an error may quote the name
     if out is None: df.to_csv(sys.stdout, index=False); return
     out = Path(os.path.realpath(out)); out.parent.mkdir(parents=True, exist_ok=True)  # a link is written through

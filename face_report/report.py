@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib, datetime, hashlib, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
-from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, format_p, format_signed
+from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, format_p, format_signed, run_folder
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
@@ -1025,8 +1025,7 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     """Build the report website from a run's executed notebooks (nothing is executed again). A folder without executed
     pages, or a run whose pipeline stopped at a failed or interrupted page (its site would show the traceback), is
     refused before anything is written."""
-    run_dir = Path(run_dir).resolve()
-    if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} " + ("is a file" if run_dir.exists() else "does not exist"))
+    run_dir = run_folder(run_dir)
     out_dir = Path(out_dir).resolve() if out_dir is not None else run_dir/"site"
     if engine not in ("auto", "quarto", "pandoc"): raise ValueError(f"engine must be auto, quarto or pandoc, not {engine!r}")
     quarto = shutil.which("quarto")
