@@ -18,12 +18,12 @@ except ImportError: fcntl = None
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
            'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError',
-           'data_source', 'cache_root', 'file_lock', 'write_text_atomic', 'extract_archive', 'utkface_folder',
-           'parse_name', 'check_image', 'printable_name', 'load_utkface', 'rejected_files', 'rejected_summary',
-           'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits', 'split_table', 'PixelFormatError',
-           'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits', 'affine_matrices',
-           'random_affine', 'build_augmenter', 'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples',
-           'plot_age_distribution', 'plot_race_counts']
+           'data_source', 'cache_root', 'mark_used', 'file_lock', 'write_text_atomic', 'extract_archive',
+           'utkface_folder', 'parse_name', 'check_image', 'printable_name', 'load_utkface', 'rejected_files',
+           'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits', 'split_table',
+           'PixelFormatError', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits',
+           'cache_entries', 'clear_cache', 'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset',
+           'stateless_augmenter', 'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -60,6 +60,11 @@ def cache_root(cache_dir:str|Path|None=None, # explicit cache folder; None: $FAC
     p = Path(cache_dir or os.environ.get("FACE_REPORT_CACHE") or Path.home()/".cache"/"face_report").expanduser()
     p.mkdir(parents=True, exist_ok=True)
     return p
+
+def mark_used(entry:Path, # a cache file or folder that is being re-used
+             ):
+    "Set `entry`'s modification time to now, the last use `clear_cache` goes by (nothing when the cache is read-only)."
+    with contextlib.suppress(OSError): os.utime(entry)
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)  # the `errno`s of a write to a full disk (or quota)
 
@@ -109,7 +114,7 @@ def extract_archive(archive:str|Path, # a UTKFace .tar.gz (or .tar)
         with open(archive, "rb") as f: key = hashlib.file_digest(f, "sha1").hexdigest()[:12]
     except OSError as e: raise DataError(f"{archive}: cannot read the archive ({e})") from None
     dest = cache_root(cache_dir)/"extracted"/f"UTKFace-{key}"  # the contents alone name it: one folder for every copy
-    if (dest/".complete").exists(): return _image_folder(dest)
+    if (dest/".complete").exists(): mark_used(dest); return _image_folder(dest)
     with file_lock(dest.with_name(dest.name + ".lock")):  # one process extracts; the others wait, then re-use its folder
         if (dest/".complete").exists(): return _image_folder(dest)
         return _extract(archive, dest)
@@ -234,7 +239,8 @@ def _validate(files:list[Path], cache_dir) -> dict:
     cache = cache_root(cache_dir)/"validation"/f"v{CHECK_VERSION}-{_fingerprint(files)}.json"
     keys = [str(f) for f in files]
     def usable(r): return isinstance(r, dict) and set(r) == set(keys) and all(isinstance(v, str) for v in r.values())
-    if (res := _cached(cache, lambda p: json.loads(p.read_text(encoding="utf-8")), usable)) is not None: return res
+    if (res := _cached(cache, lambda p: json.loads(p.read_text(encoding="utf-8")), usable)) is not None:
+        mark_used(cache); return res
     def one(f):
         try: return check_image(f)
         except ImageError as e: return "rejected: " + e.reason
@@ -455,7 +461,7 @@ def decode_images(paths:list[str], # image files
     key = hashlib.sha1(f"{DECODE_VERSION}|{size}|{_fingerprint([Path(p) for p in paths])}".encode()).hexdigest()[:16]
     out, shape = cache_root(cache_dir)/"arrays"/f"{len(paths)}x{size}-{key}.npy", (len(paths), size, size, 3)
     if (cached := _cached(out, lambda p: np.load(p, mmap_mode="r"), lambda a: a.shape == shape and a.dtype == np.uint8)) is not None:
-        return cached
+        mark_used(out); return cached
     if not 1 <= size <= MAX_IMAGE_SIZE: raise DataError(f"image size {size} px: choose 1 to {MAX_IMAGE_SIZE} (UTKFace's crops are 200 px)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp, need = out.with_suffix(f".partial{os.getpid()}.npy"), _npy_bytes(shape)
@@ -497,6 +503,37 @@ def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_sou
     frames = make_splits(df, n_images, val_fraction, test_size, seed)
     images = {k: decode_images(f["path"].tolist(), image_size, cache_dir) for k, f in frames.items()}
     return Splits(frames, images, df.attrs["source"], rejected_summary(df))
+
+# %% ../nbs/00_data.ipynb #c4c1e0a2
+def _entry_bytes(e:Path) -> int:
+    if e.is_symlink() or not e.is_dir(): return e.lstat().st_size
+    return sum(f.lstat().st_size for f in e.rglob("*") if f.is_symlink() or f.is_file())
+
+def cache_entries(cache_dir:str|Path|None=None, # see `cache_root`
+                 ) -> pd.DataFrame: # kind (its subfolder), name, path, bytes, last_used (local time); the largest first
+    "What the cache holds: one row per decoded array, extracted archive, validation result or converted weights file."
+    rows = [dict(kind=kind.name, name=e.name, path=e, bytes=_entry_bytes(e), last_used=pd.Timestamp.fromtimestamp(e.lstat().st_mtime))
+            for kind in sorted(cache_root(cache_dir).iterdir()) if kind.is_dir()
+            for e in sorted(kind.iterdir()) if not e.name.endswith(".lock")]  # locks are held by running processes
+    cols = ["kind", "name", "path", "bytes", "last_used"]
+    return pd.DataFrame(rows, columns=cols).sort_values("bytes", ascending=False, ignore_index=True)
+
+def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
+                unused_days:float=0, # remove only entries unused for this many days; 0: every entry
+                kinds:list[str]|None=None, # e.g. ["arrays"]; None: every kind
+               ) -> pd.DataFrame: # the entries removed, as `cache_entries` lists them
+    "Remove cache entries (all, or those of `kinds` unused for `unused_days`); they are built again when needed."
+    if unused_days < 0: raise ValueError(f"unused_days must be 0 or more, not {unused_days}")
+    entries = cache_entries(cache_dir)
+    if unknown := sorted(set(kinds or []) - set(entries.kind)):
+        raise ValueError(f"the cache {cache_root(cache_dir)} holds no {unknown[0]!r} entries; it holds {sorted(set(entries.kind))}")
+    chosen = entries.kind.isin(kinds or entries.kind)
+    if unused_days: chosen &= entries.last_used < pd.Timestamp.now() - pd.Timedelta(days=unused_days)
+    gone = entries[chosen]
+    for e in gone.path:
+        if e.is_dir() and not e.is_symlink(): shutil.rmtree(e)
+        else: e.unlink(missing_ok=True)
+    return gone.reset_index(drop=True)
 
 # %% ../nbs/00_data.ipynb #d5b58bbd
 def affine_matrices(flip, # 1 where the image is flipped left-right first, else 0; shape (N,)

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops, regularizers
 
-from .data import cache_root
+from .data import cache_root, mark_used
 
 # %% ../nbs/01_models.ipynb #3001520f
 @keras.saving.register_keras_serializable(package="face_report")
@@ -446,7 +446,8 @@ def convert_lite_weights(variant:str="efficientnet_lite0", # a key of `LITE_REPE
     digest = _file_digest(source)
     backbone_path = folder / f"{variant}-{digest}.weights.h5"
     top_path = folder / f"{variant}-{digest}.top.npz"
-    if backbone_path.exists() and top_path.exists(): return backbone_path, top_path
+    if backbone_path.exists() and top_path.exists():
+        mark_used(backbone_path); mark_used(top_path); return backbone_path, top_path
     folder.mkdir(parents=True, exist_ok=True)
     weights = lite_keras_weights(read_torch_state_dict(source), variant)
     backbone = efficientnet_lite(variant)

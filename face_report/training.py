@@ -507,7 +507,7 @@ def evaluate_model(model, # a trained model
                    batch_size:int=128, # prediction batch size
                    label_smoothing:float=DEFAULTS["label_smoothing"], # as in training, for the gender loss
                   ) -> dict: # split -> gender_accuracy, gender_loss, gender_auc, age_mae, age_loss, n
-    "Metrics of `model` on every split, and prediction CSVs for val and test."
+    "Metrics of `model` on each split that has images (no \"test\" when `test_size` is 0), and prediction CSVs for val and test."
     out = {}
     (run_dir/"predictions").mkdir(exist_ok=True)
     for split in ("train", "val", "test"):

@@ -49,6 +49,12 @@ def test_cli_data(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "train" in r.stdout and "Rejected files:" in r.stdout and "decoded-image cache ready" in r.stdout
     assert (r.stdout + r.stderr).count("images usable") == 1 and "5 rejected" in r.stdout  # the summary, once
+    r = subprocess.run([FACE_REPORT, "cache"], capture_output=True, text=True, env=env)  # what the command left in the cache
+    assert r.returncode == 0 and f"cache {tmp_path / 'cache'} (FACE_REPORT_CACHE): 4 entries" in r.stdout, r.stdout + r.stderr
+    assert [line.split()[:2] for line in r.stdout.splitlines()[3:]] == [["arrays", "3"], ["validation", "1"]], r.stdout
+    r = subprocess.run([FACE_REPORT, "cache", "--clear"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "removed from" in r.stdout and ": 4 entries" in r.stdout, r.stdout + r.stderr
+    assert not any((tmp_path / "cache").rglob("*.npy")) and not any((tmp_path / "cache").rglob("*.json"))
 
 
 @pytest.mark.skipif(not REAL.exists(), reason="real UTKFace archive not present")
