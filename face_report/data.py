@@ -18,12 +18,13 @@ except ImportError: fcntl = None
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
            'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError',
-           'data_source', 'cache_root', 'mark_used', 'file_lock', 'write_text_atomic', 'extract_archive',
-           'utkface_folder', 'parse_name', 'check_image', 'printable_name', 'load_utkface', 'rejected_files',
-           'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits', 'split_table',
-           'PixelFormatError', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits',
-           'cache_entries', 'clear_cache', 'affine_matrices', 'random_affine', 'build_augmenter', 'make_dataset',
-           'stateless_augmenter', 'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
+           'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
+           'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'printable_name', 'load_utkface',
+           'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
+           'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits',
+           'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices', 'random_affine', 'build_augmenter',
+           'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples', 'plot_age_distribution',
+           'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -76,6 +77,16 @@ def _no_room(folder:Path, # the cache folder without room
             ) -> DataError:
     "The error for a full cache disk: what needs how much, what is free, and `FACE_REPORT_CACHE`."
     return DataError(f"{folder}: {needs}, {_mib(shutil.disk_usage(folder).free)} are free; point FACE_REPORT_CACHE at a larger disk{advice}")
+
+def display_path(path:str|Path, # a file or folder, e.g. a run's `data_source` or `run_dir`
+                ) -> str: # relative to the working folder when in it or beside it, `~/...` under the home folder, else absolute
+    "`path` as pages and messages show it: `runs/paper`, `../shared/data/UTKFace.tar.gz`, not one machine's absolute path."
+    path = Path(path).expanduser().absolute()
+    with contextlib.suppress(ValueError):  # (another drive, on Windows)
+        if not Path(rel := os.path.relpath(path)).parts[:2] == ("..", ".."): return rel
+    with contextlib.suppress(ValueError): return str(Path("~")/path.relative_to(Path.home()))
+    return str(path)
+
 
 # %% ../nbs/00_data.ipynb #a41c0e7b
 @contextlib.contextmanager
