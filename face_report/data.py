@@ -23,7 +23,7 @@ __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND
            'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
            'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits',
            'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices', 'random_affine', 'build_augmenter',
-           'make_dataset', 'stateless_augmenter', 'plot_augmentation_examples', 'plot_age_distribution',
+           'stateless_augmenter', 'make_dataset', 'plot_augmentation_examples', 'plot_age_distribution',
            'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
@@ -628,6 +628,34 @@ def build_augmenter(seed:int=42, # random seed
         layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 5),
     ], name="augmentation")
 
+# %% ../nbs/00_data.ipynb #8637ced2
+AUGMENT_STEP_STRIDE = 1024  # seed-counter values reserved per batch: `build_augmenter`'s layers draw 5, 1 and 1 times
+
+def stateless_augmenter(aug:keras.Sequential, # from `build_augmenter`
+                        image_shape:tuple, # (height, width, 3)
+                       ): # f(uint8 or float32 batch, step number: an int, or an integer tensor inside `tf.data`) -> float32 batch clipped to 0..255
+    """`aug` as a pure function of a batch and a step number: its random draws depend only on its layers' seeds and the
+    step (batches may be made in any order, as `tf.data`'s parallel map makes them), and on Keras's JAX backend it is compiled with `jax.jit` into one call per
+    batch whose result stays on the device, so that preparing a batch does not wait for the training step before it."""
+    import keras
+    aug.build((None, *image_shape))
+    trainable = [v.value for v in aug.trainable_variables]
+    states = [v.value for v in aug.non_trainable_variables]
+    is_seed = [v.path.endswith("seed_generator_state") for v in aug.non_trainable_variables]
+    dtype = next((keras.backend.standardize_dtype(v.dtype) for v, k in zip(aug.non_trainable_variables, is_seed) if k), "uint32")
+    def call(x, offset):
+        ntv = [s + keras.ops.cast(offset, s.dtype) if k else s for s, k in zip(states, is_seed)]
+        out, _ = aug.stateless_call(trainable, ntv, keras.ops.cast(x, "float32"), training=True)
+        return keras.ops.clip(out, 0., 255.)
+    if keras.backend.backend() == "jax":
+        import jax; call = jax.jit(call)
+    def at(x, step):  # the counter wraps after 4M batches
+        if isinstance(step, (int, np.integer)): return call(x, np.array([0, step*AUGMENT_STEP_STRIDE % 2**32], dtype))
+        return call(x, keras.ops.stack([keras.ops.zeros_like(step), step % 2**22 * AUGMENT_STEP_STRIDE]))
+    return at
+
+
+# %% ../nbs/00_data.ipynb #c4c1e0c1
 def _augmenter(augment, seed):
     "The augmentation `make_dataset` applies: none (False), `build_augmenter`'s ranges (True) or the ranges in a dict."
     if augment is True: return build_augmenter(seed)
@@ -638,24 +666,30 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
                  batch_size:int=32, # batch size
                  shuffle:bool=False, # reshuffle every epoch
                  augment:bool|dict=False, # True: apply `build_augmenter` (training only); a dict: with these ranges, e.g. `{"rotation": 0.02}`
-                 seed:int=42, # random seed: fixes the shuffle order; the augmentation only on JAX (see above)
+                 seed:int=42, # random seed: fixes the shuffle order and the augmentation
                  labels:bool=True, # False: batches of images only (for `predict`)
                 ) -> tf.data.Dataset: # (image, {"gender", "age"}) batches, augmented and shuffled when asked
     """Batches of `(float32 images 0..255, {'gender', 'age'})`: a prefetching `tf.data.Dataset` on Keras's
-    TensorFlow backend, an `ArrayBatches` (`keras.utils.PyDataset`) on JAX or PyTorch. On TensorFlow with more than one
-    core, augmented batches differ from run to run whatever the seed (the parallel map draws in no fixed order)."""
+    TensorFlow backend, an `ArrayBatches` (`keras.utils.PyDataset`) on JAX or PyTorch; the same `seed`, the same batches."""
     import keras
     y = {"gender": frame["gender"].to_numpy(np.float32)[:, None], "age": frame["age"].to_numpy(np.float32)[:, None]}
     if keras.backend.backend() != "tensorflow":
         return _array_batches(images, y if labels else None, batch_size, shuffle, augment, seed)
     import tensorflow as tf
-    aug = _augmenter(augment, seed)
-    def x_float(x):
-        x = tf.cast(x, tf.float32)
-        return tf.clip_by_value(aug(x, training=True), 0., 255.) if aug is not None else x
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(images), y) if labels else np.asarray(images))
     if shuffle: ds = ds.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map((lambda x, y: (x_float(x), y)) if labels else x_float, num_parallel_calls=os.cpu_count() or 1)
+    ds, parallel = ds.batch(batch_size), os.cpu_count() or 1
+    if (aug := _augmenter(augment, seed)) is None:
+        return _prefetched(ds.map((lambda x, y: (tf.cast(x, tf.float32), y)) if labels else (lambda x: tf.cast(x, tf.float32)),
+                                  num_parallel_calls=parallel))
+    aug = stateless_augmenter(aug, images.shape[1:])
+    steps = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)  # each batch's step, read in order: other ones each epoch
+    ds = tf.data.Dataset.zip(ds, steps)
+    return _prefetched(ds.map((lambda xy, step: (aug(xy[0], step), xy[1])) if labels else aug, num_parallel_calls=parallel))
+
+def _prefetched(ds):
+    "`ds` prefetching two batches, with `tf.data`'s autotuning off."
+    import tensorflow as tf
     options = tf.data.Options()
     options.autotune.enabled = False  # fixed parallelism and prefetch: autotuning stalled epochs on 2 cores (see below)
     return ds.prefetch(2).with_options(options)
@@ -686,30 +720,6 @@ def _array_batches(images, y, batch_size, shuffle, augment, seed):
             if shuffle: self.rng.shuffle(self.order)
     return ArrayBatches()
 
-# %% ../nbs/00_data.ipynb #8637ced2
-AUGMENT_STEP_STRIDE = 1024  # seed-counter values reserved per batch: `build_augmenter`'s layers draw 5, 1 and 1 times
-
-def stateless_augmenter(aug:keras.Sequential, # from `build_augmenter`
-                        image_shape:tuple, # (height, width, 3)
-                       ): # f(uint8 or float32 batch, step number) -> float32 batch clipped to 0..255
-    """`aug` as a pure function of a batch and a step number: its random draws depend only on its layers' seeds and the
-    step (batches may be made in any order), and on Keras's JAX backend it is compiled with `jax.jit` into one call per
-    batch whose result stays on the device, so that preparing a batch does not wait for the training step before it."""
-    import keras
-    aug.build((None, *image_shape))
-    trainable = [v.value for v in aug.trainable_variables]
-    states = [v.value for v in aug.non_trainable_variables]
-    is_seed = [v.path.endswith("seed_generator_state") for v in aug.non_trainable_variables]
-    dtype = next((keras.backend.standardize_dtype(v.dtype) for v, k in zip(aug.non_trainable_variables, is_seed) if k), "uint32")
-    def call(x, offset):
-        ntv = [s + keras.ops.cast(offset, s.dtype) if k else s for s, k in zip(states, is_seed)]
-        out, _ = aug.stateless_call(trainable, ntv, keras.ops.cast(x, "float32"), training=True)
-        return keras.ops.clip(out, 0., 255.)
-    if keras.backend.backend() == "jax":
-        import jax; call = jax.jit(call)
-    return lambda x, step: call(x, np.array([0, step*AUGMENT_STEP_STRIDE % 2**32], dtype))  # the counter wraps after 4M batches
-
-
 # %% ../nbs/00_data.ipynb #63f34fc7
 def plot_augmentation_examples(images:np.ndarray, # uint8 (N, H, W, 3)
                                n:int=4, # how many examples
@@ -733,11 +743,11 @@ def plot_augmentation_examples(images:np.ndarray, # uint8 (N, H, W, 3)
 def plot_age_distribution(frame:pd.DataFrame, # rows with `age` and `gender`
                           title:str="Age distribution by gender", # figure title
                          ) -> matplotlib.figure.Figure:
-    "Histogram of ages for men and women."
+    "Histogram of ages, each bar stacked from men and women."
     import matplotlib.pyplot as plt, seaborn as sns
     fig, ax = plt.subplots(figsize=(8, 4))
     d = frame.assign(Gender=frame["gender"].map({0: "Male", 1: "Female"}))
-    sns.histplot(d, x="age", hue="Gender", bins=range(0, 121, 5), multiple="layer", ax=ax)
+    sns.histplot(d, x="age", hue="Gender", bins=range(0, 121, 5), multiple="stack", ax=ax)  # (layered bars would mix their colours)
     ax.set(title=title, xlabel="age (years)", ylabel="number of images")
     fig.tight_layout()
     return fig

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits
+from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX',
@@ -29,7 +29,7 @@ __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS'
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
     profile="quick", data=None, run_dir=None, retrain=False,
-    n_images=5000, val_fraction=0.2, test_size=2000, seed=42, image_size=128,
+    n_images=5000, val_fraction=0.2, test_size=2000, seed=42, train_seed=None, image_size=128,
     batch_size=32, label_smoothing=0.05, patience=15, lr_patience=7, lr_factor=0.5, min_lr=1e-7, ema_momentum=0.0,
     epochs_a=80, lr_a=2e-4, age_weight_a=0.3, l2=1e-4,
     epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=None, age_bias="median",
@@ -46,7 +46,7 @@ PROFILES = {
     "full": dict(n_images=None, test_size=2000, image_size=128),
 }
 # parameters that change what is learned: a run folder holding other values for these is refused
-RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "image_size", "batch_size", "label_smoothing", "epochs_a",
+RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "train_seed", "image_size", "batch_size", "label_smoothing", "epochs_a",
             "lr_a", "age_weight_a", "l2", "epochs_b1", "lr_b1", "epochs_b2", "lr_b2", "age_weight_b", "n_unfreeze",
             "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias", "ema_momentum",
             *(f"aug_{k}" for k in AUGMENTATION))
@@ -54,7 +54,7 @@ RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "image_size", "batc
 RUN_KEYS_ADDED = dict(ema_momentum=0.0)
 
 # what each parameter may be: a whole number from a minimum (and to a maximum), a number in an interval, or one of some choices
-WHOLE = dict(n_images=1, test_size=0, seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
+WHOLE = dict(n_images=1, test_size=0, seed=0, train_seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
              epochs_a=1, epochs_b1=1, epochs_b2=1, n_unfreeze=0)
 WHOLE_MAX = dict(image_size=MAX_IMAGE_SIZE)
 _OPEN, _FROM = (0, 1, False), (0, 1, True)  # (low, high, low allowed): 0 < x < 1 and 0 <= x < 1
@@ -94,7 +94,7 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     """The parameters of a run: `DEFAULTS`, then the profile's values, then `overrides`. None values are ignored (papermill
     and the page defaults say "not given" with None), so None itself is spelled `n_images="all"` (every image) and
     `weights="none"` (random initialisation), as in `-p n_images all`. `n_unfreeze` not given is the backbone's
-    `REPORT_UNFREEZE`."""
+    `REPORT_UNFREEZE`; `train_seed` (initial weights, batch order, augmentation) not given is `seed` (which draws the splits)."""
     if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     unknown = set(overrides) - set(DEFAULTS)
     if unknown: raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
@@ -106,6 +106,7 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     if p["backbone"] not in REPORT_UNFREEZE:  # checked first: phase 2's default depth is the backbone's
         raise ValueError(f"parameter backbone={p['backbone']!r} must be one of {', '.join(REPORT_UNFREEZE)}")
     if p["n_unfreeze"] is None: p["n_unfreeze"] = REPORT_UNFREEZE[p["backbone"]]
+    if p["train_seed"] is None: p["train_seed"] = p["seed"]
     return check_params(p)
 
 # %% ../nbs/02_training.ipynb #5d7a0e3f
@@ -445,7 +446,7 @@ def fit_phase(model, # a compiled model
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     bs = p["batch_size"]*replicas  # the global batch: `batch_size` per replica, as Keras recommends
     train = make_dataset(splits.images["train"], splits.frames["train"], bs, shuffle=True,
-                         augment=augmentation_ranges(p), seed=p["seed"])
+                         augment=augmentation_ranges(p), seed=p["train_seed"])
     n, vb = len(splits.frames["val"]), p["eval_batch_size"]*replicas
     val = make_dataset(splits.images["val"], splits.frames["val"], vb)
     cbs, ckpt = _callbacks(run_dir, tag, phase, epoch_offset, epochs, p, label, log, [vb]*(n//vb) + [n % vb]*(n % vb > 0))
@@ -680,7 +681,7 @@ def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None
         m = read_json(run_dir/"metrics.json")
     saved = run_dir/f"log_{tag}.txt"
     if saved.exists(): log(f"Model {tag}'s training log ({saved.name}):\n{saved.read_text().rstrip()}")
-    log(f"Model {tag}: re-using the trained model in {run_dir}")
+    log(f"Model {tag}: re-using the trained model in {display_path(run_dir)}")
     return m[tag]
 
 def _log_to_file(path:Path, # the run folder's `log_{A,B}.txt`
@@ -750,6 +751,11 @@ def _use_precision(p:dict, phase:str):
     import keras
     keras.mixed_precision.set_global_policy(run_precision(p, phase))  # a resumed run keeps the precision it began with
 
+def _seed_weights(p:dict):
+    "Seed Keras's global generator with the run's `train_seed` before a model is built: its initial weights and dropout draws follow."
+    import keras
+    keras.utils.set_random_seed(p["train_seed"])
+
 # %% ../nbs/02_training.ipynb #2a45c6ce
 def train_model_a(splits:Splits, # data from `prepare_splits`
                   run_dir:str|Path|None=None, # run folder (default: params["run_dir"])
@@ -760,7 +766,7 @@ def train_model_a(splits:Splits, # data from `prepare_splits`
     from face_report.models import build_model_a
     with _open_run("A", splits, run_dir, params, log) as (p, run_dir, done, strategy, log):
         if done: return done
-        _use_precision(p, "A")
+        _use_precision(p, "A"); _seed_weights(p)
         with strategy.scope():
             model = init_age_bias(build_model_a(input_size=p["image_size"], l2=p["l2"]), splits.frames["train"]["age"], p["age_bias"])
             compile_multitask(model, p["lr_a"]*strategy.num_replicas_in_sync, p["age_weight_a"], p["label_smoothing"], p["ema_momentum"])
@@ -783,7 +789,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         r = strategy.num_replicas_in_sync
 
         def build(phase):  # Model B under `phase`'s precision, the age output's bias set by `age_bias`
-            _use_precision(p, phase)
+            _use_precision(p, phase); _seed_weights(p)
             with strategy.scope():
                 return init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),
                                      splits.frames["train"]["age"], p["age_bias"])

@@ -48,6 +48,26 @@ def test_model_a_artefacts(tmp_path):
     assert conv.dtype_policy.name == params["precision"]["A"]
 
 
+def test_the_same_seed_trains_the_same_models(tmp_path):
+    """Initial weights, shuffle order and augmentation follow `seed`: two trainings of both models give the same figures;
+    another `train_seed` other ones."""
+    from face_report.training import train_model_b
+    runs = []
+    for name in ("first", "second"):
+        p = tiny_params(tmp_path, run_dir=str(tmp_path / name))
+        s = tiny_splits(p, tmp_path)
+        train_model_a(s, params=p); train_model_b(s, params=p)
+        h = {m: pd.read_csv(tmp_path / name / f"history_{m}.csv").drop(columns=["wall_seconds"]) for m in "AB"}
+        runs.append((h, {f: pd.read_csv(tmp_path / name / "predictions" / f"{f}.csv") for f in ("A_val", "B_val")}))
+    (h1, pred1), (h2, pred2) = runs
+    for m in "AB": pd.testing.assert_frame_equal(h1[m], h2[m], check_exact=True)
+    for f in pred1: pd.testing.assert_frame_equal(pred1[f], pred2[f], check_exact=True)
+    p = tiny_params(tmp_path, run_dir=str(tmp_path / "other"), train_seed=1)  # the same images, other draws
+    train_model_a(tiny_splits(p, tmp_path), params=p)
+    other = pd.read_csv(tmp_path / "other" / "history_A.csv").drop(columns=["wall_seconds"])
+    assert not np.allclose(other.loss, h1["A"].loss)
+
+
 @pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
 def test_resume_after_kill(tmp_path, ema_momentum):
     "Kill the process after epoch 1, start again with the same folder: 4 epochs in all, no duplicated rows."
