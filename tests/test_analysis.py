@@ -90,6 +90,18 @@ def test_bootstrap_ci():
         an.bootstrap_ci([])
 
 
+def test_bootstrap_ci_is_a_95_percent_interval_of_fresh_resamples():
+    se = np.arange(100).std() / 10
+    _, lo, hi = an.bootstrap_ci(np.arange(100))
+    assert (lo, hi) == pytest.approx((49.5 - 1.96 * se, 49.5 + 1.96 * se), abs=0.4)  # a 90% interval: about 44.8 and 54.2
+    means = []
+    def recorded_mean(v, axis=None):
+        means.append(np.mean(v, axis=axis))
+        return means[-1]
+    an.bootstrap_ci(np.arange(100), statistic=recorded_mean, n_boot=2000)
+    assert len(np.unique(np.concatenate(means[:-1]))) > 250  # each chunk of 250 resamples draws its own
+
+
 def test_mcnemar_known_answers():
     # 2x2 table: both right 40, A only 10, B only 2, both wrong 8 -> exact: 2 * P(X <= 2 | 12, 0.5) = 158 / 4096
     a = [1] * 40 + [1] * 10 + [0] * 2 + [0] * 8
@@ -100,6 +112,14 @@ def test_mcnemar_known_answers():
     b = [0] * 30 + [1] * 10
     r = an.mcnemar_test(a, b)
     assert r["statistic"] == pytest.approx(9.025) and r["p_value"] == pytest.approx(stats.chi2.sf(9.025, 1))
+
+
+def test_mcnemar_uses_chi_squared_from_25_discordant_pairs():
+    def pairs(b, c):
+        return [1] * b + [0] * c + [1] * 20, [0] * b + [1] * c + [1] * 20
+    r = an.mcnemar_test(*pairs(20, 5))
+    assert (r["method"], r["statistic"]) == ("chi-squared with continuity correction", pytest.approx(14**2 / 25))
+    assert an.mcnemar_test(*pairs(19, 5))["method"] == "exact binomial"
 
 
 def test_paired_age_test():
@@ -135,6 +155,8 @@ def test_auc_cs_ece():
     y = np.concatenate([[1] * 1 + [0] * 19, [1] * 5 + [0] * 15, [1] * 15 + [0] * 5, [1] * 19 + [0] * 1])
     assert an.expected_calibration_error(y, p) == pytest.approx(0, abs=1e-12)
     assert an.expected_calibration_error([1, 1], [0.0, 0.0]) == pytest.approx(1.0)
+    # bins weighted by their size: (90 * 0.05 + 10 * 0.95) / 100, not (0.05 + 0.95) / 2
+    assert an.expected_calibration_error(np.zeros(100), np.r_[np.full(90, 0.05), np.full(10, 0.95)]) == pytest.approx(0.14)
 
 
 def test_significance_table(run):
@@ -148,6 +170,42 @@ def test_significance_table(run):
     assert sig[sig.Model == "A vs B"]["p-value"].between(0, 1).all()
     assert "| paired permutation (mean) |" in an.format_significance_table(sig)
     assert sig.set_index("Quantity")["p-value"]["Age MAE difference B−A (years)"] == an.paired_p_values(run)["val"]["age"]
+
+
+def test_significance_table_rows_are_the_quantities_they_name(run):
+    fives = an.Run(run.dir, run.params, run.metrics, run.history)  # every tenth age error exactly 5 years
+    for m in an.MODELS:
+        fives._cache[m, "val"] = run.predictions(m, "val").assign(age_pred=lambda p: p.age_pred.where(p.index % 10 > 0, p.age - 5))
+    est = an.significance_table(fives, "val", n_boot=50).set_index(["Model", "Quantity"]).Estimate
+    acc = {m: (fives.predictions(m, "val").p_female.gt(0.5).astype(int) == fives.predictions(m, "val").gender).mean() for m in "AB"}
+    assert acc["A"] != acc["B"]
+    assert est["A vs B", "Gender accuracy difference A−B (pp)"] == pytest.approx(100 * (acc["A"] - acc["B"]))
+    for m in "AB":
+        p = fives.predictions(m, "val")
+        err = (p.age_pred - p.age).abs()
+        assert (err == 5).sum() >= 20
+        assert est[m, "CS@5 (%)"] == pytest.approx(100 * (err <= 5).mean())
+        assert est[m, "Gender ROC AUC"] == pytest.approx(an.roc_auc(p.gender, p.p_female))
+        bins = np.minimum(np.floor(p.p_female * 10), 9)
+        ece = sum((bins == k).sum() * abs(p.gender[bins == k].mean() - p.p_female[bins == k].mean()) for k in set(bins)) / len(p)
+        assert est[m, "Gender ECE"] == pytest.approx(ece)
+
+
+def test_paired_p_values_per_seed_and_n_perm(run):
+    first = an.paired_p_values(run)
+    (ca, ea), (cb, eb) = (an.per_image_results(run.predictions(m, "val")) for m in an.MODELS)
+    for kw in (dict(seed=1), dict(n_perm=99)):
+        other = an.paired_p_values(run, **kw)
+        assert other is not first and other["val"]["age"] == an.sign_flip_test(eb - ea, **kw)
+    assert an.paired_p_values(run) is first
+
+
+def test_pair_predictions_refuses_other_labels(run):
+    val = run.predictions("A", "val")
+    with pytest.raises(ValueError, match="have another age"):
+        an.pair_predictions(val, val.assign(age=val.age + 1))
+    with pytest.raises(ValueError, match="200 of the 200 images have another gender"):
+        an.pair_predictions(val, val.assign(gender=1 - val.gender))
 
 
 def test_summary_states_leads_only_as_far_as_the_tests_support():
@@ -237,6 +295,9 @@ def test_group_breakdown(run):
                         "age_pred": [10, 13, 70], "p_female": [0.1, 0.2, 0.9]})
     assert an.group_breakdown(toy, "age_band").age_band.tolist() == ["0–12", "13–19", "60+"]
     assert an.group_breakdown(toy, "race").race.tolist() == ["White", "Other", "Unknown"]
+    three = pd.DataFrame({"age": [30, 31, 32], "gender": [0, 1, 1], "race": pd.array([0, 1, 2], dtype="Int64"),
+                          "age_pred": [30, 31, 41], "p_female": [0.2, 0.9, 0.8]})
+    assert an.group_breakdown(three, "age_band").age_mae.tolist() == [3.0]  # the mean of 0, 0 and 9, not their median
 
 
 @pytest.mark.parametrize("make, n_axes", [
