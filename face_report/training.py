@@ -626,8 +626,9 @@ def _forget(run_dir:Path, tag:str):
     for d in run_dir.glob(f"backup/{tag}*"): shutil.rmtree(d, ignore_errors=True)
     with _metrics_lock(run_dir):
         m = read_json(run_dir/"metrics.json"); m.pop(tag, None)
-        for k in [k for k in m.get("wall_seconds", {}) if k.split("_")[0] == tag]: del m["wall_seconds"][k]
-        write_json(run_dir/"metrics.json", m) if m else None
+        w = m.pop("wall_seconds", {}); parts = {k: v for k, v in w.items() if k != "total" and k.split("_")[0] != tag}
+        if parts: m["wall_seconds"] = {**parts, "total": round(sum(parts.values()), 1)}  # the total of the parts left
+        write_json(run_dir/"metrics.json", m) if m else (run_dir/"metrics.json").unlink(missing_ok=True)  # nothing left
 
 def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint` where known
                   models:str="AB", # the models to be trained again

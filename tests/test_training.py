@@ -170,6 +170,58 @@ def test_resumed_phase_counts_earlier_epochs(tmp_path):
     assert said == ["A: resuming at epoch 3/5; the 2 finished epoch(s) of an earlier session (0:03:20) and the best weights so far were kept"]
 
 
+@pytest.mark.parametrize("resumed", [True, False])
+def test_phase_2_leaves_phase_1_epochs_alone(tmp_path, resumed):
+    """history_B.csv holds phase 1 (epochs 1-3, 100 s each) and phase 2 (epochs 4-5, 50 s each). Phase 2 resumed from its
+    backup taken after its first epoch keeps rows 1-4 and counts 50 s; early stopping, the learning-rate schedule and the
+    best checkpoint go on from epoch 4's loss, not phase 1's lower ones. Without a backup phase 2 starts from nothing."""
+    import keras
+    from face_report.training import _callbacks, read_history
+    losses = {1: 1.0, 2: 0.5, 3: 0.6, 4: 2.0, 5: 1.5}
+    rows = [{**dict.fromkeys(HISTORY_COLUMNS, 1.0), "epoch": e, "phase": 1 if e <= 3 else 2, "val_loss": loss,
+             "wall_seconds": 100.0 if e <= 3 else 50.0} for e, loss in losses.items()]
+    pd.DataFrame(rows).to_csv(tmp_path / "history_B.csv", index=False)
+    if resumed:  # Keras's backup after phase 2's first epoch
+        (tmp_path / "backup" / "B_phase2").mkdir(parents=True)
+        (tmp_path / "backup" / "B_phase2" / "training_metadata.json").write_text(json.dumps({"epoch": 1, "batch": 0}))
+    cbs, ckpt = _callbacks(tmp_path, "B_phase2", 2, 3, 5, tiny_params(tmp_path), "B phase2", log=lambda *_: None)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)]); model.compile(keras.optimizers.Adam(1e-3), "mse")
+    history, plateau, stop, best = (next(c for c in cbs if type(c).__name__ == n) for n in ("History", "Plateau", "Stop", "Best"))
+    for c in (history, plateau, stop, best): c.set_model(model); c.on_train_begin()
+    history.on_epoch_begin(1 if resumed else 0)
+    kept = read_history(tmp_path / "history_B.csv")
+    if resumed:
+        assert history.earlier_seconds == 50.0 and kept.epoch.tolist() == [1, 2, 3, 4] and kept.phase.tolist() == [1, 1, 1, 2]
+        assert stop.best == plateau.best == best.best == 2.0 and stop.wait == 0 and ckpt.exists()
+    else:
+        assert history.earlier_seconds == 0.0 and kept.epoch.tolist() == [1, 2, 3]
+        assert all(b is None or b == np.inf for b in (stop.best, plateau.best, best.best)) and not ckpt.exists()
+
+
+def test_wall_seconds_total_is_the_sum_of_the_parts(tmp_path):
+    "metrics.json's `wall_seconds.total` sums the models' parts, the earlier total left out, and drops a forgotten model's."
+    from face_report.training import _forget, _record, start_run
+    p = tiny_params(tmp_path); run = Path(start_run(p))
+    _record(run, "A", {}, {"A": 1.0}, p); _record(run, "B", {}, {"B_phase1": 2.0, "B_phase2": 3.5}, p)
+    assert json.loads((run / "metrics.json").read_text())["wall_seconds"] == {"A": 1.0, "B_phase1": 2.0, "B_phase2": 3.5, "total": 6.5}
+    _record(run, "A", {}, {"A": 1.5}, p)  # re-evaluated or trained again
+    assert json.loads((run / "metrics.json").read_text())["wall_seconds"]["total"] == 7.0
+    _forget(run, "A")
+    assert json.loads((run / "metrics.json").read_text())["wall_seconds"] == {"B_phase1": 2.0, "B_phase2": 3.5, "total": 5.5}
+
+
+def test_fingerprint_follows_every_split(tmp_path):
+    "Swapping one image of the test split (or of any other) for an unused one gives another splits fingerprint."
+    from face_report.training import splits_fingerprint
+    p = tiny_params(tmp_path); s = tiny_splits(p, tmp_path)
+    used = {Path(f).name for f in pd.concat(s.frames.values()).path}
+    unused = next(f for f in sorted(Path(p["data"]).iterdir()) if f.name not in used)
+    for k in ("test", "val", "train"):
+        frames = {n: f.copy() for n, f in s.frames.items()}
+        frames[k].loc[frames[k].index[0], "path"] = str(unused)
+        assert splits_fingerprint(frames) != splits_fingerprint(s), k
+
+
 def test_nan_loss_stops_with_clear_message(tmp_path):
     p = tiny_params(tmp_path)
     s = tiny_splits(p, tmp_path)
@@ -281,7 +333,7 @@ def test_retrain_never_leaves_models_of_two_runs(tmp_path):
     fake_models(); said = []
     assert forget_models(p, "A", log=said.append) == "A"
     assert not (run / "model_A.keras").exists() and (run / "model_B.keras").exists() and (run / "params.json").exists()
-    assert json.loads((run / "metrics.json").read_text()) == {"B": {"val": {}}, "wall_seconds": {"B_phase1": 2, "B_phase2": 3, "total": 6}}
+    assert json.loads((run / "metrics.json").read_text()) == {"B": {"val": {}}, "wall_seconds": {"B_phase1": 2, "B_phase2": 3, "total": 5}}
     assert said == [f"retrain: removed Model A from {run}"]
     fake_models(); said = []
     assert forget_models({**p, "l2": 0.01}, "A", log=said.append) == "AB"
