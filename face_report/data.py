@@ -516,18 +516,20 @@ def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_sou
     return Splits(frames, images, df.attrs["source"], rejected_summary(df))
 
 # %% ../nbs/00_data.ipynb #c4c1e0a2
-def _entry_bytes(e:Path) -> int:
-    if e.is_symlink() or not e.is_dir(): return e.lstat().st_size
-    return sum(f.lstat().st_size for f in e.rglob("*") if f.is_symlink() or f.is_file())
+def _entry(kind:Path, e:Path) -> dict|None:
+    "`cache_entries`' row for `e`, or None when it is gone (a running process renamed or removed its file meanwhile)."
+    with contextlib.suppress(FileNotFoundError):
+        size = e.lstat().st_size if e.is_symlink() or not e.is_dir() else sum(
+            f.lstat().st_size for f in e.rglob("*") if f.is_symlink() or f.is_file())
+        return dict(kind=kind.name, name=e.name, path=e, bytes=size, last_used=pd.Timestamp.fromtimestamp(e.lstat().st_mtime))
 
 def cache_entries(cache_dir:str|Path|None=None, # see `cache_root`
                  ) -> pd.DataFrame: # kind (its subfolder), name, path, bytes, last_used (local time); the largest first
     "What the cache holds: one row per decoded array, extracted archive, validation result or converted weights file."
-    rows = [dict(kind=kind.name, name=e.name, path=e, bytes=_entry_bytes(e), last_used=pd.Timestamp.fromtimestamp(e.lstat().st_mtime))
-            for kind in sorted(cache_root(cache_dir).iterdir()) if kind.is_dir()
+    rows = [_entry(kind, e) for kind in sorted(cache_root(cache_dir).iterdir()) if kind.is_dir()
             for e in sorted(kind.iterdir()) if not e.name.endswith(".lock")]  # locks are held by running processes
     cols = ["kind", "name", "path", "bytes", "last_used"]
-    return pd.DataFrame(rows, columns=cols).sort_values("bytes", ascending=False, ignore_index=True)
+    return pd.DataFrame([r for r in rows if r], columns=cols).sort_values("bytes", ascending=False, ignore_index=True)
 
 def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
                 unused_days:float=0, # remove only entries unused for this many days; 0: every entry
@@ -542,7 +544,7 @@ def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
     if unused_days: chosen &= entries.last_used < pd.Timestamp.now() - pd.Timedelta(days=unused_days)
     gone = entries[chosen]
     for e in gone.path:
-        if e.is_dir() and not e.is_symlink(): shutil.rmtree(e)
+        if e.is_dir() and not e.is_symlink(): shutil.rmtree(e, ignore_errors=True)
         else: e.unlink(missing_ok=True)
     return gone.reset_index(drop=True)
 
@@ -635,8 +637,9 @@ def stateless_augmenter(aug:keras.Sequential, # from `build_augmenter`
                         image_shape:tuple, # (height, width, 3)
                        ): # f(uint8 or float32 batch, step number: an int, or an integer tensor inside `tf.data`) -> float32 batch clipped to 0..255
     """`aug` as a pure function of a batch and a step number: its random draws depend only on its layers' seeds and the
-    step (batches may be made in any order, as `tf.data`'s parallel map makes them), and on Keras's JAX backend it is compiled with `jax.jit` into one call per
-    batch whose result stays on the device, so that preparing a batch does not wait for the training step before it."""
+    step (batches may be made in any order, as `tf.data`'s parallel map makes them). On Keras's JAX backend it is compiled
+    with `jax.jit` into one call per batch whose result stays on the device, so that preparing a batch does not wait for
+    the training step before it."""
     import keras
     aug.build((None, *image_shape))
     trainable = [v.value for v in aug.trainable_variables]
