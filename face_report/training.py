@@ -594,6 +594,7 @@ def start_run(params:dict, # from `resolve_params`
     old = {} if params.get("retrain") else read_json(run_dir/"params.json")
     rec = {**params, **facts, **{k: old[k] for k in facts if k in old}}
     rec.pop("retrain", None)
+    if old and "train_seed" not in old: rec.pop("train_seed")  # begun before training was seeded: its record keeps saying so
     if json.loads(json.dumps(rec, default=str)) != old:  # as written and read back: a re-used run in a read-only folder writes nothing
         write_json(run_dir/"params.json", rec)
     return run_dir
