@@ -8,19 +8,25 @@ from __future__ import annotations
 import contextlib, datetime, hashlib, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
+import numpy as np, pandas as pd
+
+from .data import display_path
 from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, format_p, format_signed, run_folder
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
-__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER',
-           'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError', 'metrics_digest', 'execute_pages',
-           'make_dummy_page', 'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape',
-           'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'curve_noise', 'gender_chance',
-           'overfitting_level', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b',
-           'fit_sentence', 'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence',
-           'breakdown_table', 'params_table', 'wall_time_table', 'precision_text', 'environment_table',
-           'merged_streams', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown',
-           'executed_pages', 'read_page', 'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
+__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'PATH_PARAMS', 'SITE_CSS', 'SITE_TEMPLATE',
+           'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError', 'metrics_digest',
+           'execute_pages', 'make_dummy_page', 'page_parameters', 'run_pipeline', 'page_params', 'show_markdown',
+           'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'curve_noise',
+           'gender_chance', 'overfitting_level', 'lr_cuts', 'training_end', 'end_sentence', 'curve_paragraph',
+           'precision_text', 'speed_sentences', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
+           'training_text_b', 'shown_difference', 'performance_text', 'metrics_table_markdown', 'fit_sentence',
+           'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence', 'breakdown_table',
+           'ci_digits', 'format_significance_table', 'label_noise_note', 'params_table', 'wall_time_table',
+           'environment_table', 'merged_streams', 'png_size', 'notebook_title', 'site_notebook', 'site_nav',
+           'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page', 'render_pandoc',
+           'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -351,11 +357,12 @@ def describe_model_b(model, # a Model B from `face_report.models.build_model_b` 
 # %% ../nbs/05_report.ipynb #7d32d55d
 def curve_noise(history, # one model's history DataFrame
                 column:str, # a validation column, e.g. "val_age_mae"
-               ) -> float: # relative noise; NaN when the curve is missing or shorter than 5 epochs
-    "Relative epoch-to-epoch noise of a learning curve (std around its centred 5-epoch rolling mean / its mean)."
-    if history is None or column not in history or len(history) < 5: return float("nan")
+                window:int=5, # epochs in the centred rolling mean
+               ) -> float: # relative noise; NaN when the curve is missing or has fewer than two full windows
+    "Relative epoch-to-epoch noise of a learning curve (std around its centred rolling mean, full windows only / its mean)."
+    if history is None or column not in history or len(history) < window + 1: return float("nan")
     x = history[column].astype(float)
-    return float((x - x.rolling(5, center=True, min_periods=1).mean()).std() / abs(x.mean()))
+    return float((x - x.rolling(window, center=True, min_periods=window).mean()).std() / abs(x.mean()))
 
 def gender_chance(predictions, # one split's predictions: `gender` (0/1) and `p_female`
                  ) -> dict: # accuracy, majority (share of the commoner gender), n, at_chance
@@ -377,11 +384,202 @@ def overfitting_level(split_metrics:dict, # one model's {"train": S, "val": S} f
     if acc_gap < 2 and mae_gap < 1: return "no clear"
     return "mild" if acc_gap <= 8 and mae_gap <= 3 else "marked"
 
-# %% ../nbs/05_report.ipynb #11abb55c
-def _best_split(metrics): return "test" if all("test" in metrics.get(m, {}) for m in "AB") else "val"
+# %% ../nbs/05_report.ipynb #c7e1a002
+def _phase(history): return history.phase if "phase" in history else pd.Series(1, index=history.index)
+
+def lr_cuts(history, # one model's history DataFrame (`epoch`, `lr`, optionally `phase`)
+           ) -> list: # (epoch, new learning rate) for each epoch whose rate is below the previous epoch's of the same phase
+    "Epochs from which `ReduceLROnPlateau` had cut the learning rate (a new phase's own starting rate is not a cut)."
+    if history is None or "lr" not in history or not len(history): return []
+    ph, lr = _phase(history), history.lr.astype(float)
+    cut = (lr < lr.shift()*(1 - 1e-6)) & (ph == ph.shift())
+    return [(int(e), float(r)) for e, r in zip(history.epoch[cut], lr[cut])]
+
+_BUDGET_KEYS = {("A", 1): "epochs_a", ("B", 1): "epochs_b1", ("B", 2): "epochs_b2"}
+
+def training_end(history, # one model's history DataFrame
+                 model:str, # "A" or "B"
+                 params:dict, # the run's parameters (epoch budgets, `lr_patience`)
+                ) -> dict|None: # phase, epochs, budget, last_epoch, best_epoch, since_best, early_stopped, lr_cut, still_improving
+    "How a model's training (its last phase) ended, and whether it was still improving when it reached its epoch budget."
+    if history is None or not len(history): return None
+    from face_report.analysis import kept_epoch
+    ph = _phase(history)
+    last_phase = int(ph.max())
+    last = history[ph == last_phase]
+    budget = params.get(_BUDGET_KEYS.get((model, last_phase), ""))
+    best = kept_epoch(history)
+    last_epoch, best_epoch = int(last.epoch.max()), (None if best is None else int(best.epoch))
+    since = None if best_epoch is None else last_epoch - best_epoch
+    cut = any(e in set(last.epoch) for e, _ in lr_cuts(history))
+    full = budget is not None and len(last) >= budget
+    recent = since is not None and params.get("lr_patience") is not None and since <= params["lr_patience"]
+    return dict(phase=last_phase, epochs=len(last), budget=budget, last_epoch=last_epoch, best_epoch=best_epoch, since_best=since,
+                early_stopped=budget is not None and len(last) < budget, lr_cut=cut,
+                still_improving=bool(full and best_epoch is not None and (recent or not cut)))
+
+def end_sentence(end:dict|None, # `training_end(...)`
+                 model:str, # "A" or "B"
+                 params:dict, # the run's parameters (`lr_patience`)
+                ) -> str: # one sentence ("" without a history)
+    "How training ended, in words: stopped early, still improving at its budget, or levelled off."
+    if end is None: return ""
+    where = f" for phase {end['phase']}" if end["phase"] > 1 else ""
+    ep = lambda n: _count_of(n, "epoch")
+    if end["budget"] is None: return f"Training ended at epoch {end['last_epoch']}."
+    if end["early_stopped"]:
+        return (f"EarlyStopping ended {'phase 2' if end['phase'] > 1 else 'training'} at epoch {end['last_epoch']}, after "
+                f"{ep(end['epochs'])} of its {end['budget']}-epoch budget and {ep(end['since_best'])} after its lowest validation loss (epoch {end['best_epoch']}).")
+    why = []
+    if end["best_epoch"] is not None and params.get("lr_patience") is not None and end["since_best"] <= params["lr_patience"]:
+        why.append(f"its lowest validation loss came at epoch {end['best_epoch']}, {ep(end['since_best'])} before the end (within the "
+                   f"{params['lr_patience']} epochs `ReduceLROnPlateau` waits before cutting the rate)")
+    if not end["lr_cut"]: why.append(f"the learning rate{' of phase ' + str(end['phase']) if end['phase'] > 1 else ''} was never cut")
+    if end["still_improving"]:
+        return (f"Model {model} used its full {end['budget']}-epoch budget{where} and was still improving when it stopped: "
+                f"{', and '.join(why)}, so it had not clearly converged and more epochs might have helped.")
+    return (f"Model {model} used its full {end['budget']}-epoch budget{where}; its lowest validation loss came at epoch "
+            f"{end['best_epoch']}, {ep(end['since_best'])} before the end, after its learning rate had been cut, so it had levelled off.")
+
+def _spikes(h, col, k=3):
+    "The k largest rises of `col` above the mean of the epochs either side: (epoch, value, rise)."
+    x = h[col].astype(float).reset_index(drop=True)
+    bump = (x - (x.shift() + x.shift(-1))/2).dropna()
+    return [(int(h.epoch.iloc[j]), x[j], bump[j]) for j in bump.nlargest(k).index if bump[j] > 0]
+
+def curve_paragraph(history, # one model's history DataFrame
+                    model:str, # "A" or "B"
+                    params:dict, # the run's parameters (epoch budgets, `patience`, `lr_patience`)
+                    figure:str, # the learning curves' figure, e.g. "Figure 3"
+                   ) -> str: # markdown paragraph
+    "The learning-curve discussion of sections 2.3 / 3.3, every number computed from the history."
+    if history is None or len(history) < 3 or not {"loss", "val_loss"} <= set(history):
+        return f"Model {model}'s learning curves ({figure}) are too short to describe."
+    h = history.reset_index(drop=True)
+    ph, e = _phase(h).reset_index(drop=True), h.epoch.astype(int)
+    w = min(5, len(h) - 1)
+    drop = (h.loss - h.loss.shift(-w)).dropna()
+    i, total = int(drop.idxmax()), h.loss.iloc[0] - h.loss.min()
+    out = [f"In {figure}, Model {model}'s training loss fell fastest over epochs {e[i]}–{e[i + w]}, from {h.loss[i]:.2f} to "
+           f"{h.loss[i + w]:.2f} ({100*drop[i]/total:.0f}% of its whole fall, to a lowest {h.loss.min():.2f})."]
+    spikes = []
+    for col, what, fmt in (("val_age_mae", "validation age MAE", "{:.2f}"), ("val_gender_loss", "validation gender loss", "{:.3f}")):
+        if col not in h or len(h) < 3: continue
+        s = _spikes(h, col, 3 if col == "val_age_mae" else 1)
+        if s: spikes.append(f"of the {what} {_and(fmt.format(v) + f' at epoch {ep}' for ep, v, _ in s)} "
+                            f"({_and('+' + fmt.format(r) for _, _, r in s)} above the mean of the epochs either side)")
+    if spikes: out.append(f"The largest validation spikes were those {' and those '.join(spikes)}.")
+    cuts = lr_cuts(h)
+    out.append(f"The learning rate was cut {_and(f'to {sci(r)} from epoch {ep}' for ep, r in cuts)}." if cuts else
+               f"The learning rate was never cut{' in either phase' if ph.max() > 1 else ''}.")
+    if ph.max() > 1 and {"age_mae", "val_age_mae"} <= set(h):
+        p1, p2 = h[ph == 1].tail(5), h[ph == ph.max()].tail(5)
+        g = [float((p.val_age_mae - p.age_mae).mean()) for p in (p1, p2)]
+        out.append(f"Phase 2 (fine-tuning) began at epoch {int(e[ph == 2].min())}. Averaged over the last 5 epochs of each phase, the "
+                   f"validation-minus-training age MAE gap went from {format_signed(g[0], plus=True)} years in phase 1 to "
+                   f"{format_signed(g[1], plus=True)} in phase 2: after the backbone was unfrozen the training curve improved "
+                   + ("faster than the validation curve." if g[1] > g[0] else "no faster than the validation curve."))
+    tail = h[ph == ph.max()].tail(min(int(params.get("patience") or 10), int((ph == ph.max()).sum())))
+    if len(tail) >= 3:
+        change = float(np.polyfit(tail.epoch.astype(float), tail.val_loss.astype(float), 1)[0]) * (len(tail) - 1)
+        rel = change / float(tail.val_loss.mean())
+        trend = "still falling" if rel < -0.01 else "rising" if rel > 0.01 else "flat"
+        out.append(f"Over the last {len(tail)} epochs the validation loss was {trend} (a least-squares change of "
+                   f"{format_signed(change, 3, plus=True)}, {format_signed(100*rel, 1, plus=True)}%).")
+    out.append(end_sentence(training_end(h, model, params), model, params))
+    return " ".join(s for s in out if s)
+
+# %% ../nbs/05_report.ipynb #c7e1a005
+def precision_text(precision:str|dict|None, # params.json's `precision`: one policy, or one per model or phase
+                  ) -> str:
+    "The dtype policies a run trained with, e.g. 'Model A mixed_bfloat16, Model B phase 1 mixed_bfloat16, ...'."
+    if not isinstance(precision, dict): return precision or ""
+    names = {"B1": "Model B phase 1", "B2": "Model B phase 2"}
+    return ", ".join(f"{names.get(m, f'Model {m}')} {v}" for m, v in precision.items())
+
+def _phases_precision(precision:str|dict) -> str:
+    "'float32 precision', or per phase when phase 1 ('B1') and phase 2 ('B2') used different policies."
+    b1, b2 = (precision["B1"], precision["B2"]) if isinstance(precision, dict) else (precision, precision)
+    return f"{b1} precision" if b1 == b2 else f"{b1} precision in phase 1 and {b2} in phase 2"
 
 def _duration(seconds):
     return f"{seconds:.0f} seconds" if seconds < 120 else f"{seconds/60:.1f} minutes" if seconds < 7200 else f"{seconds/3600:.1f} hours"
+
+def _median_epoch(history, phase=None):
+    "Median seconds per epoch (of one phase), None without `wall_seconds`."
+    if history is None or "wall_seconds" not in history: return None
+    x = history[_phase(history) == phase] if phase else history
+    return float(x.wall_seconds.median()) if len(x) else None
+
+def speed_sentences(metrics:dict, # metrics.json contents (`wall_seconds`)
+                    history:dict, # {"A": DataFrame, "B": DataFrame}: epochs and seconds per epoch
+                    params:dict, # the run's params.json (`precision`)
+                    n_params:dict|None=None, # {"A": count, "B": count}, if known
+                   ) -> str: # "" without training times
+    "Training time of both models: totals, epochs and median seconds per epoch; a model is called the faster to experiment "
+    "with only when both its total and its time per epoch are lower."
+    w = metrics.get("wall_seconds", {})
+    tb = sum(v for k, v in w.items() if k.startswith("B_"))
+    if not (w.get("A") and tb): return ""
+    ha, hb = history.get("A"), history.get("B")
+    a, b1, b2 = _median_epoch(ha), _median_epoch(hb, 1), _median_epoch(hb, 2)
+    prec = params.get("precision")
+    pa = prec.get("A") if isinstance(prec, dict) else prec
+    pb = {k: prec.get(k) for k in ("B1", "B2")} if isinstance(prec, dict) else prec
+    s = f"Training took {_duration(w['A'])} for Model A"
+    if a is not None: s += f" ({_count_of(len(ha), 'epoch')}, a median {a:.1f} s per epoch{f', {pa} precision' if pa else ''})"
+    s += f" and {_duration(tb)} for Model B (both phases"
+    per_b = [x for x in (b1, b2) if x is not None]
+    if per_b:
+        n1, n2 = (int((_phase(hb) == k).sum()) for k in (1, 2))
+        s += (f": {n1} + {n2} epochs, a median {b1:.1f} s per epoch in phase 1 (frozen backbone)"
+              + (f" and {b2:.1f} s in phase 2 (fine-tuning)" if b2 is not None else ""))
+        if pb and (not isinstance(pb, dict) or all(pb.values())): s += f", {_phases_precision(pb)}"
+    s += ") in this run"
+    lower_total = "A" if w["A"] < tb else "B"
+    if a is None or not per_b:
+        s += "."
+    elif (lower_total == "A" and a < min(per_b)) or (lower_total == "B" and max(per_b) < a):
+        s += f", so Model {lower_total} was the faster to experiment with{'' if lower_total == 'A' else ', despite its larger backbone'}."
+    elif lower_total == "A" and a > max(per_b):
+        s += (f". Model A's lower total comes from its smaller epoch budget ({len(ha)} epochs against {len(hb)}), not from faster "
+              "epochs: per epoch it was the slowest stage, so neither model was clearly the faster to experiment with.")
+    elif lower_total == "B" and a < min(per_b):
+        s += (f". Model B's lower total comes from its fewer epochs ({len(hb)} against {len(ha)}): per epoch Model A was the faster, "
+              "so neither model was clearly the faster to experiment with.")
+    else:
+        s += (f". Model {lower_total} took less time in total, and Model A's epochs lay between Model B's two phases' "
+              "(faster than one, slower than the other), so neither model was clearly the faster to experiment with.")
+    if isinstance(prec, dict) and len({v for k, v in prec.items() if k in ("A", "B1", "B2") and v}) > 1:
+        s += (f" The models trained at different precisions ({precision_text(prec)}), so these times compare the two set-ups, "
+              "not the architectures alone.")
+    if n_params and n_params.get("A") and n_params.get("B"):
+        s += (f" Model A has {n_params['A']:,} parameters and Model B {n_params['B']:,}"
+              f"{' (including the backbone)' if n_params['B'] > n_params['A'] else ''}.")
+    return s
+
+def _b_setup(params, hb):
+    "Model B's set-up in words: image size, backbone, epochs trained per phase."
+    size = params.get("image_size")
+    name = _BACKBONE_NAMES.get(params.get("backbone"), params.get("backbone"))
+    parts = ([f"{size}×{size} images"] if size else []) + ([f"the {name} backbone"] if name else [])
+    if hb is not None and len(hb):
+        n = [int((_phase(hb) == k).sum()) for k in sorted(_phase(hb).unique())]
+        parts.append(" + ".join(map(str, n)) + " epochs")
+    return _and(parts) if parts else "this run's settings"
+
+def _still_improving_caveat(history:dict, params:dict) -> str:
+    "' Both models were still improving ...' for the models `training_end` finds still improving at their budget, else ''."
+    still = [k for k in "AB" if (e := training_end(history.get(k), k, params)) and e["still_improving"]]
+    if not still: return ""
+    who, they = ("Both models were", "they reached their epoch budgets") if len(still) == 2 else (f"Model {still[0]} was", "it reached its epoch budget")
+    where = _and(f"{'2.3' if k == 'A' else '3.3'}" for k in still)
+    return (f" {who} still improving when {they} (Section{'s' if len(still) == 2 else ''} {where}), so longer training could "
+            "change this comparison.")
+
+# %% ../nbs/05_report.ipynb #11abb55c
+def _best_split(metrics): return "test" if all("test" in metrics.get(m, {}) for m in "AB") else "val"
+
 
 
 def _significance_clause(run, alpha=0.05) -> str:
@@ -427,17 +625,7 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
         elif noisier["age"] == noisier["gender"]:
             s += f" Model {noisier['age']} was therefore the less stable of the two on both tasks in this run."
         out.append(s)
-    w = m.get("wall_seconds", {})
-    tb = sum(v for k, v in w.items() if k.startswith("B_"))
-    if w.get("A") and tb:
-        faster = "A" if w["A"] < tb else "B"
-        size = ""
-        if n_params and n_params.get("A") and n_params.get("B"):
-            size = (f" Model A has {n_params['A']:,} parameters and Model B {n_params['B']:,}"
-                    f"{' (including the backbone)' if n_params['B'] > n_params['A'] else ''}.")
-        s = (f"Training took {_duration(w['A'])} for Model A and {_duration(tb)} for Model B (both phases) in this run, "
-             f"so Model {faster} was the faster to experiment with{'' if faster == 'A' else ', despite its larger backbone'}.{size}")
-        out.append(s)
+    if (s := speed_sentences(m, h, p, n_params)): out.append(s)
     split = _best_split(m)
     word = "test" if split == "test" else "validation"
     a, b = m["A"][split], m["B"][split]
@@ -468,13 +656,15 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     elif set(winners) == {"A", "B"}:
         s += " With each model ahead on one task, neither is clearly preferable for deployment on this evidence."
     elif winners == ("A", "A"):
-        s += " Model A was ahead on both tasks, so the pre-trained features did not pay off in this run."
+        s += (f" Model A was ahead on both tasks, so as Model B was configured here ({_b_setup(p, h.get('B'))}) its "
+              f"{'pre-trained features' if pretrained else 'backbone'} did not pay off in this run.")
     elif winners == ("tie", "tie"):
         s += " The two models are level on both tasks."
     else:
         (task, ahead), (other, _) = sorted(zip(("gender", "age"), winners), key=lambda tw: tw[1] == "tie")
         s += f" Model {ahead} was ahead on {task} and level with Model {'AB'[ahead == 'A']} on {other}."
     s += _significance_clause(run)
+    s += _still_improving_caveat(h, p)
     out.append(s)
     levels = {k: overfitting_level(m[k]) for k in "AB" if k not in untrained}
     if len(levels) < 2:
@@ -550,11 +740,6 @@ def training_text_a(params:dict, # the run's parameters (`page_params`), with `p
             f"stop training and to reduce the learning rate to stabilise optimisation; the weights of the epoch with the "
             f"lowest validation loss were kept.{_ema_sentence(params)}")
 
-def _phases_precision(precision:str|dict) -> str:
-    "'float32 precision', or per phase when phase 1 ('B1') and phase 2 ('B2') used different policies."
-    b1, b2 = (precision["B1"], precision["B2"]) if isinstance(precision, dict) else (precision, precision)
-    return f"{b1} precision" if b1 == b2 else f"{b1} precision in phase 1 and {b2} in phase 2"
-
 def training_text_b(params:dict, # the run's parameters (`page_params`), with `precision` as used (one, or per phase)
                     weights_source:str, # where the backbone's weights come from (`models.backbone_weights_source`)
                    ) -> str: # markdown
@@ -578,6 +763,49 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
             f"Both phases used a batch size of {params['batch_size']}, with {_phases_precision(params['precision'])}.{_ema_sentence(params)}")
 
 # %% ../nbs/05_report.ipynb #66545dfb
+def shown_difference(a:float, # the first figure
+                     b:float, # the second figure
+                     digits:int, # decimals the figures are printed with
+                    ) -> float: # b − a of the figures as printed, so a printed difference adds up
+    "The difference of two figures as the page prints them (96.78% − 91.00% is 5.78 points, whatever the third decimals were)."
+    return float(f"{b:.{digits}f}") - float(f"{a:.{digits}f}")
+
+def performance_text(metrics:dict, # metrics.json contents
+                     history, # the model's history DataFrame (or `Run.history`); None to skip the epoch sentences
+                     model:str, # "A" or "B"
+                     params:dict|None=None, # the run's params (epoch budgets)
+                    ) -> str: # markdown paragraph
+    "`analysis.performance_paragraph` with its deltas taken from the figures as printed, the accuracy one in percentage points."
+    from face_report.analysis import performance_paragraph
+    tr, va = metrics[model]["train"], metrics[model]["val"]
+    acc_tr, acc_va = 100*tr["gender_accuracy"], 100*va["gender_accuracy"]
+    s = (f"Model {model} reached a training accuracy of {acc_tr:.2f}% and a validation accuracy of {acc_va:.2f}% in gender "
+         f"classification, a delta of {format_signed(shown_difference(acc_tr, acc_va, 2), 2)} percentage points between validation "
+         f"and training accuracy. For age estimation, the final training MAE was {tr['age_mae']:.2f} and the validation MAE "
+         f"{va['age_mae']:.2f} years, a delta of {format_signed(shown_difference(tr['age_mae'], va['age_mae'], 2), 2)} years.")
+    head, full = performance_paragraph(metrics, None, model, params), performance_paragraph(metrics, history, model, params)
+    return s + (full[len(head):] if full.startswith(head) else "")
+
+def _pipe_table(df) -> str:
+    "Pipe table of an all-string DataFrame (dashes as long as each column's longest entry: pandoc's relative widths)."
+    widths = [max([len(str(c))] + [len(str(v)) for v in df[c]]) for c in df.columns]
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("-"*(w + 2) for w in widths) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)])
+
+def metrics_table_markdown(metrics:dict, # metrics.json contents
+                           model:str, # "A" or "B"
+                          ) -> str: # markdown pipe table
+    "Table 1 / 2 (`analysis.metrics_table`) as the report prints it, each Δ the difference of the printed figures (accuracy to 2 decimals)."
+    from face_report.analysis import metrics_table
+    df = metrics_table(metrics, model)
+    out = df[["Task", "Metric"]].copy()
+    d = [2 if r == "Accuracy" else 3 for r in df.Metric]
+    unit = ["%" if r == "Accuracy" else "" for r in df.Metric]
+    out["Training"] = [f"{x:.{k}f}{u}" for x, k, u in zip(df.Training, d, unit)]
+    out["Validation"] = [f"{x:.{k}f}{u}" for x, k, u in zip(df.Validation, d, unit)]
+    out["Δ (val–train)"] = [format_signed(shown_difference(t, v, k), k) + u for t, v, k, u in zip(df.Training, df.Validation, d, unit)]
+    return _pipe_table(out)
+
 def fit_sentence(metrics:dict, # metrics.json contents
                  model:str, # "A" or "B"
                  val_predictions=None, # the model's validation predictions, to say when it has not learned gender
@@ -587,8 +815,8 @@ def fit_sentence(metrics:dict, # metrics.json contents
     if c.get("at_chance"):
         return "{}: {}, so its train–validation gaps say nothing about overfitting.".format(*_not_learned(model, c))
     m = metrics[model]
-    acc = 100*(m["val"]["gender_accuracy"] - m["train"]["gender_accuracy"])
-    mae = m["val"]["age_mae"] - m["train"]["age_mae"]
+    acc = shown_difference(100*m["train"]["gender_accuracy"], 100*m["val"]["gender_accuracy"], 2)  # of the figures as printed
+    mae = shown_difference(m["train"]["age_mae"], m["val"]["age_mae"], 2)
     return (f"Judged by its validation-minus-training gaps ({format_signed(acc, plus=True)} percentage points of gender accuracy, "
             f"{format_signed(mae, plus=True)} years of age MAE), Model {model} shows {overfitting_level(m)} overfitting in this run.")
 
@@ -614,8 +842,9 @@ def significance_sentences(sig:pd.DataFrame, # output of `face_report.analysis.s
         sign = "A−B" if "A−B" in q else "B−A"
         verdict = (f"significant at the {alpha:g} level" if r["p-value"] < alpha else f"not significant at the {alpha:g} level")
         test = "a paired sign-flip permutation test of the mean difference" if r.Test == PAIRED_AGE_TEST else f"the {r.Test} test"
-        out.append(f"The {what} difference {sign} is {format_signed(r.Estimate)} {unit} (95% bootstrap CI {format_signed(r['CI low'])} to "
-                   f"{format_signed(r['CI high'])}); {test} gives p = {format_p(r['p-value'], alpha)}, {verdict} (n = {int(r.n)}).")
+        d = ci_digits(r["CI low"], r["CI high"])
+        out.append(f"The {what} difference {sign} is {format_signed(r.Estimate)} {unit} (95% bootstrap CI {format_signed(r['CI low'], d)} to "
+                   f"{format_signed(r['CI high'], d)}); {test} gives p = {format_p(r['p-value'], alpha)}, {verdict} (n = {int(r.n)}).")
     return " ".join(out)
 
 def missing_predictions_sentence(run, # a loaded run (`face_report.analysis.load_run`)
@@ -650,7 +879,57 @@ def breakdown_table(run, # a loaded run (`face_report.analysis.load_run`)
     out.index.name = GROUP_TITLES[by]
     return out.reset_index()
 
+# %% ../nbs/05_report.ipynb #c7e1a007
+def ci_digits(low:float, # lower bound
+              high:float, # upper bound
+              digits:int=3, # the least decimals
+              most:int=6, # the most decimals
+             ) -> int: # decimals for both bounds
+    "Decimals that show which side of zero each bound of an interval lies: `digits`, more while a non-zero bound would print as 0."
+    while digits < most and any(b != 0 and abs(b) < 0.5*10**-digits for b in (low, high)): digits += 1
+    return digits
+
+def format_significance_table(df:pd.DataFrame, # output of `analysis.significance_table` (or `predict.mirror_comparison`)
+                             ) -> str: # markdown pipe table
+    "`analysis.format_significance_table`, with the bounds of each difference's interval to `ci_digits` decimals (never a bare 0.00)."
+    def fmt(x, d): return "" if pd.isna(x) else format_signed(x, d)
+    rows = []
+    for _, r in df.iterrows():
+        q, lo, hi = r.Quantity, r["CI low"], r["CI high"]
+        d = 2 if q.endswith(("(%)", "(pp)", "(years)")) else 3
+        b = ci_digits(lo, hi) if "difference" in q and not pd.isna(lo) else d
+        ci = "" if pd.isna(lo) else f" [{fmt(lo, b)}, {fmt(hi, b)}]"
+        rows.append((r.Model, q, fmt(r.Estimate, d) + ci, r.Test, "" if pd.isna(r["p-value"]) else format_p(r["p-value"]), r.n))
+    return _pipe_table(pd.DataFrame(rows, columns=["Model", "Quantity", "Estimate [95% CI]", "Test", "p-value", "n"]))
+
+# %% ../nbs/05_report.ipynb #c7e1a009
+def label_noise_note(run, # a loaded run (`face_report.analysis.load_run`)
+                     split:str="test", # "val" or "test"
+                    ) -> str: # markdown paragraph ("" without predictions)
+    "A careful note on UTKFace's label noise, naming the face of the largest age error (from the predictions) and what each model saw in it."
+    models = run.available(split)
+    if not models: return ""
+    preds = {m: run.predictions(m, split) for m in models}
+    err = {m: (p.age_pred - p.age).abs() for m, p in preds.items()}
+    worst = max(models, key=lambda m: err[m].max())
+    row = preds[worst].loc[err[worst].idxmax()]
+    seen = [(m, p[p.file == row.file].iloc[0]) for m, p in preds.items() if (p.file == row.file).any()]
+    said = [f"Model {m} predicted {r.age_pred:.0f} years and a probability of female of {r.p_female:.2f}" for m, r in seen]
+    sex = lambda female: "female" if female else "male"
+    s = (f"UTKFace's labels are read from its file names, and not all of them are right. The largest age error of "
+         f"{'either model' if len(models) > 1 else f'Model {models[0]}'} here is `{Path(row.file).name}`, labelled age "
+         f"{int(row.age)} and {sex(row.gender == 1)}; {_and(said)}.")
+    far = [abs(r.age_pred - row.age) > 10 and (r.p_female > 0.5) != (row.gender == 1) for _, r in seen]
+    if len(seen) > 1 and all(far):
+        s += (" Both models place the face far from its age label and give it the other gender, so the label is the likelier "
+              "error.")
+    return s + (" Several faces in these galleries appear to be mislabelled rather than mispredicted, and many of the most "
+                "confident gender “mistakes” look like labelling errors, so the galleries show UTKFace's label noise as much as "
+                "the models' errors.")
+
 # %% ../nbs/05_report.ipynb #cd2356e8
+PATH_PARAMS = ("data", "data_source", "run_dir")  # parameters holding a path: shown with `face_report.data.display_path`
+
 def params_table(params:dict, # the run's params.json (or resolved parameters)
                 ) -> pd.DataFrame: # Parameter, Value
     "All run parameters as a two-column table, in name order (lists and dicts written out, not as Python reprs)."
@@ -659,7 +938,8 @@ def params_table(params:dict, # the run's params.json (or resolved parameters)
         if isinstance(v, dict): return ", ".join(f"{k}: {text(x)}" for k, x in v.items())
         if isinstance(v, (list, tuple)): return ", ".join(map(text, v))
         return "" if v is None else str(v)
-    return pd.DataFrame([(k, text(v)) for k, v in sorted(params.items())], columns=["Parameter", "Value"])
+    shown = lambda k, v: display_path(v) if k in PATH_PARAMS and isinstance(v, str) and v else text(v)  # not this machine's absolute paths
+    return pd.DataFrame([(k, shown(k, v)) for k, v in sorted(params.items())], columns=["Parameter", "Value"])
 
 def wall_time_table(metrics:dict, # metrics.json contents
                     history:dict|None=None, # {"A": DataFrame, "B": DataFrame} histories, for epoch counts
@@ -676,16 +956,9 @@ def wall_time_table(metrics:dict, # metrics.json contents
     rows = [(names.get(k, k), epochs(k), f"{w[k]:.0f}", f"{w[k]/60:.1f}") for k in order]
     return pd.DataFrame(rows, columns=["Stage", "Epochs", "Seconds", "Minutes"])
 
-def precision_text(precision:str|dict|None, # params.json's `precision`: one policy, or one per model or phase
-                  ) -> str:
-    "The dtype policies a run trained with, e.g. 'Model A mixed_bfloat16, Model B phase 1 mixed_bfloat16, ...'."
-    if not isinstance(precision, dict): return precision or ""
-    names = {"B1": "Model B phase 1", "B2": "Model B phase 2"}
-    return ", ".join(f"{names.get(m, f'Model {m}')} {v}" for m, v in precision.items())
-
 def environment_table(params:dict|None=None, # params.json contents (versions recorded at training time)
-                     ) -> pd.DataFrame: # Item, Value
-    "Software versions (recorded at training and present now) and the hardware of this machine."
+                     ) -> pd.DataFrame: # Item, Value, Recorded when ("training" or "pages executed")
+    "Software and machine: as params.json recorded them at training, then as found where the pages are executed (this machine)."
     import pandas as pd
     from importlib.metadata import version, PackageNotFoundError
     params = params or {}
@@ -697,14 +970,19 @@ def environment_table(params:dict|None=None, # params.json contents (versions re
     except (OSError, StopIteration): pass
     try: mem = f"{int(next(l.split()[1] for l in open('/proc/meminfo') if l.startswith('MemTotal')))/2**20:.1f} GiB"
     except (OSError, StopIteration): mem = "unknown"
-    rows = [("face_report", params.get("package_version") or v("face_report")),
-            ("TensorFlow (training)", params.get("tensorflow_version") or ""), ("Keras (training)", params.get("keras_version") or ""),
-            ("Python", platform.python_version()), ("TensorFlow (now)", v("tensorflow-cpu") if v("tensorflow") == "not installed" else v("tensorflow")),
-            ("Keras (now)", v("keras")), ("NumPy", v("numpy")), ("pandas", v("pandas")), ("papermill", v("papermill")),
-            ("Operating system", platform.platform()), ("CPU", cpu), ("CPU cores", str(os.cpu_count())), ("Memory", mem),
-            ("Precision", precision_text(params.get("precision"))),
-            ("oneDNN CPU kernels", {True: "on", False: "off"}.get(params.get("onednn"), ""))]
-    return pd.DataFrame([r for r in rows if r[1]], columns=["Item", "Value"])
+    dev = params.get("devices")
+    T, N = "training", "pages executed"
+    rows = [("face_report", params.get("package_version") or "", T), ("Python", params.get("python_version") or "", T),
+            ("TensorFlow", params.get("tensorflow_version") or "", T), ("Keras", params.get("keras_version") or "", T),
+            ("Precision", precision_text(params.get("precision")), T),
+            ("oneDNN CPU kernels", {True: "on", False: "off"}.get(params.get("onednn"), ""), T),
+            ("Devices", ", ".join(dev) if isinstance(dev, list) else str(dev or ""), T),
+            ("CPU cores", str(params.get("cpu_count") or ""), T), ("Machine", params.get("machine") or "", T),
+            ("face_report", v("face_report"), N), ("Python", platform.python_version(), N),
+            ("TensorFlow", v("tensorflow-cpu") if v("tensorflow") == "not installed" else v("tensorflow"), N),
+            ("Keras", v("keras"), N), ("NumPy", v("numpy"), N), ("pandas", v("pandas"), N), ("papermill", v("papermill"), N),
+            ("Operating system", platform.platform(), N), ("CPU", cpu, N), ("CPU cores", str(os.cpu_count()), N), ("Memory", mem, N)]
+    return pd.DataFrame([r for r in rows if r[1]], columns=["Item", "Value", "Recorded when"])
 
 # %% ../nbs/05_report.ipynb #f6bf2822
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -735,15 +1013,23 @@ def merged_streams(outputs:list, # a code cell's outputs
         else: merged.append(o)
     return merged
 
-def _output_markdown(out) -> str|None:
-    "Markdown for one notebook output (None to drop it)."
+def png_size(b64:str) -> tuple|None: # (width, height) of a base64 PNG, None for another format
+    "Width and height from a PNG's header, without decoding the image."
+    import base64
+    head = base64.b64decode(b64[:44] + "=" * (-len(b64[:44]) % 4))
+    return (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) if head[:8] == b"\x89PNG\r\n\x1a\n" else None
+
+def _output_markdown(out, figure_link=None) -> str|None:
+    "Markdown for one notebook output (None to drop it); `figure_link(b64, mime)` saves an image and returns the link to it."
     kind = out.get("output_type")
     if kind == "stream":
         if out.get("name") == "stderr": return None
         text = _ANSI.sub("", _text(out.get("text"))).rstrip()
         if not text: return None
         n = text.count("\n") + 1
-        return _folded(f"Printed output ({n} line{'s' if n > 1 else ''})", _fence(text, "text"), "output-fold")
+        first = text.split("\n", 1)[0].strip()  # a log that announces itself ("Model A's training log (log_A.txt):") is named so
+        what = html.escape(first[:-1], quote=False) if first.endswith(":") and len(first) < 80 else "Printed output"
+        return _folded(f"{what} ({n} line{'s' if n > 1 else ''}, folded)", _fence(text, "text"), "output-fold")  # <details> closed
     if kind == "error":
         tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
         return _raw_html('<div class="error">') + "\n\n" + _fence(tb or f"{out.get('ename')}: {out.get('evalue')}", "text") + "\n\n" + _raw_html("</div>")
@@ -751,7 +1037,10 @@ def _output_markdown(out) -> str|None:
     for mime in ("image/png", "image/jpeg"):
         if mime in data:
             b64 = _text(data[mime]).replace("\n", "")
-            return _raw_html(f'<p class="figure"><img src="data:{mime};base64,{b64}" alt="figure"></p>')
+            img = f'<img src="data:{mime};base64,{b64}" alt="figure">'
+            tall = " tall" if (size := png_size(b64)) and size[1] > 1.6*size[0] else ""
+            if figure_link: img = f'<a href="{html.escape(figure_link(b64, mime))}" title="Open the full-size image">{img}</a>'
+            return _raw_html(f'<p class="figure{tall}">{img}</p>')
     if "image/svg+xml" in data: return _raw_html(f'<p class="figure">{_text(data["image/svg+xml"])}</p>')
     if "text/html" in data: return _raw_html(f'<div class="output-html">\n{_text(data["text/html"])}\n</div>')
     if "text/markdown" in data:
@@ -778,8 +1067,16 @@ def notebook_title(nb, # a notebook node
     return default
 
 def site_notebook(nb, # an executed notebook node
+                  figures:Path|None=None, # folder for the full-size images, beside the pages; None: images are not linked
+                  stem:str="page", # file-name prefix of this page's images in `figures`
                  ):
-    "A copy of `nb` as markdown cells ready for pandoc (see above)."
+    "A copy of `nb` as markdown cells ready for pandoc (see above); with `figures`, every image links to its full-size PNG there."
+    import base64
+    def link(b64, mime, n=[0]):
+        n[0] += 1
+        name = f"{stem}_{n[0]}.{'png' if mime == 'image/png' else 'jpg'}"
+        Path(figures).mkdir(parents=True, exist_ok=True); (Path(figures)/name).write_bytes(base64.b64decode(b64))
+        return f"{Path(figures).name}/{name}"
     import nbformat
     cells = []
     for c in nb.cells:
@@ -788,7 +1085,7 @@ def site_notebook(nb, # an executed notebook node
         if c.cell_type == "markdown": cells.append(nbformat.v4.new_markdown_cell(_text(c.source))); continue
         src = "\n".join(l for l in _text(c.source).splitlines() if not l.startswith("#|")).strip()
         parts = [] if not src or "remove-input" in tags else [_folded("Code", _fence(src, "python"), "code-fold")]
-        parts += [m for m in map(_output_markdown, merged_streams(c.get("outputs", []))) if m]
+        parts += [m for o in merged_streams(c.get("outputs", [])) if (m := _output_markdown(o, link if figures else None))]
         cells += [nbformat.v4.new_markdown_cell(p) for p in parts]
     out = nbformat.v4.new_notebook(metadata=dict(nb.metadata))
     out.cells = cells
@@ -822,6 +1119,9 @@ a { color: var(--accent); }
 img { max-width: 100%; height: auto; }
 p.figure { margin: 0.4rem 0 1.6rem; text-align: center; }
 p.figure img { max-height: 1400px; width: auto; }
+p.figure a img { cursor: zoom-in; }
+p.figure.tall img { max-height: none; width: 100%; }  /* tall diagrams (architectures): the column's full width, not 1400px high */
+p.figure a::after { content: "click to enlarge"; display: block; color: var(--muted); font-size: 0.8rem; }
 .caption { margin: 1.4rem 0 0.4rem; color: #2a2f35; }
 .caption p { margin: 0; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.6rem; font-size: 0.92rem; }
@@ -916,9 +1216,9 @@ def index_markdown(run_dir, # run folder
              ("Validation fraction", p.get("val_fraction")), ("Test images", p.get("test_size")),
              ("Image size (pixels)", p.get("image_size")), ("Model B backbone", p.get("backbone")),
              ("Backbone weights", p.get("weights_source", p.get("weights"))), ("Precision", precision_text(p.get("precision"))),
-             ("Seed", p.get("seed")), ("Data", p.get("data_source") and f"`{p['data_source']}`"),
+             ("Seed", p.get("seed")), ("Data", p.get("data_source") and f"`{display_path(p['data_source'])}`"),
              ("Splits fingerprint", p.get("splits_fingerprint") and f"`{p['splits_fingerprint']}` (digest of the split images' file names)"),
-             ("Pages executed", state.get("started")), ("Run folder", f"`{run_dir}`")]
+             ("Pages executed", state.get("started")), ("Run folder", f"`{display_path(run_dir)}`")]
     rows = "\n".join(f"| {k} | {v} |" for k, v in facts if v not in (None, ""))
     links = "\n".join(f"- [{t}]({f})" for f, t in pages)
     return (f"This site is the report on two convolutional neural networks that predict **gender** and **age** "
@@ -957,7 +1257,7 @@ def render_pandoc(run_dir, # run folder with executed notebooks
     pandoc = pandoc_path()
     version = run_tool([pandoc, "--version"], "pandoc --version").splitlines()[0]
     (src/"footer.html").write_text(f"<footer>Built {datetime.datetime.now():%Y-%m-%d %H:%M} from the executed notebooks "
-                                   f"in {html.escape(str(run_dir))} with {html.escape(version)}.</footer>")
+                                   f"in {html.escape(display_path(run_dir))} with {html.escape(version)}.</footer>")
     def build(source, fmt, page, title, toc):
         nav = src/f"nav_{Path(page).stem}.html"
         nav.write_text(site_nav(nav_pages, page))
@@ -966,7 +1266,7 @@ def render_pandoc(run_dir, # run folder with executed notebooks
                   "-M", f"title={title}", "-M", f"pagetitle={title} | {SITE_TITLE}", *(["--toc", "--toc-depth=3"] if toc else []),
                   "-o", out_dir/page, source], f"pandoc rendering {Path(source).name}", cwd=src)
     for (p, nb), (page, title) in zip(nbs, pages):
-        nbformat.write(site_notebook(nb), str(src/p.name))
+        nbformat.write(site_notebook(nb, out_dir/"figures", p.stem), str(src/p.name))
         build(src/p.name, "ipynb+raw_attribute-autolink_bare_uris", page, title, True)
     (src/"index.md").write_text(index_markdown(run_dir, pages))
     build(src/"index.md", "markdown", "index.html", SITE_TITLE, False)

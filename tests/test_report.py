@@ -107,6 +107,8 @@ def test_render_site_pandoc_pages(rendered):
             assert f">{other_title}</a>" in page
         assert f'href="{Path(name).with_suffix(".html").name}" class="active"' in page
         assert not re.search(r'(src|href)="https?://', page), "pages must be readable offline"
+        link = re.search(r'<a href="(figures/[^"]+\.png)"\s+title="Open the full-size image">\s*<img[^>]*\ssrc="data:image/png', page)
+        assert link and (site/link.group(1)).read_bytes()[:4] == b"\x89PNG", "every figure links to its full-size PNG"
 
 
 def test_render_site_links_resolve(rendered):
@@ -324,6 +326,21 @@ def test_pages_describe_what_they_compute():
     for name in ("2_custom_cnn.ipynb", "3_pretrained_cnn.ipynb", "4_summary.ipynb", "5_beyond_the_report.ipynb"):
         assert "check_metrics(load_run(run_dir))" in _page_text(name, "code"), name  # metrics.json's figures are its predictions'
     assert "missing_predictions_sentence(run, \"test\")" in _page_text("5_beyond_the_report.ipynb", "code")
+
+
+def test_pages_explain_mcnemar_and_read_in_order():
+    from face_report.analysis import mcnemar_test
+    beyond = _page_text("5_beyond_the_report.ipynb")
+    # the rule stated in 5.1 is the one `mcnemar_test` applies: exact below 25 discordant images
+    assert "fewer than 25 of them it is the exact\ntwo-sided binomial test, otherwise the chi-squared test with continuity correction" in beyond
+    assert mcnemar_test([True]*24, [False]*24)["method"] == "exact binomial"
+    assert mcnemar_test([True]*25, [False]*25)["method"] == "chi-squared with continuity correction"
+    assert "the models were shown randomly flipped faces during training" in beyond and "training showed the models" not in beyond
+    assert "(5.6) and, last, tries averaging each face with its mirror image at test time (5.7)" in beyond
+    for name in ("2_custom_cnn.ipynb", "3_pretrained_cnn.ipynb"):
+        assert "trained now, or re-used" not in _page_text(name) and "is folded below" in _page_text(name), name
+        assert "report.curve_paragraph(" in _page_text(name, "code") and "report.metrics_table_markdown(" in _page_text(name, "code")
+    assert "display_path(splits.source)" in _page_text("1_introduction.ipynb", "code")
 
 
 def test_appendix_lists_the_pages_before_it(tmp_path):
