@@ -26,13 +26,14 @@ from .training import RUN_KEYS_ADDED, gender_correct, read_json, roc_auc, split_
 __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'PAIRED_AGE_TEST',
            'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS',
            'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'missing_predictions',
-           'check_metrics', 'save_figure', 'plot_learning_curves', 'format_signed', 'format_p', 'metrics_table',
-           'format_metrics_table', 'compare_models', 'summary_sentences', 'kept_epoch', 'performance_paragraph',
-           'bootstrap_ci', 'mcnemar_test', 'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error',
-           'plot_reliability', 'per_image_results', 'significance_table', 'format_significance_table',
-           'paired_p_values', 'against_report', 'format_against_report', 'pair_predictions', 'params_diff',
-           'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
-           'plot_group_breakdown', 'plot_age_scatter', 'locate_images', 'error_gallery']
+           'check_metrics', 'save_figure', 'plot_learning_curves', 'format_signed', 'format_p', 'shown_difference',
+           'ci_digits', 'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences', 'kept_epoch',
+           'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'sign_flip_test', 'paired_age_test', 'cs_at',
+           'expected_calibration_error', 'plot_reliability', 'per_image_results', 'significance_table',
+           'format_significance_table', 'paired_p_values', 'against_report', 'format_against_report',
+           'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table',
+           'format_runs_table', 'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter', 'locate_images',
+           'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -282,6 +283,22 @@ def format_p(p:float, # a p-value
     s = f"{p:.3g}"
     return f"{p:.6g}" if float(s) == alpha and p != alpha else s
 
+def shown_difference(a:float, # the first figure
+                     b:float, # the second figure
+                     digits:int, # decimals the figures are printed with
+                    ) -> float: # b − a of the figures as printed, so that a printed difference adds up
+    "The difference of two figures as the text prints them (96.78% − 91.00% is 5.78 points, whatever the third decimals were)"
+    return float(f"{b:.{digits}f}") - float(f"{a:.{digits}f}")
+
+def ci_digits(low:float, # lower bound
+              high:float, # upper bound
+              digits:int=3, # the least decimals
+              most:int=6, # the most decimals
+             ) -> int: # decimals for both bounds
+    "Decimals that show on which side of zero each bound of an interval lies: `digits`, more while a non-zero bound would print as 0"
+    while digits < most and any(b != 0 and abs(b) < 0.5*10**-digits for b in (low, high)): digits += 1
+    return digits
+
 def _model_metrics(metrics: dict, model: str) -> dict:
     if model not in metrics: raise KeyError(f"metrics.json has no results for model {model!r} (yet)")
     return metrics[model]
@@ -309,13 +326,13 @@ def _markdown(df: pd.DataFrame) -> str:
 
 def format_metrics_table(df:pd.DataFrame, # output of `metrics_table`
                         ) -> str: # markdown pipe table
-    "Markdown table formatted like the report: 96.96%, 0.203, 4.257, −4.860%"
+    "Markdown table formatted like the report: 96.96%, 0.203, 4.257, −4.860% (each Δ the difference of the figures as printed)"
     out = df.copy().astype({c: object for c in ("Training", "Validation", "Δ (val–train)")})
     for i, row in df.iterrows():
         pct = row.Metric == "Accuracy"
         out.loc[i, "Training"] = f"{row.Training:.2f}%" if pct else f"{row.Training:.3f}"
         out.loc[i, "Validation"] = f"{row.Validation:.2f}%" if pct else f"{row.Validation:.3f}"
-        out.loc[i, "Δ (val–train)"] = format_signed(row["Δ (val–train)"], 3) + ("%" if pct else "")
+        out.loc[i, "Δ (val–train)"] = format_signed(shown_difference(row.Training, row.Validation, 2 if pct else 3), 3) + ("%" if pct else "")
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #69af54ca
@@ -432,9 +449,9 @@ def performance_paragraph(metrics:dict, # contents of metrics.json
     tr, va = m["train"], m["val"]
     acc_tr, acc_va = 100 * tr["gender_accuracy"], 100 * va["gender_accuracy"]
     s = (f"Model {model} reached a training accuracy of {acc_tr:.2f}% and a validation accuracy of {acc_va:.2f}% in gender "
-         f"classification, a delta of {format_signed(acc_va - acc_tr, 3)}% between validation and training accuracy. "
-         f"For age estimation, the final training MAE was {tr['age_mae']:.2f} and the validation MAE {va['age_mae']:.2f} years, "
-         f"a delta of {format_signed(va['age_mae'] - tr['age_mae'], 2)}.")
+         f"classification, a delta of {format_signed(shown_difference(acc_tr, acc_va, 2), 2)} percentage points between validation "
+         f"and training accuracy. For age estimation, the final training MAE was {tr['age_mae']:.2f} and the validation MAE "
+         f"{va['age_mae']:.2f} years, a delta of {format_signed(shown_difference(tr['age_mae'], va['age_mae'], 2), 2)} years.")
     if isinstance(history, dict): history = history.get(model)
     if history is not None and len(history): s += " " + _epoch_sentences(history, model, params or {}, tr)
     return s
@@ -594,12 +611,15 @@ def significance_table(run:Run, # a loaded run
 
 def format_significance_table(df:pd.DataFrame, # output of `significance_table`
                              ) -> str: # markdown pipe table
-    "Markdown rendering: estimates with [low, high] CIs (2 decimals for %, pp and years, else 3), p-values to 3 significant digits"
+    """Markdown rendering: estimates with [low, high] CIs (2 decimals for %, pp and years, else 3; a difference's bounds with
+    `ci_digits`, so that their side of zero shows), p-values to 3 significant digits"""
     def fmt(x, digits): return "" if pd.isna(x) else format_signed(x, digits)
     digits = [2 if q.endswith(("(%)", "(pp)", "(years)")) else 3 for q in df.Quantity]
+    bounds = [ci_digits(lo, hi, d) if "difference" in q and not pd.isna(lo) else d
+              for q, lo, hi, d in zip(df.Quantity, df["CI low"], df["CI high"], digits)]
     out = pd.DataFrame({"Model": df.Model, "Quantity": df.Quantity,
-                        "Estimate [95% CI]": [fmt(e, d) + ("" if pd.isna(lo) else f" [{fmt(lo, d)}, {fmt(hi, d)}]")
-                                              for e, lo, hi, d in zip(df.Estimate, df["CI low"], df["CI high"], digits)],
+                        "Estimate [95% CI]": [fmt(e, d) + ("" if pd.isna(lo) else f" [{fmt(lo, b)}, {fmt(hi, b)}]")
+                                              for e, lo, hi, d, b in zip(df.Estimate, df["CI low"], df["CI high"], digits, bounds)],
                         "Test": df.Test, "p-value": ["" if pd.isna(p) else format_p(p) for p in df["p-value"]], "n": df.n})
     return _markdown(out)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 from .data import display_path
-from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, format_p, format_signed, run_folder
+from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, run_folder, shown_difference
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
@@ -21,9 +21,8 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'PAT
            'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'curve_noise',
            'gender_chance', 'overfitting_level', 'lr_cuts', 'training_end', 'end_sentence', 'curve_paragraph',
            'precision_text', 'speed_sentences', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
-           'training_text_b', 'shown_difference', 'performance_text', 'metrics_table_markdown', 'fit_sentence',
-           'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence', 'breakdown_table',
-           'ci_digits', 'format_significance_table', 'label_noise_note', 'params_table', 'wall_time_table',
+           'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
+           'missing_predictions_sentence', 'breakdown_table', 'label_noise_note', 'params_table', 'wall_time_table',
            'environment_table', 'merged_streams', 'png_size', 'notebook_title', 'site_notebook', 'site_nav',
            'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page', 'render_pandoc',
            'quarto_notebook', 'render_quarto', 'render_site']
@@ -763,49 +762,6 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
             f"Both phases used a batch size of {params['batch_size']}, with {_phases_precision(params['precision'])}.{_ema_sentence(params)}")
 
 # %% ../nbs/05_report.ipynb #66545dfb
-def shown_difference(a:float, # the first figure
-                     b:float, # the second figure
-                     digits:int, # decimals the figures are printed with
-                    ) -> float: # b − a of the figures as printed, so a printed difference adds up
-    "The difference of two figures as the page prints them (96.78% − 91.00% is 5.78 points, whatever the third decimals were)."
-    return float(f"{b:.{digits}f}") - float(f"{a:.{digits}f}")
-
-def performance_text(metrics:dict, # metrics.json contents
-                     history, # the model's history DataFrame (or `Run.history`); None to skip the epoch sentences
-                     model:str, # "A" or "B"
-                     params:dict|None=None, # the run's params (epoch budgets)
-                    ) -> str: # markdown paragraph
-    "`analysis.performance_paragraph` with its deltas taken from the figures as printed, the accuracy one in percentage points."
-    from face_report.analysis import performance_paragraph
-    tr, va = metrics[model]["train"], metrics[model]["val"]
-    acc_tr, acc_va = 100*tr["gender_accuracy"], 100*va["gender_accuracy"]
-    s = (f"Model {model} reached a training accuracy of {acc_tr:.2f}% and a validation accuracy of {acc_va:.2f}% in gender "
-         f"classification, a delta of {format_signed(shown_difference(acc_tr, acc_va, 2), 2)} percentage points between validation "
-         f"and training accuracy. For age estimation, the final training MAE was {tr['age_mae']:.2f} and the validation MAE "
-         f"{va['age_mae']:.2f} years, a delta of {format_signed(shown_difference(tr['age_mae'], va['age_mae'], 2), 2)} years.")
-    head, full = performance_paragraph(metrics, None, model, params), performance_paragraph(metrics, history, model, params)
-    return s + (full[len(head):] if full.startswith(head) else "")
-
-def _pipe_table(df) -> str:
-    "Pipe table of an all-string DataFrame (dashes as long as each column's longest entry: pandoc's relative widths)."
-    widths = [max([len(str(c))] + [len(str(v)) for v in df[c]]) for c in df.columns]
-    lines = ["| " + " | ".join(df.columns) + " |", "|" + "|".join("-"*(w + 2) for w in widths) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(map(str, r)) + " |" for r in df.itertuples(index=False)])
-
-def metrics_table_markdown(metrics:dict, # metrics.json contents
-                           model:str, # "A" or "B"
-                          ) -> str: # markdown pipe table
-    "Table 1 / 2 (`analysis.metrics_table`) as the report prints it, each Δ the difference of the printed figures (accuracy to 2 decimals)."
-    from face_report.analysis import metrics_table
-    df = metrics_table(metrics, model)
-    out = df[["Task", "Metric"]].copy()
-    d = [2 if r == "Accuracy" else 3 for r in df.Metric]
-    unit = ["%" if r == "Accuracy" else "" for r in df.Metric]
-    out["Training"] = [f"{x:.{k}f}{u}" for x, k, u in zip(df.Training, d, unit)]
-    out["Validation"] = [f"{x:.{k}f}{u}" for x, k, u in zip(df.Validation, d, unit)]
-    out["Δ (val–train)"] = [format_signed(shown_difference(t, v, k), k) + u for t, v, k, u in zip(df.Training, df.Validation, d, unit)]
-    return _pipe_table(out)
-
 def fit_sentence(metrics:dict, # metrics.json contents
                  model:str, # "A" or "B"
                  val_predictions=None, # the model's validation predictions, to say when it has not learned gender
@@ -842,7 +798,7 @@ def significance_sentences(sig:pd.DataFrame, # output of `face_report.analysis.s
         sign = "A−B" if "A−B" in q else "B−A"
         verdict = (f"significant at the {alpha:g} level" if r["p-value"] < alpha else f"not significant at the {alpha:g} level")
         test = "a paired sign-flip permutation test of the mean difference" if r.Test == PAIRED_AGE_TEST else f"the {r.Test} test"
-        d = ci_digits(r["CI low"], r["CI high"])
+        d = ci_digits(r["CI low"], r["CI high"], 2)
         out.append(f"The {what} difference {sign} is {format_signed(r.Estimate)} {unit} (95% bootstrap CI {format_signed(r['CI low'], d)} to "
                    f"{format_signed(r['CI high'], d)}); {test} gives p = {format_p(r['p-value'], alpha)}, {verdict} (n = {int(r.n)}).")
     return " ".join(out)
@@ -878,29 +834,6 @@ def breakdown_table(run, # a loaded run (`face_report.analysis.load_run`)
     out = pd.concat([n.rename("n")] + frames, axis=1)
     out.index.name = GROUP_TITLES[by]
     return out.reset_index()
-
-# %% ../nbs/05_report.ipynb #c7e1a007
-def ci_digits(low:float, # lower bound
-              high:float, # upper bound
-              digits:int=3, # the least decimals
-              most:int=6, # the most decimals
-             ) -> int: # decimals for both bounds
-    "Decimals that show which side of zero each bound of an interval lies: `digits`, more while a non-zero bound would print as 0."
-    while digits < most and any(b != 0 and abs(b) < 0.5*10**-digits for b in (low, high)): digits += 1
-    return digits
-
-def format_significance_table(df:pd.DataFrame, # output of `analysis.significance_table` (or `predict.mirror_comparison`)
-                             ) -> str: # markdown pipe table
-    "`analysis.format_significance_table`, with the bounds of each difference's interval to `ci_digits` decimals (never a bare 0.00)."
-    def fmt(x, d): return "" if pd.isna(x) else format_signed(x, d)
-    rows = []
-    for _, r in df.iterrows():
-        q, lo, hi = r.Quantity, r["CI low"], r["CI high"]
-        d = 2 if q.endswith(("(%)", "(pp)", "(years)")) else 3
-        b = ci_digits(lo, hi) if "difference" in q and not pd.isna(lo) else d
-        ci = "" if pd.isna(lo) else f" [{fmt(lo, b)}, {fmt(hi, b)}]"
-        rows.append((r.Model, q, fmt(r.Estimate, d) + ci, r.Test, "" if pd.isna(r["p-value"]) else format_p(r["p-value"]), r.n))
-    return _pipe_table(pd.DataFrame(rows, columns=["Model", "Quantity", "Estimate [95% CI]", "Test", "p-value", "n"]))
 
 # %% ../nbs/05_report.ipynb #c7e1a009
 def label_noise_note(run, # a loaded run (`face_report.analysis.load_run`)

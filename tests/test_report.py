@@ -339,7 +339,7 @@ def test_pages_explain_mcnemar_and_read_in_order():
     assert "(5.6) and, last, tries averaging each face with its mirror image at test time (5.7)" in beyond
     for name in ("2_custom_cnn.ipynb", "3_pretrained_cnn.ipynb"):
         assert "trained now, or re-used" not in _page_text(name) and "is folded below" in _page_text(name), name
-        assert "report.curve_paragraph(" in _page_text(name, "code") and "report.metrics_table_markdown(" in _page_text(name, "code")
+        assert "report.curve_paragraph(" in _page_text(name, "code") and "format_metrics_table(metrics_table(" in _page_text(name, "code")
     assert "display_path(splits.source)" in _page_text("1_introduction.ipynb", "code")
 
 
