@@ -399,8 +399,8 @@ _BUDGET_KEYS = {("A", 1): "epochs_a", ("B", 1): "epochs_b1", ("B", 2): "epochs_b
 def training_end(history, # one model's history DataFrame
                  model:str, # "A" or "B"
                  params:dict, # the run's parameters (epoch budgets, `lr_patience`)
-                ) -> dict|None: # phase, epochs, budget, last_epoch, best_epoch, since_best, early_stopped, lr_cut, still_improving
-    "How a model's training (its last phase) ended, and whether it was still improving when it reached its epoch budget."
+                ) -> dict|None: # phase, epochs, budget, last_epoch, best_epoch, since_best, early_stopped, lr_cut, not_converged
+    "How a model's training (its last phase) ended, and whether it had clearly converged when it reached its epoch budget."
     if history is None or not len(history): return None
     from face_report.analysis import kept_epoch
     ph = _phase(history)
@@ -415,13 +415,13 @@ def training_end(history, # one model's history DataFrame
     recent = since is not None and params.get("lr_patience") is not None and since <= params["lr_patience"]
     return dict(phase=last_phase, epochs=len(last), budget=budget, last_epoch=last_epoch, best_epoch=best_epoch, since_best=since,
                 early_stopped=budget is not None and len(last) < budget, lr_cut=cut,
-                still_improving=bool(full and best_epoch is not None and (recent or not cut)))
+                not_converged=bool(full and best_epoch is not None and (recent or not cut)))
 
 def end_sentence(end:dict|None, # `training_end(...)`
                  model:str, # "A" or "B"
                  params:dict, # the run's parameters (`lr_patience`)
                 ) -> str: # one sentence ("" without a history)
-    "How training ended, in words: stopped early, still improving at its budget, or levelled off."
+    "How training ended, in words: stopped early, not clearly converged at its budget, or levelled off."
     if end is None: return ""
     where = f" for phase {end['phase']}" if end["phase"] > 1 else ""
     ep = lambda n: _count_of(n, "epoch")
@@ -434,9 +434,9 @@ def end_sentence(end:dict|None, # `training_end(...)`
         why.append(f"its lowest validation loss came at epoch {end['best_epoch']}, {ep(end['since_best'])} before the end (within the "
                    f"{params['lr_patience']} epochs `ReduceLROnPlateau` waits before cutting the rate)")
     if not end["lr_cut"]: why.append(f"the learning rate{' of phase ' + str(end['phase']) if end['phase'] > 1 else ''} was never cut")
-    if end["still_improving"]:
-        return (f"Model {model} used its full {end['budget']}-epoch budget{where} and was still improving when it stopped: "
-                f"{', and '.join(why)}, so it had not clearly converged and more epochs might have helped.")
+    if end["not_converged"]:
+        return (f"Model {model} used its full {end['budget']}-epoch budget{where} and had not clearly converged when it stopped: "
+                f"{', and '.join(why)}, so more epochs might have helped.")
     return (f"Model {model} used its full {end['budget']}-epoch budget{where}; its lowest validation loss came at epoch "
             f"{end['best_epoch']}, {ep(end['since_best'])} before the end, after its learning rate had been cut, so it had levelled off.")
 
@@ -567,13 +567,13 @@ def _b_setup(params, hb):
         parts.append(" + ".join(map(str, n)) + " epochs")
     return _and(parts) if parts else "this run's settings"
 
-def _still_improving_caveat(history:dict, params:dict) -> str:
-    "' Both models were still improving ...' for the models `training_end` finds still improving at their budget, else ''."
-    still = [k for k in "AB" if (e := training_end(history.get(k), k, params)) and e["still_improving"]]
+def _not_converged_caveat(history:dict, params:dict) -> str:
+    "' Neither model had clearly converged ...' for the models `training_end` finds not converged at their budget, else ''."
+    still = [k for k in "AB" if (e := training_end(history.get(k), k, params)) and e["not_converged"]]
     if not still: return ""
-    who, they = ("Both models were", "they reached their epoch budgets") if len(still) == 2 else (f"Model {still[0]} was", "it reached its epoch budget")
+    who = "Neither model had clearly" if len(still) == 2 else f"Model {still[0]} had not clearly"
     where = _and(f"{'2.3' if k == 'A' else '3.3'}" for k in still)
-    return (f" {who} still improving when {they} (Section{'s' if len(still) == 2 else ''} {where}), so longer training could "
+    return (f" {who} converged when it reached its epoch budget (Section{'s' if len(still) == 2 else ''} {where}), so longer training could "
             "change this comparison.")
 
 # %% ../nbs/05_report.ipynb #11abb55c
@@ -663,7 +663,7 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
         (task, ahead), (other, _) = sorted(zip(("gender", "age"), winners), key=lambda tw: tw[1] == "tie")
         s += f" Model {ahead} was ahead on {task} and level with Model {'AB'[ahead == 'A']} on {other}."
     s += _significance_clause(run)
-    s += _still_improving_caveat(h, p)
+    s += _not_converged_caveat(h, p)
     out.append(s)
     levels = {k: overfitting_level(m[k]) for k in "AB" if k not in untrained}
     if len(levels) < 2:
@@ -856,9 +856,15 @@ def label_noise_note(run, # a loaded run (`face_report.analysis.load_run`)
     if len(seen) > 1 and all(far):
         s += (" Both models place the face far from its age label and give it the other gender, so the label is the likelier "
               "error.")
-    return s + (" Several faces in these galleries appear to be mislabelled rather than mispredicted, and many of the most "
-                "confident gender “mistakes” look like labelling errors, so the galleries show UTKFace's label noise as much as "
-                "the models' errors.")
+    if len(models) > 1:  # faces both models give the other gender with confidence
+        from face_report.analysis import pair_predictions
+        first, second = pair_predictions(*(preds[m] for m in models[:2]))  # the same images, row by row
+        sure = lambda p: ((p.p_female >= 0.95) & (p.gender == 0)) | ((p.p_female <= 0.05) & (p.gender == 1))
+        n = int((sure(first) & sure(second)).sum())
+        s += (f" Both models give {n} of the {len(first):,} faces the gender opposite to their label with a probability of at least "
+              "0.95; faces like these may be mislabelled rather than mispredicted, so the galleries may show UTKFace's label "
+              "noise as well as the models' errors.")
+    return s
 
 # %% ../nbs/05_report.ipynb #cd2356e8
 PATH_PARAMS = ("data", "data_source", "run_dir")  # parameters holding a path: shown with `face_report.data.display_path`
