@@ -1010,10 +1010,10 @@ def site_notebook(nb, # an executed notebook node
                   stem:str="page", # file-name prefix of this page's images in `figures`
                  ):
     "A copy of `nb` as markdown cells ready for pandoc (see above); with `figures`, every image links to its full-size PNG there."
-    import base64
-    def link(b64, mime, n=[0]):
-        n[0] += 1
-        name = f"{stem}_{n[0]}.{'png' if mime == 'image/png' else 'jpg'}"
+    import base64, itertools
+    number = itertools.count(1)
+    def link(b64, mime):
+        name = f"{stem}_{next(number)}.{'png' if mime == 'image/png' else 'jpg'}"
         Path(figures).mkdir(parents=True, exist_ok=True); (Path(figures)/name).write_bytes(base64.b64decode(b64))
         return f"{Path(figures).name}/{name}"
     import nbformat
