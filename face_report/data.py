@@ -17,8 +17,8 @@ except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
-           'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError',
-           'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
+           'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENT_STEP_STRIDE', 'DataError',
+           'ImageError', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
            'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'printable_name', 'load_utkface',
            'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
            'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits',
@@ -516,6 +516,8 @@ def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_sou
     return Splits(frames, images, df.attrs["source"], rejected_summary(df))
 
 # %% ../nbs/00_data.ipynb #c4c1e0a2
+CACHE_KINDS = ("arrays", "extracted", "validation", "weights")  # the cache's subfolders: decoded images, archives, image checks, converted weights
+
 def _entry(kind:Path, e:Path) -> dict|None:
     "`cache_entries`' row for `e`, or None when it is gone (a running process renamed or removed its file meanwhile)."
     with contextlib.suppress(FileNotFoundError):
@@ -529,7 +531,8 @@ def cache_entries(cache_dir:str|Path|None=None, # see `cache_root`
     rows = [_entry(kind, e) for kind in sorted(cache_root(cache_dir).iterdir()) if kind.is_dir()
             for e in sorted(kind.iterdir()) if not e.name.endswith(".lock")]  # locks are held by running processes
     cols = ["kind", "name", "path", "bytes", "last_used"]
-    return pd.DataFrame([r for r in rows if r], columns=cols).sort_values("bytes", ascending=False, ignore_index=True)
+    df = pd.DataFrame([r for r in rows if r], columns=cols).astype({"bytes": "int64", "last_used": "datetime64[ns]"})
+    return df.sort_values("bytes", ascending=False, ignore_index=True)
 
 def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
                 unused_days:float=0, # remove only entries unused for this many days; 0: every entry
@@ -538,8 +541,8 @@ def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
     "Remove cache entries (all, or those of `kinds` unused for `unused_days`); they are built again when needed."
     if unused_days < 0: raise ValueError(f"unused_days must be 0 or more, not {unused_days}")
     entries = cache_entries(cache_dir)
-    if unknown := sorted(set(kinds or []) - set(entries.kind)):
-        raise ValueError(f"the cache {cache_root(cache_dir)} holds no {unknown[0]!r} entries; it holds {sorted(set(entries.kind))}")
+    if unknown := sorted(set(kinds or []) - set(CACHE_KINDS) - set(entries.kind)):
+        raise ValueError(f"the cache has no kind {unknown[0]!r}; its kinds are {', '.join(sorted({*CACHE_KINDS, *entries.kind}))}")
     chosen = entries.kind.isin(kinds or entries.kind)
     if unused_days: chosen &= entries.last_used < pd.Timestamp.now() - pd.Timedelta(days=unused_days)
     gone = entries[chosen]
@@ -673,7 +676,8 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
                  labels:bool=True, # False: batches of images only (for `predict`)
                 ) -> tf.data.Dataset: # (image, {"gender", "age"}) batches, augmented and shuffled when asked
     """Batches of `(float32 images 0..255, {'gender', 'age'})`: a prefetching `tf.data.Dataset` on Keras's
-    TensorFlow backend, an `ArrayBatches` (`keras.utils.PyDataset`) on JAX or PyTorch; the same `seed`, the same batches."""
+    TensorFlow backend, an `ArrayBatches` (`keras.utils.PyDataset`) on JAX or PyTorch. The same `seed` gives the same
+    batches under the same TensorFlow global seed, which `tf.data` combines with it (training sets both to `train_seed`)."""
     import keras
     y = {"gender": frame["gender"].to_numpy(np.float32)[:, None], "age": frame["age"].to_numpy(np.float32)[:, None]}
     if keras.backend.backend() != "tensorflow":

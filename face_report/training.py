@@ -548,6 +548,7 @@ def check_run_folder(params:dict, # from `resolve_params`
     run_dir = Path(params["run_dir"])
     old, left = read_json(run_dir/"params.json"), [f for f in TRAINED if (run_dir/f).exists()]
     if old: old = {**RUN_KEYS_ADDED, **old}  # a run made before a key was added trained with its old value
+    if "seed" in old: old.setdefault("train_seed", old["seed"])  # begun before training was seeded: only its `seed` may go on with it
     elif not params.get("retrain") and left:
         raise TrainingError(f"{run_dir} holds {', '.join(left)} but no params.json: the parameters they were trained with are "
                             "unknown; restore params.json, use another run folder, or retrain=True (--retrain) to replace them")
@@ -629,7 +630,8 @@ def _forget(run_dir:Path, tag:str):
         m = read_json(run_dir/"metrics.json"); m.pop(tag, None)
         w = m.pop("wall_seconds", {}); parts = {k: v for k, v in w.items() if k != "total" and k.split("_")[0] != tag}
         if parts: m["wall_seconds"] = {**parts, "total": round(sum(parts.values()), 1)}  # the total of the parts left
-        write_json(run_dir/"metrics.json", m) if m else (run_dir/"metrics.json").unlink(missing_ok=True)  # nothing left
+        if {"A", "B"} & set(m): write_json(run_dir/"metrics.json", m)
+        else: (run_dir/"metrics.json").unlink(missing_ok=True)  # no model left: nothing to keep
 
 def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint` where known
                   models:str="AB", # the models to be trained again
@@ -785,12 +787,14 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
                   log=print, # progress printer
                  ) -> dict: # Model B's metrics per split
     "Train Model B in two phases (or re-use the finished one in `run_dir`) and write its artefacts."
-    from face_report.models import build_model_b, freeze_backbone, unfreeze_top
+    from face_report.models import LITE_REPEATS, build_model_b, convert_lite_weights, freeze_backbone, unfreeze_top
     with _open_run("B", splits, run_dir, params, log) as (p, run_dir, done, strategy, log):
         if done: return done
         r = strategy.num_replicas_in_sync
 
         def build(phase):  # Model B under `phase`'s precision, the age output's bias set by `age_bias`
+            if p["weights"] == "imagenet" and p["backbone"] in LITE_REPEATS:
+                convert_lite_weights(p["backbone"])  # once, before the seed: a first conversion draws random numbers too
             _use_precision(p, phase); _seed_weights(p)
             with strategy.scope():
                 return init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),

@@ -48,10 +48,11 @@ def test_model_a_artefacts(tmp_path):
     assert conv.dtype_policy.name == params["precision"]["A"]
 
 
-def test_the_same_seed_trains_the_same_models(tmp_path):
+def test_the_same_seed_trains_the_same_models(tmp_path, monkeypatch):
     """Initial weights, shuffle order and augmentation follow `seed`: two trainings of both models give the same figures;
     another `train_seed` other ones."""
     from face_report.training import train_model_b
+    monkeypatch.setenv("FACE_REPORT_CACHE", str(tmp_path / "cache"))  # empty: the first Model B converts its backbone's weights
     runs = []
     for name in ("first", "second"):
         p = tiny_params(tmp_path, run_dir=str(tmp_path / name))
@@ -208,6 +209,8 @@ def test_wall_seconds_total_is_the_sum_of_the_parts(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["wall_seconds"]["total"] == 7.0
     _forget(run, "A")
     assert json.loads((run / "metrics.json").read_text())["wall_seconds"] == {"B_phase1": 2.0, "B_phase2": 3.5, "total": 5.5}
+    _forget(run, "B")  # no model left: no metrics.json (its run-wide keys alone say nothing)
+    assert not (run / "metrics.json").exists()
 
 
 def test_fingerprint_follows_every_split(tmp_path):
