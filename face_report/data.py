@@ -81,9 +81,10 @@ def _no_room(folder:Path, # the cache folder without room
 def display_path(path:str|Path, # a file or folder, e.g. a run's `data_source` or `run_dir`
                 ) -> str: # relative to the working folder when in it or beside it, `~/...` under the home folder, else absolute
     "`path` as pages and messages show it: `runs/paper`, `../shared/data/UTKFace.tar.gz`, not one machine's absolute path."
-    path = Path(path).expanduser().absolute()
+    path, here = Path(os.path.abspath(Path(path).expanduser())), Path.cwd()
     with contextlib.suppress(ValueError):  # (another drive, on Windows)
-        if not Path(rel := os.path.relpath(path)).parts[:2] == ("..", ".."): return rel
+        rel = Path(os.path.relpath(path))
+        if rel.parts[:1] != ("..",) or (rel.parts[:2] != ("..", "..") and here.parent != here.parent.parent): return str(rel)
     with contextlib.suppress(ValueError): return str(Path("~")/path.relative_to(Path.home()))
     return str(path)
 

@@ -387,9 +387,10 @@ def overfitting_level(split_metrics:dict, # one model's {"train": S, "val": S} f
 def _phase(history): return history.phase if "phase" in history else pd.Series(1, index=history.index)
 
 def lr_cuts(history, # one model's history DataFrame (`epoch`, `lr`, optionally `phase`)
-           ) -> list: # (epoch, new learning rate) for each epoch whose rate is below the previous epoch's of the same phase
+           ) -> list|None: # (epoch, new learning rate) for each epoch whose rate is below the previous epoch's of the same phase; None without `lr`
     "Epochs from which `ReduceLROnPlateau` had cut the learning rate (a new phase's own starting rate is not a cut)."
-    if history is None or "lr" not in history or not len(history): return []
+    if history is None or "lr" not in history: return None
+    if not len(history): return []
     ph, lr = _phase(history), history.lr.astype(float)
     cut = (lr < lr.shift()*(1 - 1e-6)) & (ph == ph.shift())
     return [(int(e), float(r)) for e, r in zip(history.epoch[cut], lr[cut])]
@@ -410,12 +411,13 @@ def training_end(history, # one model's history DataFrame
     best = kept_epoch(history)
     last_epoch, best_epoch = int(last.epoch.max()), (None if best is None else int(best.epoch))
     since = None if best_epoch is None else last_epoch - best_epoch
-    cut = any(e in set(last.epoch) for e, _ in lr_cuts(history))
+    cuts = lr_cuts(history)
+    cut = None if cuts is None else any(e in set(last.epoch) for e, _ in cuts)  # None: not recorded
     full = budget is not None and len(last) >= budget
     recent = since is not None and params.get("lr_patience") is not None and since <= params["lr_patience"]
+    stopped = budget is not None and len(last) < budget and since is not None and since >= (params.get("patience") or 0)
     return dict(phase=last_phase, epochs=len(last), budget=budget, last_epoch=last_epoch, best_epoch=best_epoch, since_best=since,
-                early_stopped=budget is not None and len(last) < budget, lr_cut=cut,
-                not_converged=bool(full and best_epoch is not None and (recent or not cut)))
+                early_stopped=stopped, lr_cut=cut, not_converged=bool(full and best_epoch is not None and (recent or cut is False)))
 
 def end_sentence(end:dict|None, # `training_end(...)`
                  model:str, # "A" or "B"
@@ -425,7 +427,10 @@ def end_sentence(end:dict|None, # `training_end(...)`
     if end is None: return ""
     where = f" for phase {end['phase']}" if end["phase"] > 1 else ""
     ep = lambda n: _count_of(n, "epoch")
-    if end["budget"] is None: return f"Training ended at epoch {end['last_epoch']}."
+    if end["budget"] is None or end["best_epoch"] is None: return f"Training ended at epoch {end['last_epoch']}."
+    if end["epochs"] < end["budget"] and not end["early_stopped"]:  # stopped before EarlyStopping could have: interrupted
+        return (f"Training ended at epoch {end['last_epoch']}, after {ep(end['epochs'])} of its {end['budget']}-epoch budget and "
+                f"{ep(end['since_best'])} after its lowest validation loss (epoch {end['best_epoch']}), before EarlyStopping would have ended it.")
     if end["early_stopped"]:
         return (f"EarlyStopping ended {'phase 2' if end['phase'] > 1 else 'training'} at epoch {end['last_epoch']}, after "
                 f"{ep(end['epochs'])} of its {end['budget']}-epoch budget and {ep(end['since_best'])} after its lowest validation loss (epoch {end['best_epoch']}).")
@@ -433,7 +438,7 @@ def end_sentence(end:dict|None, # `training_end(...)`
     if end["best_epoch"] is not None and params.get("lr_patience") is not None and end["since_best"] <= params["lr_patience"]:
         why.append(f"its lowest validation loss came at epoch {end['best_epoch']}, {ep(end['since_best'])} before the end (within the "
                    f"{params['lr_patience']} epochs `ReduceLROnPlateau` waits before cutting the rate)")
-    if not end["lr_cut"]: why.append(f"the learning rate{' of phase ' + str(end['phase']) if end['phase'] > 1 else ''} was never cut")
+    if end["lr_cut"] is False: why.append(f"the learning rate{' of phase ' + str(end['phase']) if end['phase'] > 1 else ''} was never cut")
     if end["not_converged"]:
         return (f"Model {model} used its full {end['budget']}-epoch budget{where} and had not clearly converged when it stopped: "
                 f"{', and '.join(why)}, so more epochs might have helped.")
@@ -444,7 +449,8 @@ def _spikes(h, col, k=3):
     "The k largest rises of `col` above the mean of the epochs either side: (epoch, value, rise)."
     x = h[col].astype(float).reset_index(drop=True)
     bump = (x - (x.shift() + x.shift(-1))/2).dropna()
-    return [(int(h.epoch.iloc[j]), x[j], bump[j]) for j in bump.nlargest(k).index if bump[j] > 0]
+    tiny = 1e-6*max(float(x.abs().max()), 1e-12)  # float noise of a smooth curve is no spike
+    return [(int(h.epoch.iloc[j]), x[j], bump[j]) for j in bump.nlargest(k).index if bump[j] > tiny]
 
 def curve_paragraph(history, # one model's history DataFrame
                     model:str, # "A" or "B"
@@ -460,7 +466,8 @@ def curve_paragraph(history, # one model's history DataFrame
     drop = (h.loss - h.loss.shift(-w)).dropna()
     i, total = int(drop.idxmax()), h.loss.iloc[0] - h.loss.min()
     out = [f"In {figure}, Model {model}'s training loss fell fastest over epochs {e[i]}–{e[i + w]}, from {h.loss[i]:.2f} to "
-           f"{h.loss[i + w]:.2f} ({100*drop[i]/total:.0f}% of its whole fall, to a lowest {h.loss.min():.2f})."]
+           f"{h.loss[i + w]:.2f} ({100*drop[i]/total:.0f}% of its whole fall, to a lowest {h.loss.min():.2f})." if drop[i] > 0 and total > 0
+           else f"In {figure}, Model {model}'s training loss did not fall ({h.loss.iloc[0]:.2f} at epoch {e[0]}, {h.loss.iloc[-1]:.2f} at epoch {e.iloc[-1]})."]
     spikes = []
     for col, what, fmt in (("val_age_mae", "validation age MAE", "{:.2f}"), ("val_gender_loss", "validation gender loss", "{:.3f}")):
         if col not in h or len(h) < 3: continue
@@ -469,8 +476,9 @@ def curve_paragraph(history, # one model's history DataFrame
                             f"({_and('+' + fmt.format(r) for _, _, r in s)} above the mean of the epochs either side)")
     if spikes: out.append(f"The largest validation spikes were those {' and those '.join(spikes)}.")
     cuts = lr_cuts(h)
-    out.append(f"The learning rate was cut {_and(f'to {sci(r)} from epoch {ep}' for ep, r in cuts)}." if cuts else
-               f"The learning rate was never cut{' in either phase' if ph.max() > 1 else ''}.")
+    if cuts is not None:  # (a history without `lr` says nothing of it)
+        out.append(f"The learning rate was cut {_and(f'to {sci(r)} from epoch {ep}' for ep, r in cuts)}." if cuts else
+                   f"The learning rate was never cut{' in either phase' if ph.max() > 1 else ''}.")
     if ph.max() > 1 and {"age_mae", "val_age_mae"} <= set(h):
         p1, p2 = h[ph == 1].tail(5), h[ph == ph.max()].tail(5)
         g = [float((p.val_age_mae - p.age_mae).mean()) for p in (p1, p2)]
@@ -478,7 +486,7 @@ def curve_paragraph(history, # one model's history DataFrame
                    f"validation-minus-training age MAE gap went from {format_signed(g[0], plus=True)} years in phase 1 to "
                    f"{format_signed(g[1], plus=True)} in phase 2: after the backbone was unfrozen the training curve improved "
                    + ("faster than the validation curve." if g[1] > g[0] else "no faster than the validation curve."))
-    tail = h[ph == ph.max()].tail(min(int(params.get("patience") or 10), int((ph == ph.max()).sum())))
+    tail = h[ph == ph.max()].tail(min(int(params.get("patience") or 10), int((ph == ph.max()).sum()))).dropna(subset=["val_loss"])
     if len(tail) >= 3:
         change = float(np.polyfit(tail.epoch.astype(float), tail.val_loss.astype(float), 1)[0]) * (len(tail) - 1)
         rel = change / float(tail.val_loss.mean())
@@ -515,12 +523,12 @@ def speed_sentences(metrics:dict, # metrics.json contents (`wall_seconds`)
                     params:dict, # the run's params.json (`precision`)
                     n_params:dict|None=None, # {"A": count, "B": count}, if known
                    ) -> str: # "" without training times
-    "Training time of both models: totals, epochs and median seconds per epoch; a model is called the faster to experiment "
-    "with only when both its total and its time per epoch are lower."
+    """Training time of both models: totals, epochs and median seconds per epoch; a model is called the faster to experiment
+    with only when both its total and its time per epoch are lower."""
     w = metrics.get("wall_seconds", {})
     tb = sum(v for k, v in w.items() if k.startswith("B_"))
     if not (w.get("A") and tb): return ""
-    ha, hb = history.get("A"), history.get("B")
+    ha, hb = (history or {}).get("A"), (history or {}).get("B")
     a, b1, b2 = _median_epoch(ha), _median_epoch(hb, 1), _median_epoch(hb, 2)
     prec = params.get("precision")
     pa = prec.get("A") if isinstance(prec, dict) else prec
@@ -528,16 +536,19 @@ def speed_sentences(metrics:dict, # metrics.json contents (`wall_seconds`)
     s = f"Training took {_duration(w['A'])} for Model A"
     if a is not None: s += f" ({_count_of(len(ha), 'epoch')}, a median {a:.1f} s per epoch{f', {pa} precision' if pa else ''})"
     s += f" and {_duration(tb)} for Model B (both phases"
-    per_b = [x for x in (b1, b2) if x is not None]
+    per_b = {k: x for k, x in ((1, b1), (2, b2)) if x is not None}
     if per_b:
-        n1, n2 = (int((_phase(hb) == k).sum()) for k in (1, 2))
-        s += (f": {n1} + {n2} epochs, a median {b1:.1f} s per epoch in phase 1 (frozen backbone)"
-              + (f" and {b2:.1f} s in phase 2 (fine-tuning)" if b2 is not None else ""))
+        n = {k: int((_phase(hb) == k).sum()) for k in per_b}
+        stage = {1: "phase 1 (frozen backbone)", 2: "phase 2 (fine-tuning)"}
+        s += (f": {' + '.join(str(n[k]) for k in per_b)} epochs, a median "
+              + " and ".join(f"{x:.1f} s{' per epoch' if i == 0 else ''} in {stage[k]}" for i, (k, x) in enumerate(per_b.items())))
         if pb and (not isinstance(pb, dict) or all(pb.values())): s += f", {_phases_precision(pb)}"
     s += ") in this run"
-    lower_total = "A" if w["A"] < tb else "B"
+    lower_total, per_b = "A" if w["A"] < tb else "B" if tb < w["A"] else None, list(per_b.values())
     if a is None or not per_b:
         s += "."
+    elif lower_total is None:
+        s += ": the same time in total."
     elif (lower_total == "A" and a < min(per_b)) or (lower_total == "B" and max(per_b) < a):
         s += f", so Model {lower_total} was the faster to experiment with{'' if lower_total == 'A' else ', despite its larger backbone'}."
     elif lower_total == "A" and a > max(per_b):
@@ -547,8 +558,8 @@ def speed_sentences(metrics:dict, # metrics.json contents (`wall_seconds`)
         s += (f". Model B's lower total comes from its fewer epochs ({len(hb)} against {len(ha)}): per epoch Model A was the faster, "
               "so neither model was clearly the faster to experiment with.")
     else:
-        s += (f". Model {lower_total} took less time in total, and Model A's epochs lay between Model B's two phases' "
-              "(faster than one, slower than the other), so neither model was clearly the faster to experiment with.")
+        s += (f". Model {lower_total} took less time in total but not less per epoch in every stage, so neither model was clearly "
+              "the faster to experiment with.")
     if isinstance(prec, dict) and len({v for k, v in prec.items() if k in ("A", "B1", "B2") and v}) > 1:
         s += (f" The models trained at different precisions ({precision_text(prec)}), so these times compare the two set-ups, "
               "not the architectures alone.")
@@ -579,8 +590,6 @@ def _not_converged_caveat(history:dict, params:dict) -> str:
 # %% ../nbs/05_report.ipynb #11abb55c
 def _best_split(metrics): return "test" if all("test" in metrics.get(m, {}) for m in "AB") else "val"
 
-
-
 def _significance_clause(run, alpha=0.05) -> str:
     "Whether the paired test-set differences are significant (McNemar, paired permutation), or '' without test predictions."
     from face_report.analysis import paired_p_values
@@ -606,7 +615,7 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
            .format(*_not_learned(k, chance[k])) for k in untrained]
     noise = {(k, t): curve_noise(h.get(k), c) for k in "AB" for t, c in (("gender", "val_gender_loss"), ("age", "val_age_mae"))}
     if any(v != v for v in noise.values()):
-        out.append("The learning curves are too short (fewer than 5 epochs) to compare how noisy the two models' training was.")
+        out.append("The learning curves are too short (fewer than 6 epochs) to compare how noisy the two models' training was.")
     else:
         noisier = {t: "A" if noise["A", t] > noise["B", t] else "B" for t in ("gender", "age")}
         vals = {t: f"{noise['A', t]:.3f} for Model A vs {noise['B', t]:.3f} for Model B" for t in ("gender", "age")}
@@ -895,6 +904,8 @@ def wall_time_table(metrics:dict, # metrics.json contents
     rows = [(names.get(k, k), epochs(k), f"{w[k]:.0f}", f"{w[k]/60:.1f}") for k in order]
     return pd.DataFrame(rows, columns=["Stage", "Epochs", "Seconds", "Minutes"])
 
+_BACKEND_NAMES = dict(tensorflow="TensorFlow", jax="JAX", torch="PyTorch")  # Keras backends, as params.json records their versions
+
 def environment_table(params:dict|None=None, # params.json contents (versions recorded at training time)
                      ) -> pd.DataFrame: # Item, Value, Recorded when ("training" or "pages executed")
     "Software and machine: as params.json recorded them at training, then as found where the pages are executed (this machine)."
@@ -912,7 +923,8 @@ def environment_table(params:dict|None=None, # params.json contents (versions re
     dev = params.get("devices")
     T, N = "training", "pages executed"
     rows = [("face_report", params.get("package_version") or "", T), ("Python", params.get("python_version") or "", T),
-            ("TensorFlow", params.get("tensorflow_version") or "", T), ("Keras", params.get("keras_version") or "", T),
+            (_BACKEND_NAMES.get(bk := params.get("keras_backend") or "tensorflow", bk), params.get(f"{bk}_version") or "", T),
+            ("Keras", params.get("keras_version") or "", T),
             ("Precision", precision_text(params.get("precision")), T),
             ("oneDNN CPU kernels", {True: "on", False: "off"}.get(params.get("onednn"), ""), T),
             ("Devices", ", ".join(dev) if isinstance(dev, list) else str(dev or ""), T),
