@@ -27,13 +27,13 @@ __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MI
            'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS',
            'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'missing_predictions',
            'check_metrics', 'save_figure', 'plot_learning_curves', 'format_signed', 'format_p', 'shown_difference',
-           'ci_digits', 'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences', 'kept_epoch',
-           'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'sign_flip_test', 'paired_age_test', 'cs_at',
-           'expected_calibration_error', 'plot_reliability', 'per_image_results', 'significance_table',
-           'format_significance_table', 'paired_p_values', 'against_report', 'format_against_report',
-           'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table',
-           'format_runs_table', 'group_breakdown', 'plot_group_breakdown', 'plot_age_scatter', 'locate_images',
-           'error_gallery']
+           'ci_digits', 'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences',
+           'history_phases', 'kept_epoch', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'sign_flip_test',
+           'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability', 'per_image_results',
+           'significance_table', 'format_significance_table', 'paired_p_values', 'against_report',
+           'format_against_report', 'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison',
+           'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown', 'plot_group_breakdown',
+           'plot_age_scatter', 'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -414,16 +414,21 @@ def _stop_phrase(n_epochs: int, last_epoch: int, budget) -> str:
     if n_epochs < budget: return f"was stopped by EarlyStopping at epoch {last_epoch} (budget: {budget} epochs)"
     return f"used its full budget, ending at epoch {last_epoch}"
 
+def history_phases(history:pd.DataFrame, # one model's history
+                  ) -> pd.Series: # the phase of each epoch
+    "The `phase` column of a history, or phase 1 throughout for one without it (Model A's)"
+    return history.phase if "phase" in history else pd.Series(1, index=history.index)
+
 def kept_epoch(history:pd.DataFrame|None, # one model's history
               ) -> pd.Series|None: # the row of the epoch whose weights training kept; None without a validation loss
     "The epoch of the kept weights: the lowest validation loss of the last phase (phase 2 keeps its own best)."
     if history is None or not len(history) or "val_loss" not in history: return None
-    last = history[history.phase == history.phase.max()] if "phase" in history else history
-    last = last.dropna(subset=["val_loss"])
+    phase = history_phases(history)
+    last = history[phase == phase.max()].dropna(subset=["val_loss"])
     return last.loc[last.val_loss.idxmin()] if len(last) else None
 
 def _epoch_sentences(history: pd.DataFrame, model: str, params: dict, train: dict) -> str:
-    phase = history.phase if "phase" in history else pd.Series(1, index=history.index)
+    phase = history_phases(history)
     best_s = ""
     if (row := kept_epoch(history)) is not None:
         best_s = f" The kept weights are those of epoch {int(row.epoch)}, the lowest validation loss{' of phase 2' if phase.max() == 2 else ''}."

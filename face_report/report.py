@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 from .data import display_path
-from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, run_folder, shown_difference
+from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, run_folder,
+                                  shown_difference)
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
@@ -384,14 +385,12 @@ def overfitting_level(split_metrics:dict, # one model's {"train": S, "val": S} f
     return "mild" if acc_gap <= 8 and mae_gap <= 3 else "marked"
 
 # %% ../nbs/05_report.ipynb #c7e1a002
-def _phase(history): return history.phase if "phase" in history else pd.Series(1, index=history.index)
-
 def lr_cuts(history, # one model's history DataFrame (`epoch`, `lr`, optionally `phase`)
            ) -> list|None: # (epoch, new learning rate) for each epoch whose rate is below the previous epoch's of the same phase; None without `lr`
     "Epochs from which `ReduceLROnPlateau` had cut the learning rate (a new phase's own starting rate is not a cut)."
     if history is None or "lr" not in history: return None
     if not len(history): return []
-    ph, lr = _phase(history), history.lr.astype(float)
+    ph, lr = history_phases(history), history.lr.astype(float)
     cut = (lr < lr.shift()*(1 - 1e-6)) & (ph == ph.shift())
     return [(int(e), float(r)) for e, r in zip(history.epoch[cut], lr[cut])]
 
@@ -404,7 +403,7 @@ def training_end(history, # one model's history DataFrame
     "How a model's training (its last phase) ended, and whether it had clearly converged when it reached its epoch budget."
     if history is None or not len(history): return None
     from face_report.analysis import kept_epoch
-    ph = _phase(history)
+    ph = history_phases(history)
     last_phase = int(ph.max())
     last = history[ph == last_phase]
     budget = params.get(_BUDGET_KEYS.get((model, last_phase), ""))
@@ -461,7 +460,7 @@ def curve_paragraph(history, # one model's history DataFrame
     if history is None or len(history) < 3 or not {"loss", "val_loss"} <= set(history):
         return f"Model {model}'s learning curves ({figure}) are too short to describe."
     h = history.reset_index(drop=True)
-    ph, e = _phase(h).reset_index(drop=True), h.epoch.astype(int)
+    ph, e = history_phases(h).reset_index(drop=True), h.epoch.astype(int)
     w = min(5, len(h) - 1)
     drop = (h.loss - h.loss.shift(-w)).dropna()
     i, total = int(drop.idxmax()), h.loss.iloc[0] - h.loss.min()
@@ -515,7 +514,7 @@ def _duration(seconds):
 def _median_epoch(history, phase=None):
     "Median seconds per epoch (of one phase), None without `wall_seconds`."
     if history is None or "wall_seconds" not in history: return None
-    x = history[_phase(history) == phase] if phase else history
+    x = history[history_phases(history) == phase] if phase else history
     return float(x.wall_seconds.median()) if len(x) else None
 
 def speed_sentences(metrics:dict, # metrics.json contents (`wall_seconds`)
@@ -538,7 +537,7 @@ def speed_sentences(metrics:dict, # metrics.json contents (`wall_seconds`)
     s += f" and {_duration(tb)} for Model B (both phases"
     per_b = {k: x for k, x in ((1, b1), (2, b2)) if x is not None}
     if per_b:
-        n = {k: int((_phase(hb) == k).sum()) for k in per_b}
+        n = {k: int((history_phases(hb) == k).sum()) for k in per_b}
         stage = {1: "phase 1 (frozen backbone)", 2: "phase 2 (fine-tuning)"}
         s += (f": {' + '.join(str(n[k]) for k in per_b)} epochs, a median "
               + " and ".join(f"{x:.1f} s{' per epoch' if i == 0 else ''} in {stage[k]}" for i, (k, x) in enumerate(per_b.items())))
@@ -574,7 +573,7 @@ def _b_setup(params, hb):
     name = _BACKBONE_NAMES.get(params.get("backbone"), params.get("backbone"))
     parts = ([f"{size}×{size} images"] if size else []) + ([f"the {name} backbone"] if name else [])
     if hb is not None and len(hb):
-        n = [int((_phase(hb) == k).sum()) for k in sorted(_phase(hb).unique())]
+        n = [int((history_phases(hb) == k).sum()) for k in sorted(history_phases(hb).unique())]
         parts.append(" + ".join(map(str, n)) + " epochs")
     return _and(parts) if parts else "this run's settings"
 
