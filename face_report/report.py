@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 from .data import display_path
-from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, run_folder,
-                                  shown_difference)
+from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, run_folder, shown_difference
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
