@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np, pandas as pd
 
 from .data import display_path
-from .analysis import GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, run_folder, shown_difference
+from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, kept_epoch,
+    pair_predictions, run_folder, shown_difference)
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
@@ -401,7 +402,6 @@ def training_end(history, # one model's history DataFrame
                 ) -> dict|None: # phase, epochs, budget, last_epoch, best_epoch, since_best, early_stopped, lr_cut, not_converged
     "How a model's training (its last phase) ended, and whether it had clearly converged when it reached its epoch budget."
     if history is None or not len(history): return None
-    from face_report.analysis import kept_epoch
     ph = history_phases(history)
     last_phase = int(ph.max())
     last = history[ph == last_phase]
@@ -864,7 +864,6 @@ def label_noise_note(run, # a loaded run (`face_report.analysis.load_run`)
         s += (" Both models place the face far from its age label and give it the other gender, so the label is the likelier "
               "error.")
     if len(models) > 1:  # faces both models give the other gender with confidence
-        from face_report.analysis import pair_predictions
         first, second = pair_predictions(*(preds[m] for m in models[:2]))  # the same images, row by row
         sure = lambda p: ((p.p_female >= 0.95) & (p.gender == 0)) | ((p.p_female <= 0.05) & (p.gender == 1))
         n = int((sure(first) & sure(second)).sum())

@@ -791,10 +791,10 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
     with _open_run("B", splits, run_dir, params, log) as (p, run_dir, done, strategy, log):
         if done: return done
         r = strategy.num_replicas_in_sync
+        if p["weights"] == "imagenet" and p["backbone"] in LITE_REPEATS:
+            convert_lite_weights(p["backbone"])  # once, before any seed: a first conversion draws random numbers too
 
         def build(phase):  # Model B under `phase`'s precision, the age output's bias set by `age_bias`
-            if p["weights"] == "imagenet" and p["backbone"] in LITE_REPEATS:
-                convert_lite_weights(p["backbone"])  # once, before the seed: a first conversion draws random numbers too
             _use_precision(p, phase); _seed_weights(p)
             with strategy.scope():
                 return init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),
