@@ -34,6 +34,7 @@ def test_quarto_yml_lists_exactly_the_pages():
     assert [c["text"] for c in side[1:]] == [title for _, title in report.PAGES]
     assert cfg["execute"]["enabled"] is False
     assert cfg["format"]["html"]["code-fold"] is True
+    assert cfg["format"]["html"]["lightbox"] == "auto"  # figures open at full size, as the pandoc site's links do
     assert (ROOT/"nbs"/"report"/".notest").exists()
 
 
