@@ -550,7 +550,7 @@ def speed_sentences(metrics:dict, # metrics.json contents (`wall_seconds`)
     elif (lower_total == "A" and a < min(per_b)) or (lower_total == "B" and max(per_b) < a):
         s += f", so Model {lower_total} was the faster to experiment with{'' if lower_total == 'A' else ', despite its larger backbone'}."
     elif lower_total == "A" and a > max(per_b):
-        s += (f". Model A's lower total comes from its smaller epoch budget ({len(ha)} epochs against {len(hb)}), not from faster "
+        s += (f". Model A's lower total comes from its fewer epochs ({len(ha)} against {len(hb)}), not from faster "
               "epochs: per epoch it was the slowest stage, so neither model was clearly the faster to experiment with.")
     elif lower_total == "B" and a < min(per_b):
         s += (f". Model B's lower total comes from its fewer epochs ({len(hb)} against {len(ha)}): per epoch Model A was the faster, "
