@@ -359,10 +359,11 @@ def curve_noise(history, # one model's history DataFrame
                 column:str, # a validation column, e.g. "val_age_mae"
                 window:int=5, # epochs in the centred rolling mean
                ) -> float: # relative noise; NaN when the curve is missing or has fewer than two full windows
-    "Relative epoch-to-epoch noise of a learning curve (std around its centred rolling mean, full windows only / its mean)."
+    "Relative epoch-to-epoch noise of a learning curve: robust std (1.4826 MAD) around its centred rolling mean, full windows only, / its mean."
     if history is None or column not in history or len(history) < window + 1: return float("nan")
     x = history[column].astype(float)
-    return float((x - x.rolling(window, center=True, min_periods=window).mean()).std() / abs(x.mean()))
+    residuals = (x - x.rolling(window, center=True, min_periods=window).mean()).dropna()
+    return float(1.4826 * (residuals - residuals.median()).abs().median() / abs(x.mean()))
 
 def gender_chance(predictions, # one split's predictions: `gender` (0/1) and `p_female`
                  ) -> dict: # accuracy, majority (share of the commoner gender), n, at_chance
