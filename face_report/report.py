@@ -445,9 +445,10 @@ def end_sentence(end:dict|None, # `training_end(...)`
             f"{end['best_epoch']}, {ep(end['since_best'])} before the end, after its learning rate had been cut, so it had levelled off.")
 
 def _spikes(h, col, k=3):
-    "The k largest rises of `col` above the mean of the epochs either side: (epoch, value, rise)."
+    "The k largest rises of `col` above the mean of the epochs either side, at peaks (above both): (epoch, value, rise)."
     x = h[col].astype(float).reset_index(drop=True)
-    bump = (x - (x.shift() + x.shift(-1))/2).dropna()
+    peak = (x > x.shift()) & (x > x.shift(-1))  # a point on a steep fall lies above its neighbours' mean but is no spike
+    bump = (x - (x.shift() + x.shift(-1))/2)[peak]
     tiny = 1e-6*max(float(x.abs().max()), 1e-12)  # float noise of a smooth curve is no spike
     return [(int(h.epoch.iloc[j]), x[j], bump[j]) for j in bump.nlargest(k).index if bump[j] > tiny]
 
