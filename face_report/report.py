@@ -5,7 +5,7 @@
 # %% ../nbs/05_report.ipynb #65c9c8ba
 from __future__ import annotations
 
-import contextlib, datetime, hashlib, html, json, logging, os, platform, re, shutil, subprocess, sys, tempfile, time
+import contextlib, datetime, hashlib, html, json, logging, math, os, platform, re, shutil, subprocess, sys, tempfile, time
 from pathlib import Path
 
 import numpy as np, pandas as pd
@@ -444,6 +444,11 @@ def end_sentence(end:dict|None, # `training_end(...)`
     return (f"Model {model} used its full {end['budget']}-epoch budget{where}; its lowest validation loss came at epoch "
             f"{end['best_epoch']}, {ep(end['since_best'])} before the end, after its learning rate had been cut, so it had levelled off.")
 
+def _signed_small(x:float, digits:int) -> str:
+    "`x` signed with `digits` decimals, or with two significant digits where those decimals would print it as zero."
+    if x != 0 and abs(x) < 10**-digits: digits = 1 - math.floor(math.log10(abs(x)))
+    return format_signed(x, digits, plus=True)
+
 def _spikes(h, col, k=3):
     "The k largest rises of `col` above the mean of the epochs either side, at peaks (above both): (epoch, value, rise)."
     x = h[col].astype(float).reset_index(drop=True)
@@ -492,7 +497,7 @@ def curve_paragraph(history, # one model's history DataFrame
         rel = change / float(tail.val_loss.mean())
         trend = "still falling" if rel < -0.01 else "rising" if rel > 0.01 else "flat"
         out.append(f"Over the last {len(tail)} epochs the validation loss was {trend} (a least-squares change of "
-                   f"{format_signed(change, 3, plus=True)}, {format_signed(100*rel, 1, plus=True)}%).")
+                   f"{_signed_small(change, 3)}, {_signed_small(100*rel, 1)}%).")
     out.append(end_sentence(training_end(h, model, params), model, params))
     return " ".join(s for s in out if s)
 
