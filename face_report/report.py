@@ -16,17 +16,17 @@ from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, forma
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
-__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'PATH_PARAMS', 'SITE_CSS', 'SITE_TEMPLATE',
-           'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError', 'metrics_digest',
-           'execute_pages', 'make_dummy_page', 'page_parameters', 'run_pipeline', 'page_params', 'show_markdown',
-           'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'curve_noise',
-           'gender_chance', 'overfitting_level', 'lr_cuts', 'training_end', 'end_sentence', 'curve_paragraph',
-           'precision_text', 'speed_sentences', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
-           'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
-           'missing_predictions_sentence', 'breakdown_table', 'label_noise_note', 'params_table', 'wall_time_table',
-           'environment_table', 'merged_streams', 'png_size', 'notebook_title', 'site_notebook', 'site_nav',
-           'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page', 'render_pandoc',
-           'quarto_notebook', 'render_quarto', 'render_site']
+__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'NOISE_RATIO', 'PATH_PARAMS', 'SITE_CSS',
+           'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError',
+           'metrics_digest', 'execute_pages', 'make_dummy_page', 'page_parameters', 'run_pipeline', 'page_params',
+           'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b',
+           'curve_noise', 'gender_chance', 'overfitting_level', 'lr_cuts', 'training_end', 'end_sentence',
+           'curve_paragraph', 'precision_text', 'speed_sentences', 'noise_sentence', 'discussion_paragraphs',
+           'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts',
+           'significance_sentences', 'missing_predictions_sentence', 'breakdown_table', 'label_noise_note',
+           'params_table', 'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'notebook_title',
+           'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page',
+           'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -359,11 +359,11 @@ def curve_noise(history, # one model's history DataFrame
                 column:str, # a validation column, e.g. "val_age_mae"
                 window:int=5, # epochs in the centred rolling mean
                ) -> float: # relative noise; NaN when the curve is missing or has fewer than two full windows
-    "Relative epoch-to-epoch noise of a learning curve: robust std (1.4826 MAD) around its centred rolling mean, full windows only, / its mean."
+    "Relative epoch-to-epoch noise of a learning curve: robust std (1.4826 MAD) around its centred rolling mean, full windows only, / its median."
     if history is None or column not in history or len(history) < window + 1: return float("nan")
     x = history[column].astype(float)
     residuals = (x - x.rolling(window, center=True, min_periods=window).mean()).dropna()
-    return float(1.4826 * (residuals - residuals.median()).abs().median() / abs(x.mean()))
+    return float(1.4826 * (residuals - residuals.median()).abs().median() / abs(x.median()))
 
 def gender_chance(predictions, # one split's predictions: `gender` (0/1) and `p_female`
                  ) -> dict: # accuracy, majority (share of the commoner gender), n, at_chance
@@ -445,7 +445,8 @@ def end_sentence(end:dict|None, # `training_end(...)`
             f"{end['best_epoch']}, {ep(end['since_best'])} before the end, after its learning rate had been cut, so it had levelled off.")
 
 def _signed_small(x:float, digits:int) -> str:
-    "`x` signed with `digits` decimals, or with two significant digits where those decimals would print it as zero."
+    "`x` signed with `digits` decimals, or with two significant digits when below one unit of the last decimal (below 1e-9: float noise, zero)."
+    if abs(x) < 1e-9: x = 0.0
     if x != 0 and abs(x) < 10**-digits: digits = 1 - math.floor(math.log10(abs(x)))
     return format_signed(x, digits, plus=True)
 
@@ -496,8 +497,12 @@ def curve_paragraph(history, # one model's history DataFrame
         change = float(np.polyfit(tail.epoch.astype(float), tail.val_loss.astype(float), 1)[0]) * (len(tail) - 1)
         rel = change / float(tail.val_loss.mean())
         trend = "still falling" if rel < -0.01 else "rising" if rel > 0.01 else "flat"
+        last = h[ph == ph.max()].dropna(subset=["val_loss"])
+        best = int(last.epoch[last.val_loss.idxmin()])
+        below = (f", though none of them went below its lowest value, at epoch {best}"
+                 if trend == "still falling" and best < int(tail.epoch.min()) else "")
         out.append(f"Over the last {len(tail)} epochs the validation loss was {trend} (a least-squares change of "
-                   f"{_signed_small(change, 3)}, {_signed_small(100*rel, 1)}%).")
+                   f"{_signed_small(change, 3)}, {_signed_small(100*rel, 1)}%){below}.")
     out.append(end_sentence(training_end(h, model, params), model, params))
     return " ".join(s for s in out if s)
 
@@ -607,6 +612,38 @@ def _significance_clause(run, alpha=0.05) -> str:
                f"only the {'gender' if sig[0] else 'age'} difference is statistically significant on the test set")
     return f" At the {alpha:g} level {verdict} (McNemar p = {format_p(g, alpha)}, paired permutation p = {format_p(a, alpha)}; Section 5.1)."
 
+NOISE_RATIO = 1.5  # one model's curve noise must be this many times the other's before it is called the noisier
+
+def noise_sentence(noise:dict, # {(model, task): curve_noise} for models "A", "B" and tasks "gender", "age"
+                   ratio:float=NOISE_RATIO, # how many times the other's a noise must be to count as noisier
+                  ) -> str: # section 4's sentence(s) on which model trained the more noisily
+    "Which model's validation curves were the noisier, per task; within `ratio` of each other they are about equally noisy."
+    def noisier(t):
+        a, b = noise["A", t], noise["B", t]
+        return "A" if a > b and a >= ratio*b else "B" if b > a and b >= ratio*a else None
+    n = {t: noisier(t) for t in ("age", "gender")}
+    vals = {t: f"{noise['A', t]:.3f} for Model A vs {noise['B', t]:.3f} for Model B" for t in ("gender", "age")}
+    start = "Measured on the validation curves, "
+    if n["age"] is None and n["gender"] is None:
+        return (f"{start}the two models trained about equally noisily on both tasks (relative noise for age: {vals['age']}; "
+                f"for gender: {vals['gender']}; neither is {ratio:g} times the other's).")
+    if n["age"] == n["gender"]:
+        return (f"{start}Model {n['age']} showed the noisier training dynamics on both tasks (relative noise for age: "
+                f"{vals['age']}; for gender: {vals['gender']}). Model {n['age']} was therefore the less stable of the two on "
+                "both tasks in this run.")
+    if None in n.values():
+        task, other = ("age", "gender") if n["age"] else ("gender", "age")
+        return (f"{start}Model {n[task]} showed the noisier training dynamics for {task} (relative noise {vals[task]}), while "
+                f"for {other} the two were about equally noisy ({vals[other]}; neither is {ratio:g} times the other's).")
+    s = (f"{start}Model {n['age']} showed the noisier training dynamics for age (relative noise {vals['age']}) and Model "
+         f"{n['gender']} for gender ({vals['gender']}).")
+    if n == {"age": "A", "gender": "B"}:
+        s += (" This could indicate that, with only the top layers of the backbone unfrozen, Model B struggled to learn "
+              "lower-level facial features useful for gender classification but adapted the pre-trained features well to "
+              "age, whereas Model A, with its lower capacity, struggled to extract the higher-level facial features useful "
+              "for age estimation.")
+    return s
+
 def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
                           n_params:dict|None=None, # {"A": count, "B": count} trainable+frozen parameters, if known
                          ) -> list[str]: # markdown paragraphs
@@ -622,22 +659,7 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     if any(v != v for v in noise.values()):
         out.append("The learning curves are too short (fewer than 6 epochs) to compare how noisy the two models' training was.")
     else:
-        noisier = {t: "A" if noise["A", t] > noise["B", t] else "B" for t in ("gender", "age")}
-        vals = {t: f"{noise['A', t]:.3f} for Model A vs {noise['B', t]:.3f} for Model B" for t in ("gender", "age")}
-        if noisier["age"] == noisier["gender"]:
-            s = (f"Measured on the validation curves, Model {noisier['age']} showed the noisier training dynamics on both "
-                 f"tasks (relative noise for age: {vals['age']}; for gender: {vals['gender']}).")
-        else:
-            s = (f"Measured on the validation curves, Model {noisier['age']} showed the noisier training dynamics for age "
-                 f"(relative noise {vals['age']}) and Model {noisier['gender']} for gender ({vals['gender']}).")
-        if noisier == {"age": "A", "gender": "B"}:
-            s += (" This could indicate that, with only the top layers of the backbone unfrozen, Model B struggled to learn "
-                  "lower-level facial features useful for gender classification but adapted the pre-trained features well to "
-                  "age, whereas Model A, with its lower capacity, struggled to extract the higher-level facial features useful "
-                  "for age estimation.")
-        elif noisier["age"] == noisier["gender"]:
-            s += f" Model {noisier['age']} was therefore the less stable of the two on both tasks in this run."
-        out.append(s)
+        out.append(noise_sentence(noise))
     if (s := speed_sentences(m, h, p, n_params)): out.append(s)
     split = _best_split(m)
     word = "test" if split == "test" else "validation"
