@@ -497,8 +497,7 @@ def curve_paragraph(history, # one model's history DataFrame
         change = float(np.polyfit(tail.epoch.astype(float), tail.val_loss.astype(float), 1)[0]) * (len(tail) - 1)
         rel = change / float(tail.val_loss.mean())
         trend = "still falling" if rel < -0.01 else "rising" if rel > 0.01 else "flat"
-        last = h[ph == ph.max()].dropna(subset=["val_loss"])
-        best = int(last.epoch[last.val_loss.idxmin()])
+        best = int(kept_epoch(h).epoch)  # the lowest validation loss of the last phase
         below = (f", though none of them went below its lowest value, at epoch {best}"
                  if trend == "still falling" and best < int(tail.epoch.min()) else "")
         out.append(f"Over the last {len(tail)} epochs the validation loss was {trend} (a least-squares change of "
@@ -584,8 +583,7 @@ def _b_setup(params, hb):
     name = _BACKBONE_NAMES.get(params.get("backbone"), params.get("backbone"))
     parts = ([f"{size}×{size} images"] if size else []) + ([f"the {name} backbone"] if name else [])
     if hb is not None and len(hb):
-        n = [int((history_phases(hb) == k).sum()) for k in sorted(history_phases(hb).unique())]
-        parts.append(" + ".join(map(str, n)) + " epochs")
+        parts.append(" + ".join(map(str, history_phases(hb).value_counts().sort_index())) + " epochs")
     return _and(parts) if parts else "this run's settings"
 
 def _not_converged_caveat(history:dict, params:dict) -> str:

@@ -547,8 +547,9 @@ def check_run_folder(params:dict, # from `resolve_params`
     "Refuse a run folder that holds a run with other parameters or other images (`splits_fingerprint`), unless `params` asks to retrain."
     run_dir = Path(params["run_dir"])
     old, left = read_json(run_dir/"params.json"), [f for f in TRAINED if (run_dir/f).exists()]
-    if old: old = {**RUN_KEYS_ADDED, **old}  # a run made before a key was added trained with its old value
-    if "seed" in old: old.setdefault("train_seed", old["seed"])  # begun before training was seeded: only its `seed` may go on with it
+    if old:
+        old = {**RUN_KEYS_ADDED, **old}  # a run made before a key was added trained with its old value
+        if "seed" in old: old.setdefault("train_seed", old["seed"])  # begun before training was seeded: only its `seed` may go on with it
     elif not params.get("retrain") and left:
         raise TrainingError(f"{run_dir} holds {', '.join(left)} but no params.json: the parameters they were trained with are "
                             "unknown; restore params.json, use another run folder, or retrain=True (--retrain) to replace them")
