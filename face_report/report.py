@@ -290,8 +290,9 @@ def show_table(table, # a DataFrame (shown as HTML) or a markdown table (str)
 
 # %% ../nbs/05_report.ipynb #bc566e3c
 def sci(x:float) -> str: # e.g. "2×10⁻⁴"
-    "A number in the report's scientific notation (`2×10⁻⁴`); plain when it needs no exponent."
-    m, e = f"{float(x):.0e}".split("e")
+    "A number in the report's scientific notation (`2×10⁻⁴`, `2.5×10⁻⁵`: up to three significant digits); plain when it needs no exponent."
+    m, e = f"{float(x):.2e}".split("e")
+    m = m.rstrip("0").rstrip(".")
     if int(e) in (0, 1, -1): return f"{float(x):g}"
     sup = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
     return f"{m}×10{str(int(e)).translate(sup)}"
@@ -598,17 +599,16 @@ def _not_converged_caveat(history:dict, params:dict) -> str:
 # %% ../nbs/05_report.ipynb #11abb55c
 def _best_split(metrics): return "test" if all("test" in metrics.get(m, {}) for m in "AB") else "val"
 
-def _significance_clause(run, alpha=0.05) -> str:
-    "Whether the paired test-set differences are significant (McNemar, paired permutation), or '' without test predictions."
-    from face_report.analysis import paired_p_values
-    p = paired_p_values(run, seed=int(run.params.get("seed") or 0)).get("test")  # Table E1's seed, so its p-values
+def _significance_clause(p:dict|None, word:str, alpha=0.05) -> str:
+    "Whether the paired differences on one split are significant (McNemar, paired permutation), or '' without its p-values."
     if p is None: return ""
     g, a = p["gender"], p["age"]
     sig = [x < alpha for x in (g, a)]
-    verdict = ("both test-set differences are statistically significant" if all(sig) else
-               "neither test-set difference is statistically significant, so this ranking is tentative" if not any(sig) else
-               f"only the {'gender' if sig[0] else 'age'} difference is statistically significant on the test set")
-    return f" At the {alpha:g} level {verdict} (McNemar p = {format_p(g, alpha)}, paired permutation p = {format_p(a, alpha)}; Section 5.1)."
+    verdict = (f"both {word}-set differences are statistically significant" if all(sig) else
+               f"neither {word}-set difference is statistically significant" if not any(sig) else
+               f"only the {'gender' if sig[0] else 'age'} difference is statistically significant on the {word} set")
+    return (f" At the {alpha:g} level {verdict} (McNemar p = {format_p(g, alpha)}, paired permutation p = {format_p(a, alpha)}; "
+            f"Section 5.1){'' if all(sig) else ', and a lead the paired test does not support is called level'}.")
 
 NOISE_RATIO = 1.5  # one model's curve noise must be this many times the other's before it is called the noisier
 
@@ -644,8 +644,9 @@ def noise_sentence(noise:dict, # {(model, task): curve_noise} for models "A", "B
 
 def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
                           n_params:dict|None=None, # {"A": count, "B": count} trainable+frozen parameters, if known
+                          alpha:float=0.05, # significance level of the paired tests behind each lead
                          ) -> list[str]: # markdown paragraphs
-    "The run-dependent discussion of section 4: curve noise, speed and size, generalisation and overfitting."
+    "The run-dependent discussion of section 4: curve noise, speed and size, generalisation (leads the paired tests do not support are level) and overfitting."
     m, h, p = run.metrics, run.history, run.params
     if not all(k in m for k in "AB"):
         return ["The discussion needs results for both models; this run does not have them (yet)."]
@@ -662,10 +663,12 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     split = _best_split(m)
     word = "test" if split == "test" else "validation"
     a, b = m["A"][split], m["B"][split]
-    from face_report.analysis import compare_models
-    c = compare_models(m)[split]  # winners as section 4's first paragraphs state them: equal to 2 decimals is a tie
-    winners = (c["gender_winner"], c["age_winner"])
-    b_age = c["age_winner"] == "B"
+    from face_report.analysis import compare_models, paired_p_values
+    c = compare_models(m)[split]  # equal to 2 decimals is a tie, as section 4's first paragraphs state them
+    pv = paired_p_values(run, seed=int(p.get("seed") or 0)).get(split)  # Table E1's seed, so its p-values
+    level = {t: c[f"{t}_winner"] == "tie" or (pv is not None and pv[t] >= alpha) for t in ("gender", "age")}
+    winners = tuple("tie" if level[t] else c[f"{t}_winner"] for t in ("gender", "age"))
+    b_age = winners[1] == "B"
     gap = {k: m[k]["val"]["age_mae"] - m[k]["train"]["age_mae"] for k in "AB"}
     gaps = f"{format_signed(gap['B'])} vs {format_signed(gap['A'])} years"
     n_train = m["A"].get("train", {}).get("n") or p.get("n_images")
@@ -679,6 +682,9 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     elif c["age_winner"] == "tie":
         s = (f"{'With its pre-trained backbone, ' if pretrained else ''}Model B reached the same {word} age MAE as Model A, "
              f"which learned from the {n_train} training images alone ({a['age_mae']:.2f} years).")
+    elif level["age"]:
+        s = (f"{'With its pre-trained backbone, ' if pretrained else ''}Model B was level within the noise with Model A, which "
+             f"learned from the {n_train} training images alone, in {word} age MAE ({b['age_mae']:.2f} vs {a['age_mae']:.2f} years).")
     else:
         s = (f"In this run the {'pre-trained ' if pretrained else ''}backbone did not help age estimation: Model B's {word} "
              f"age MAE was {b['age_mae']:.2f} years against {a['age_mae']:.2f} for Model A.")
@@ -692,11 +698,12 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
         s += (f" Model A was ahead on both tasks, so as Model B was configured here ({_b_setup(p, h.get('B'))}) its "
               f"{'pre-trained features' if pretrained else 'backbone'} did not pay off in this run.")
     elif winners == ("tie", "tie"):
-        s += " The two models are level on both tasks."
+        s += (" The two models are level on both tasks, so in this run the "
+              f"{'pre-trained features brought no measurable gain over training from scratch' if pretrained else 'two architectures did equally well'}.")
     else:
         (task, ahead), (other, _) = sorted(zip(("gender", "age"), winners), key=lambda tw: tw[1] == "tie")
         s += f" Model {ahead} was ahead on {task} and level with Model {'AB'[ahead == 'A']} on {other}."
-    s += _significance_clause(run)
+    s += _significance_clause(pv, word, alpha)
     s += _not_converged_caveat(h, p)
     out.append(s)
     levels = {k: overfitting_level(m[k]) for k in "AB" if k not in untrained}
@@ -757,6 +764,11 @@ def _ema_sentence(params):
     return (f" Adam kept an exponential moving average of the weights (momentum {m:g}), which was validated, checkpointed "
             f"and kept in place of the trained weights." if m else "")
 
+def _age_bias_sentence(params):
+    return (" The bias of the age output started at the median age of the training images, the constant that minimises "
+            "the MAE, instead of Keras's zero, so that the first epochs learn from the faces rather than the offset to "
+            "adult ages." if params.get("age_bias", "median") == "median" else "")
+
 def training_text_a(params:dict, # the run's parameters (`page_params`), with `precision` as used
                     frames:dict, # the split frames (`Splits.frames`)
                     augmentation:str, # `describe_augmentation(...)`
@@ -766,7 +778,7 @@ def training_text_a(params:dict, # the run's parameters (`page_params`), with `p
     return (f"The model was trained on {n_tr + n_va:,} images, with {n_tr:,} used for training and {n_va:,} for validation. "
             f"Data augmentation was applied on-the-fly during training using {augmentation}.\n\n"
             f"The model was trained using the Adam optimiser with a learning rate of {sci(params['lr_a'])} and uses "
-            f"multi-task loss. This includes {_loss_sentence(params, 'age_weight_a')}.\n\n"
+            f"multi-task loss. This includes {_loss_sentence(params, 'age_weight_a')}.{_age_bias_sentence(params)}\n\n"
             f"Training was performed with a batch size of {params['batch_size']} for up to "
             f"{_count_of(params['epochs_a'], 'epoch')} on {params['image_size']}×{params['image_size']} images in "
             f"{params['precision']} precision. {_schedule_sentence(params)} were applied when validation loss stagnated to "
@@ -789,7 +801,7 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
             f"task-specific heads.\n\n"
             f"The model was compiled with the Adam optimiser, with a learning rate of {sci(params['lr_b1'])} in phase 1 and "
             f"a reduced rate of {sci(params['lr_b2'])} during phase 2 to help prevent large updates from destabilising the "
-            f"pre-trained weights. It uses {_loss_sentence(params, 'age_weight_b')}. Phase 1 trained for up to "
+            f"pre-trained weights. It uses {_loss_sentence(params, 'age_weight_b')}.{_age_bias_sentence(params)} Phase 1 trained for up to "
             f"{_count_of(params['epochs_b1'], 'epoch')} using {_schedule_sentence(params)}, and `ModelCheckpoint` to retain "
             f"the best-performing weights. The same setup was used in phase 2, which was allowed to run for up to "
             f"{_count_of(params['epochs_b2'], 'epoch')} to give the slower fine-tuning process enough time to converge. "
