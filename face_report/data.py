@@ -770,6 +770,6 @@ def plot_race_counts(frame:pd.DataFrame, # rows with `race` (0-4 or NA)
     fig, ax = plt.subplots(figsize=(7, 3.5))
     ax.bar(counts.index, counts.values, color="#4c72b0")
     for i, v in enumerate(counts.values): ax.text(i, v, str(v), ha="center", va="bottom")
-    ax.set(title=title, xlabel="race (UTKFace label)", ylabel="number of images")
+    ax.set(title=title, xlabel="race (UTKFace label)", ylabel="number of images", ylim=(0, 1.12*max(counts.max(), 1)))  # room for the labels
     fig.tight_layout()
     return fig

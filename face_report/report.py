@@ -20,13 +20,13 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'NOI
            'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError',
            'metrics_digest', 'execute_pages', 'make_dummy_page', 'page_parameters', 'run_pipeline', 'page_params',
            'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b',
-           'curve_noise', 'gender_chance', 'overfitting_level', 'lr_cuts', 'training_end', 'end_sentence',
-           'curve_paragraph', 'precision_text', 'speed_sentences', 'noise_sentence', 'discussion_paragraphs',
-           'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts',
-           'significance_sentences', 'missing_predictions_sentence', 'breakdown_table', 'label_noise_note',
-           'params_table', 'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'notebook_title',
-           'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page',
-           'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
+           'architecture_title_b', 'curve_noise', 'gender_chance', 'overfitting_level', 'lr_cuts', 'training_end',
+           'end_sentence', 'curve_paragraph', 'precision_text', 'speed_sentences', 'noise_sentence',
+           'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence',
+           'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence', 'breakdown_table',
+           'label_noise_note', 'params_table', 'wall_time_table', 'environment_table', 'merged_streams', 'png_size',
+           'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages',
+           'read_page', 'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -355,6 +355,14 @@ def describe_model_b(model, # a Model B from `face_report.models.build_model_b` 
              f"blocks and with ReLU6 in place of swish, whose ImageNet weights this project installs without a download."
              if backbone.startswith("efficientnet_lite") else ""))
 
+def architecture_title_b(model, # a Model B
+                         backbone:str, # backbone name, e.g. "efficientnet_lite0"
+                         n_unfreeze:int, # backbone layers fine-tuned in phase 2
+                        ) -> str: # Figure 4's title
+    "Figure 4's title, naming what the diagram's one `backbone` block holds."
+    n = len(model.get_layer("backbone").layers)
+    return f"Model B: {_BACKBONE_NAMES.get(backbone, backbone)} backbone ({n} layers, the last {n_unfreeze} fine-tuned in phase 2)"
+
 # %% ../nbs/05_report.ipynb #7d32d55d
 def curve_noise(history, # one model's history DataFrame
                 column:str, # a validation column, e.g. "val_age_mae"
@@ -365,6 +373,8 @@ def curve_noise(history, # one model's history DataFrame
     x = history[column].astype(float)
     residuals = (x - x.rolling(window, center=True, min_periods=window).mean()).dropna()
     return float(1.4826 * (residuals - residuals.median()).abs().median() / abs(x.median()))
+
+NOISE_RATIO = 1.5  # one curve's noise must be this many times the other's before it is called the noisier
 
 def gender_chance(predictions, # one split's predictions: `gender` (0/1) and `p_female`
                  ) -> dict: # accuracy, majority (share of the commoner gender), n, at_chance
@@ -493,6 +503,22 @@ def curve_paragraph(history, # one model's history DataFrame
                    f"validation-minus-training age MAE gap went from {format_signed(g[0], plus=True)} years in phase 1 to "
                    f"{format_signed(g[1], plus=True)} in phase 2: after the backbone was unfrozen the training curve improved "
                    + ("faster than the validation curve." if g[1] > g[0] else "no faster than the validation curve."))
+        v = h.val_age_mae.astype(float)
+        start, low1, low2 = float(v.iloc[0]), float(v[ph == 1].min()), float(v[ph == ph.max()].min())
+        if start > min(low1, low2):
+            out.append(f"The validation age MAE fell from {start:.2f} years at epoch {e[0]} to {low1:.2f} in phase 1 and "
+                       + (f"to {low2:.2f} in phase 2: {100*max(start - low1, 0)/(start - low2):.0f}% of its fall came in phase 1."
+                          if low2 < low1 else f"no lower in phase 2 (at best {low2:.2f})."))
+        n1, n2 = (curve_noise(h[ph == q].reset_index(drop=True), "val_gender_loss") for q in (1, ph.max()))
+        if n1 == n1 and n2 == n2:  # (NaN for a phase of fewer than 6 epochs)
+            which = "phase 1" if n1 >= NOISE_RATIO*n2 else "phase 2" if n2 >= NOISE_RATIO*n1 else None
+            out.append(f"The validation gender loss was {f'noisier in {which}' if which else 'about equally noisy in both phases'} "
+                       f"(relative noise, as in Section 4: {n1:.3f} in phase 1, {n2:.3f} in phase 2).")
+    if "val_age_mae" in h and h.val_age_mae.notna().any():
+        v = h.val_age_mae.astype(float)
+        j = int(v.idxmin()); k = int(v[v <= 1.05*v[j]].index.min())
+        out.append(f"The validation age MAE first came within 5% of its lowest value ({v[j]:.2f} years, epoch {e[j]}) at epoch {e[k]}."
+                   if k < j else f"The validation age MAE reached its lowest value ({v[j]:.2f} years) at epoch {e[j]}, not within 5% of it before.")
     tail = h[ph == ph.max()].tail(min(int(params.get("patience") or 10), int((ph == ph.max()).sum()))).dropna(subset=["val_loss"])
     if len(tail) >= 3:
         change = float(np.polyfit(tail.epoch.astype(float), tail.val_loss.astype(float), 1)[0]) * (len(tail) - 1)
@@ -609,8 +635,6 @@ def _significance_clause(p:dict|None, word:str, alpha=0.05) -> str:
                f"only the {'gender' if sig[0] else 'age'} difference is statistically significant on the {word} set")
     return (f" At the {alpha:g} level {verdict} (McNemar p = {format_p(g, alpha)}, paired permutation p = {format_p(a, alpha)}; "
             f"Section 5.1){'' if all(sig) else ', and a lead the paired test does not support is called level'}.")
-
-NOISE_RATIO = 1.5  # one model's curve noise must be this many times the other's before it is called the noisier
 
 def noise_sentence(noise:dict, # {(model, task): curve_noise} for models "A", "B" and tasks "gender", "age"
                    ratio:float=NOISE_RATIO, # how many times the other's a noise must be to count as noisier
