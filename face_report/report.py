@@ -601,7 +601,8 @@ def speed_sentences(metrics:dict, # metrics.json contents (`wall_seconds`)
               "not the architectures alone.")
     if n_params and n_params.get("A") and n_params.get("B"):
         s += (f" Model A has {n_params['A']:,} parameters and Model B {n_params['B']:,}"
-              f"{' (including the backbone)' if n_params['B'] > n_params['A'] else ''}.")
+              f"{' (including the backbone)' if n_params['B'] > n_params['A'] else ''}: "
+              f"{4*n_params['A']/2**20:.1f} and {4*n_params['B']/2**20:.1f} MiB of weights in float32.")
     return s
 
 def _b_setup(params, hb):
