@@ -270,6 +270,8 @@ class _TensorRef:
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def to_numpy(self):
+        end = self.offset + sum((n - 1)*s for n, s in zip(self.size, self.stride)) + 1 if all(self.size) else 0
+        if self.storage.data is None or end > len(self.storage.data): raise ValueError("a tensor lies outside its storage")
         base = self.storage.data[self.offset:]
         strides = [s * self.storage.dtype.itemsize for s in self.stride]
         return np.lib.stride_tricks.as_strided(base, self.size, strides).copy()
@@ -277,6 +279,11 @@ class _TensorRef:
 
 def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
     return _TensorRef(storage, storage_offset, size, stride)
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    "Unpickler for the plain data around the tensors (numbers, strings, dicts, lists): it loads no class at all."
+    def find_class(self, module, name): raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a weights file")
 
 
 class _StateDictUnpickler(pickle.Unpickler):
@@ -300,19 +307,29 @@ class _StateDictUnpickler(pickle.Unpickler):
 def read_torch_state_dict(path:str|Path, # a legacy-format (non-zip) PyTorch `.pth` state dict
                          ) -> collections.OrderedDict: # tensor name -> numpy array
     "Read a legacy-format PyTorch state dict into numpy arrays, without torch and without running pickled code."
+    def read(f, n):
+        b = f.read(n)
+        if len(b) != n: raise ValueError("it ends early (truncated?)")
+        return b
     with open(path, "rb") as f:
         if f.read(2) == b"PK": raise ValueError(f"{path} is a zip-format PyTorch file; only the legacy format is supported")
         f.seek(0)
-        if pickle.load(f) != _TORCH_MAGIC: raise ValueError(f"{path} is not a legacy-format PyTorch file")
-        if pickle.load(f) != 1001: raise ValueError(f"{path}: unsupported legacy protocol version")
-        if not pickle.load(f).get("little_endian", False): raise ValueError(f"{path}: big-endian files are not supported")
-        storages = {}
-        refs = _StateDictUnpickler(f, storages).load()
-        for key in pickle.load(f):
-            storage = storages[key]
-            (numel,) = struct.unpack("<q", f.read(8))
-            storage.data = np.frombuffer(f.read(numel * storage.dtype.itemsize), dtype=storage.dtype)
-    return collections.OrderedDict((k, v.to_numpy()) for k, v in refs.items())
+        plain = lambda: _PlainUnpickler(f).load()
+        try:
+            if plain() != _TORCH_MAGIC: raise ValueError("it is not a legacy-format PyTorch file")
+            if plain() != 1001: raise ValueError("unsupported legacy protocol version")
+            info = plain()
+            if not (isinstance(info, dict) and info.get("little_endian")): raise ValueError("only little-endian files are supported")
+            storages = {}
+            refs = _StateDictUnpickler(f, storages).load()
+            for key in plain():
+                storage = storages[key]
+                (numel,) = struct.unpack("<q", read(f, 8))
+                storage.data = np.frombuffer(read(f, numel * storage.dtype.itemsize), dtype=storage.dtype)
+            return collections.OrderedDict((k, v.to_numpy()) for k, v in refs.items())
+        except pickle.UnpicklingError as e: raise pickle.UnpicklingError(f"{path}: {e}") from None
+        except (ValueError, EOFError, KeyError, AttributeError, TypeError, struct.error) as e:
+            raise ValueError(f"{path} is not a readable PyTorch state dict: {e or type(e).__name__}") from None
 
 
 def lite_package(variant:str="efficientnet_lite0", # "efficientnet_lite0", "efficientnet_lite1", ...
