@@ -218,7 +218,8 @@ def _conv_block(x, filters:int, prefix:str, suffix:str|int=""):
     return layers.MaxPooling2D(2, name=f"{prefix}_pool{suffix}")(x)
 
 
-def check_input_size(input_size) -> int:
+def check_input_size(input_size, # the image side in pixels
+                    ) -> int: # `input_size`
     "`input_size` when it is a whole number of pixels from 32 (Model A's age head and EfficientNet halve it 5 times), else a ValueError."
     if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 32:
         raise ValueError(f"input_size must be a whole number of pixels, at least 32 (the models halve it 5 times), not {input_size!r}")
@@ -498,7 +499,11 @@ def weights_problem(backbone:str, # one of `BACKBONES`
     if backbone == "efficientnet_b0":
         return (f"efficientnet_b0 takes weights 'imagenet' or None, not a file ({weights}): Keras scales its inputs for ImageNet "
                 "only with 'imagenet'; without internet, copy efficientnetb0_notop.h5 into ~/.keras/models/, where Keras looks first")
-    if not Path(weights).expanduser().is_file(): return f"{weights}: no such weights file"
+    path = Path(weights).expanduser()
+    if not path.is_file(): return f"{weights}: no such weights file"
+    import h5py, zipfile
+    if not (h5py.is_hdf5(path) or zipfile.is_zipfile(path)):  # (read before a run folder records them)
+        return f"{weights}: not a Keras weights file (a .weights.h5 HDF5 file, or a .keras zip)"
     return None
 
 
