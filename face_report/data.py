@@ -23,7 +23,7 @@ __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND
            'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
            'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits',
            'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices', 'random_affine', 'build_augmenter',
-           'stateless_augmenter', 'make_dataset', 'plot_augmentation_examples', 'plot_age_distribution',
+           'stateless_augmenter', 'make_dataset', 'skip_epochs', 'plot_augmentation_examples', 'plot_age_distribution',
            'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
@@ -539,13 +539,15 @@ def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
                 unused_days:float=0, # remove only entries unused for this many days; 0: every entry
                 kinds:list[str]|None=None, # e.g. ["arrays"]; None: every kind
                ) -> pd.DataFrame: # the entries removed, as `cache_entries` lists them
-    "Remove cache entries (all, or those of `kinds` unused for `unused_days`); they are built again when needed."
+    "Remove cache entries (all, or those of `kinds` unused for `unused_days`), but not a running extraction or decoding; they are built again when needed."
     if unused_days < 0: raise ValueError(f"unused_days must be 0 or more, not {unused_days}")
     entries = cache_entries(cache_dir)
     if unknown := sorted(set(kinds or []) - set(CACHE_KINDS) - set(entries.kind)):
         raise ValueError(f"the cache has no kind {unknown[0]!r}; its kinds are {', '.join(sorted({*CACHE_KINDS, *entries.kind}))}")
     chosen = entries.kind.isin(kinds or entries.kind)
     if unused_days: chosen &= entries.last_used < pd.Timestamp.now() - pd.Timedelta(days=unused_days)
+    running = entries.name.str.contains(".partial", regex=False) & (entries.last_used > pd.Timestamp.now() - pd.Timedelta(days=1))
+    chosen &= ~running  # being written by another process (a killed process's is a day old)
     gone = entries[chosen]
     for e in gone.path:
         if e.is_dir() and not e.is_symlink(): shutil.rmtree(e, ignore_errors=True)
@@ -694,6 +696,19 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
     steps = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)  # each batch's step, read in order: other ones each epoch
     ds = tf.data.Dataset.zip(ds, steps)
     return _prefetched(ds.map((lambda xy, step: (aug(xy[0], step), xy[1])) if labels else aug, num_parallel_calls=parallel))
+
+def skip_epochs(batches, # from `make_dataset`
+                n:int, # epochs to skip
+                iterators_per_epoch:int=1, # `tf.data` iterators the training loop makes per epoch (Keras's TensorFlow trainer: 2)
+               ):
+    """`batches` with its shuffle and augmentation streams advanced by `n` epochs, without making a batch: a training
+    resumed at epoch `n` then draws the batches an uninterrupted one would have. `tf.data` draws new shuffle and random
+    seeds whenever an iterator is made, `ArrayBatches` when an epoch ends."""
+    for _ in range(n):
+        if hasattr(batches, "on_epoch_end"): batches.on_epoch_end()
+        else:
+            for _ in range(iterators_per_epoch): iter(batches)
+    return batches
 
 def _prefetched(ds):
     "`ds` prefetching two batches, with `tf.data`'s autotuning off."
