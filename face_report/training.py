@@ -13,18 +13,19 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path
+from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX',
-           'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'EVALUATION', 'TRAINED', 'check_params', 'TrainingError',
-           'resolve_params', 'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
-           'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
-           'read_history', 'backup_epoch', 'settle_backup', 'best_checkpoint', 'save_validated_weights',
-           'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred',
-           'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder',
-           'check_run', 'start_run', 'run_precision', 'forget_phase', 'forget_models', 'splits_params',
-           'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b', 'train_all']
+           'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED',
+           'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges', 'backend_devices',
+           'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy',
+           'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_history', 'backup_epoch', 'settle_backup',
+           'best_checkpoint', 'save_validated_weights', 'epochs_since_best', 'phase_finished', 'example_mean',
+           'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model',
+           'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision', 'forget_phase',
+           'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
+           'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -263,6 +264,7 @@ def settle_backup(backup:Path, # a phase's `BackupAndRestore` folder
 def best_checkpoint(run_dir:Path, # the run folder
                     tag:str, # "A", "B_phase1" or "B_phase2"
                    ) -> Path: # where the phase keeps the weights of its best epoch
+    "The file of a phase's `ModelCheckpoint`: the weights of its epoch with the lowest validation loss so far."
     return Path(run_dir)/"checkpoints"/f"{tag}_best.weights.h5"
 
 def save_validated_weights(model, # a compiled model, as a backup restored it (the optimizer built)
@@ -279,6 +281,7 @@ def save_validated_weights(model, # a compiled model, as a backup restored it (t
 
 def epochs_since_best(h:pd.DataFrame, # one phase's history rows, at least one
                      ) -> int: # finished epochs after the one with the lowest validation loss (early stopping's `wait`)
+    "How many epochs a phase has trained since its lowest validation loss."
     return int(len(h) - 1 - h.val_loss.to_numpy(float).argmin())
 
 def phase_finished(h:pd.DataFrame, # one phase's history rows (`read_history`), its finished epochs
@@ -326,7 +329,7 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
             self.trimmed = True  # the first epoch (after a resume: the restored one) tells which rows are stale
             h = read_history(hist_path)
             keep = h[~((h.phase == phase) & (h.epoch > epoch_offset + epoch))]
-            if len(keep) != len(h): keep.to_csv(hist_path, index=False)
+            if len(keep) != len(h): write_text_atomic(hist_path, keep.to_csv(index=False))  # (killed here: the old file stays whole)
             self.earlier_seconds = float(keep[keep.phase == phase].wall_seconds.sum())  # epochs of earlier sessions
             if epoch: log(f"{label}: resuming at epoch {epoch + 1}/{epochs}; the {epoch} finished epoch(s) of an earlier "
                           f"session ({_hms(self.earlier_seconds)}) and the best weights so far were kept")
@@ -377,6 +380,25 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
             if best_is_last(h): save_validated_weights(self.model, ckpt, bool(p["ema_momentum"]))
             if len(h) and ckpt.exists(): self.best = float(h.val_loss.min())
 
+    class SeedStates(keras.callbacks.Callback):
+        """Keep the dropout layers' random-number states beside the backup, which holds the weights and the optimizer but
+        not these, so that a resumed training draws the dropout masks an uninterrupted one would have."""
+        async_safe = True  # epoch ends only
+        path = run_dir/"backup"/tag/"seed_states.npz"  # (removed with the backup when the phase ends)
+        def states(self): return {v.path: v for v in self.model.variables if v.path.endswith("seed_generator_state")}
+        def on_train_begin(self, logs=None):  # runs after the backup is restored
+            if not restored: return
+            with contextlib.suppress(OSError, ValueError, KeyError), np.load(self.path) as saved:
+                for k, v in self.states().items(): v.assign(saved[f"{restored}:{k}"])
+                return
+            log(f"{label}: the backup holds no dropout states for epoch {restored}; the resumed epochs draw other dropout masks")
+        def on_epoch_end(self, epoch, logs=None):
+            kept = {}  # the epoch before too, for a backup whose last save is cut short (`settle_backup`)
+            with contextlib.suppress(OSError, ValueError), np.load(self.path) as old: kept = {k: old[k] for k in old.files if k.startswith(f"{epoch}:")}
+            kept.update({f"{epoch + 1}:{k}": keras.ops.convert_to_numpy(v) for k, v in self.states().items()})
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".seed_states.{os.getpid()}.npz"); np.savez(tmp, **kept); tmp.replace(self.path)
+
     class NaNStop(keras.callbacks.TerminateOnNaN):
         async_safe = True  # may look at a step's loss in Keras's thread pool (JAX): training stops a step or two later
         def on_batch_end(self, batch, logs=None):
@@ -395,7 +417,7 @@ def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p
     # with every callback async-safe, Keras on JAX hands the batch hooks to a thread pool instead of waiting for each step
     # the learning rate is cut before the backup, which saves it with the optimizer: a resumed epoch trains at the cut rate
     return [History(), Plateau(monitor="val_loss", factor=p["lr_factor"], patience=p["lr_patience"], min_lr=p["min_lr"]),
-            backup, *ema, NaNStop(), Stop(monitor="val_loss", patience=p["patience"], restore_best_weights=False),
+            backup, SeedStates(), *ema, NaNStop(), Stop(monitor="val_loss", patience=p["patience"], restore_best_weights=False),
             Best(str(ckpt), monitor="val_loss", save_best_only=True, save_weights_only=True)], ckpt
 
 def _hms(s:float) -> str:
@@ -412,6 +434,8 @@ def _lost_epochs(backup:Path, hist:Path, rows:pd.DataFrame, h:pd.DataFrame, rest
     if restored is not None and len(h) < restored:
         return f"its backup holds {restored} finished epoch(s), but {hist.name} lists {len(h)} of them (the file was deleted or edited)"
     return None
+
+KERAS_TF_ITERATORS_PER_EPOCH = 2  # training-set iterators Keras 3.15's TensorFlow trainer makes per epoch (`test_resume_after_kill`)
 
 def fit_phase(model, # a compiled model
               splits:Splits, # data from `prepare_splits`
@@ -447,6 +471,7 @@ def fit_phase(model, # a compiled model
     bs = p["batch_size"]*replicas  # the global batch: `batch_size` per replica, as Keras recommends
     train = make_dataset(splits.images["train"], splits.frames["train"], bs, shuffle=True,
                          augment=augmentation_ranges(p), seed=p["train_seed"])
+    train = skip_epochs(train, backup_epoch(run_dir, tag) or 0, KERAS_TF_ITERATORS_PER_EPOCH)  # resumed: the uninterrupted batches
     n, vb = len(splits.frames["val"]), p["eval_batch_size"]*replicas
     val = make_dataset(splits.images["val"], splits.frames["val"], vb)
     cbs, ckpt = _callbacks(run_dir, tag, phase, epoch_offset, epochs, p, label, log, [vb]*(n//vb) + [n % vb]*(n % vb > 0))
@@ -473,7 +498,7 @@ def roc_auc(y, # binary labels (1 = positive, here female)
     return float((stats.rankdata(p)[y].sum() - n1*(n1 + 1)/2)/(n1*n0))
 
 # %% ../nbs/02_training.ipynb #ceb05a7e
-EVALUATION = "per-image means v2"  # bump when the evaluation changes: finished runs are then re-evaluated
+EVALUATION = "per-image means v3"  # bump when the evaluation changes: finished runs are then re-evaluated
 
 def gender_pred(p_female, # predicted probabilities of female
                ) -> np.ndarray: # int per image: 1 female, 0 male
@@ -494,11 +519,12 @@ def split_metrics(age:np.ndarray, # true ages
                  ) -> dict: # gender_accuracy, gender_loss, gender_auc, age_mae, age_loss, n
     "The report's metrics for one split, as means over images."
     age, gender, age_pred = (np.asarray(a, np.float64).ravel() for a in (age, gender, age_pred))
-    p = np.clip(np.asarray(p_female, np.float64).ravel(), 1e-7, 1 - 1e-7)
+    raw = np.asarray(p_female, np.float64).ravel()
+    p = np.clip(raw, 1e-7, 1 - 1e-7)  # for the loss only: clipped, saturated outputs would tie
     y = gender*(1 - label_smoothing) + 0.5*label_smoothing
     mae = float(np.abs(age_pred - age).mean())
     return {"gender_accuracy": float(gender_correct(p, gender).mean()), "gender_loss": float(-(y*np.log(p) + (1 - y)*np.log(1 - p)).mean()),
-            "gender_auc": roc_auc(gender, p), "age_mae": mae, "age_loss": mae, "n": int(len(age))}
+            "gender_auc": roc_auc(gender, raw), "age_mae": mae, "age_loss": mae, "n": int(len(age))}
 
 # %% ../nbs/02_training.ipynb #807da3e6
 def evaluate_model(model, # a trained model
@@ -546,14 +572,21 @@ def check_run_folder(params:dict, # from `resolve_params`
                     ) -> Path: # the run folder (not created)
     "Refuse a run folder that holds a run with other parameters or other images (`splits_fingerprint`), unless `params` asks to retrain."
     run_dir = Path(params["run_dir"])
-    old, left = read_json(run_dir/"params.json"), [f for f in TRAINED if (run_dir/f).exists()]
+    left = [f for f in TRAINED if (run_dir/f).exists()]
+    try: old = read_json(run_dir/"params.json")
+    except ValueError as e:  # damaged: the run it describes is unknown, and retrain replaces it
+        if not params.get("retrain"):
+            raise TrainingError(f"{e}: the parameters of the run in {run_dir} are unknown; restore params.json, use another run "
+                                "folder, or retrain=True (--retrain) to replace the run") from None
+        old = {}  # (`forget_models`, checking without retrain, finds the run other than this one and removes both models)
     if old:
         old = {**RUN_KEYS_ADDED, **old}  # a run made before a key was added trained with its old value
         if "seed" in old: old.setdefault("train_seed", old["seed"])  # begun before training was seeded: only its `seed` may go on with it
     elif not params.get("retrain") and left:
         raise TrainingError(f"{run_dir} holds {', '.join(left)} but no params.json: the parameters they were trained with are "
                             "unknown; restore params.json, use another run folder, or retrain=True (--retrain) to replace them")
-    diff = {k: (old.get(k), params.get(k)) for k in RUN_KEYS if k in old and old.get(k) != params.get(k)}
+    saved = lambda v: json.loads(json.dumps(v, default=str))  # a value as params.json holds it (a Path as its string)
+    diff = {k: (old.get(k), params.get(k)) for k in RUN_KEYS if k in old and old.get(k) != saved(params.get(k))}
     if old.get("precision_requested", params.get("precision")) != params.get("precision"):
         diff["precision"] = (old["precision_requested"], params.get("precision"))
     if diff and not params.get("retrain"):
@@ -637,18 +670,23 @@ def _forget(run_dir:Path, tag:str):
 def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint` where known
                   models:str="AB", # the models to be trained again
                   log=print, # progress printer
+                  held:str="", # the models whose `training_lock` the caller holds already
                  ) -> str: # the models whose artefacts were removed
     """Retrain's first step: remove the artefacts of `models` from the run folder; of every model, with params.json and
-    metrics.json, when the folder's run has other parameters or images, so that a folder never holds models of two runs."""
+    metrics.json, when the folder's run has other parameters or images, so that a folder never holds models of two runs.
+    It takes the training lock of each model it removes, so a model that another process is training is refused, not removed."""
     run_dir = Path(params["run_dir"])
     if not run_dir.exists(): return ""
     try: check_run_folder({**params, "retrain": False}); other = False
     except TrainingError: other = True
     gone = "AB" if other else "".join(sorted(set(models)))
-    found = "".join(t for t in gone if (run_dir/f"history_{t}.csv").exists() or (run_dir/f"model_{t}.keras").exists())
-    for t in gone: _forget(run_dir, t)
-    if gone == "AB":
-        for f in ("params.json", "metrics.json"): (run_dir/f).unlink(missing_ok=True)
+    with contextlib.ExitStack() as locks:
+        for t in gone:
+            if t not in held: locks.enter_context(training_lock(run_dir, t))
+        found = "".join(t for t in gone if (run_dir/f"history_{t}.csv").exists() or (run_dir/f"model_{t}.keras").exists())
+        for t in gone: _forget(run_dir, t)
+        if gone == "AB":
+            for f in ("params.json", "metrics.json"): (run_dir/f).unlink(missing_ok=True)
     if found: log(f"retrain: removed Model {' and '.join(found)} from {run_dir}" +
                   (" (trained with other parameters or on other images)" if other and found != models else ""))
     return found
@@ -659,7 +697,9 @@ def _record(run_dir:Path, tag:str, metrics:dict, seconds:dict, params:dict):
         m[tag] = metrics
         m.setdefault("wall_seconds", {}).update(seconds)
         w = m["wall_seconds"]; w["total"] = round(sum(v for k, v in w.items() if k != "total"), 1)
-        m.update(profile=params["profile"], image_size=params["image_size"], backbone=params["backbone"], evaluation=EVALUATION)
+        ev = m.get("evaluation")  # per model; a string (runs before December 2026) held for every model in the file
+        ev = ev if isinstance(ev, dict) else {t: ev for t in ("A", "B") if t in m and ev}
+        m.update(profile=params["profile"], image_size=params["image_size"], backbone=params["backbone"], evaluation={**ev, tag: EVALUATION})
         write_json(run_dir/"metrics.json", m)
 
 # %% ../nbs/02_training.ipynb #3b1eafa6
@@ -679,7 +719,8 @@ def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None
     if not history.exists():
         raise TrainingError(f"{history} is missing: Model {tag}'s epochs are unknown, so the report cannot draw its learning "
                             f"curves; restore the file, or train Model {tag} again (--retrain)")
-    if m.get("evaluation") != EVALUATION:
+    ev = m.get("evaluation")
+    if (ev.get(tag) if isinstance(ev, dict) else ev) != EVALUATION:
         log(f"Model {tag}: re-evaluating the saved model ({EVALUATION})")
         model = keras.models.load_model(run_dir/f"model_{tag}.keras")
         _record(run_dir, tag, evaluate_model(model, splits, run_dir, tag, p["eval_batch_size"], p["label_smoothing"]), {}, p)
@@ -742,7 +783,7 @@ def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
 
 def _opened(tag, splits, p, log):
     "`_open_run`'s work under the lock: retrain, the run folder, re-use, the strategy."
-    if p.get("retrain"): forget_models(p, tag, log)
+    if p.get("retrain"): forget_models(p, tag, log, held=tag)
     run_dir = start_run(p)
     done, file_log = _reuse(run_dir, tag, splits, p, log), _log_to_file(run_dir/f"log_{tag}.txt", log)
     import keras

@@ -71,7 +71,8 @@ def test_the_same_seed_trains_the_same_models(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
 def test_resume_after_kill(tmp_path, ema_momentum):
-    "Kill the process after epoch 1, start again with the same folder: 4 epochs in all, no duplicated rows."
+    """Kill the process after epoch 1, start again with the same folder: 4 epochs in all, no duplicated rows, and the
+    history and model of an uninterrupted training (batch order, augmentation and dropout masks drawn as it draws them)."""
     p = tiny_params(tmp_path, epochs_a=4, patience=10, ema_momentum=ema_momentum)
     tiny_splits(p, tmp_path)
     code = f"""
@@ -102,6 +103,12 @@ def test_resume_after_kill(tmp_path, ema_momentum):
     h = pd.read_csv(hist)
     assert h.epoch.tolist() == [1, 2, 3, 4], h
     assert (Path(p["run_dir"]) / "model_A.keras").exists()
+    whole = Path(p["run_dir"] + "_whole")  # the same training, not interrupted
+    straight = run_child(code.replace(repr(p), repr({**p, "run_dir": str(whole)})), tmp_path); out, _ = straight.communicate(timeout=300)
+    assert straight.returncode == 0, out
+    pd.testing.assert_frame_equal(h.drop(columns="wall_seconds"), pd.read_csv(whole / "history_A.csv").drop(columns="wall_seconds"), check_exact=True)
+    for split in ("val", "test"):
+        assert (Path(p["run_dir"]) / "predictions" / f"A_{split}.csv").read_bytes() == (whole / "predictions" / f"A_{split}.csv").read_bytes()
 
 
 @pytest.mark.parametrize("epochs, ema_momentum", [(2, 0.0), (1, 0.5)])
@@ -343,6 +350,22 @@ def test_retrain_never_leaves_models_of_two_runs(tmp_path):
     assert not any(run.glob("model_*.keras")) and not (run / "params.json").exists() and not (run / "metrics.json").exists()
     assert said == [f"retrain: removed Model A and B from {run} (trained with other parameters or on other images)"]
     assert forget_models(p, "AB") == "" and forget_models({**p, "run_dir": str(tmp_path / "none")}) == ""
+    fake_models(); (run / "params.json").write_text("{bad")  # damaged: the run is unknown, so retrain removes both models
+    assert forget_models(p, "A", log=said.append) == "AB" and not any(run.glob("model_*.keras")) and not (run / "params.json").exists()
+
+
+def test_retrain_refuses_a_model_another_process_trains(tmp_path):
+    "Retrain takes the training lock of each model it removes: one that another process is training is left as it is."
+    from face_report.training import forget_models, start_run, training_lock, TrainingError
+    p = tiny_params(tmp_path)
+    run = Path(start_run(p))
+    for t in "AB": (run / f"history_{t}.csv").write_text("epoch\n1\n")
+    with training_lock(run, "B"):  # (flock: a second open file description is a second holder, as another process is)
+        with pytest.raises(TrainingError, match="another process is training Model B"):
+            forget_models({**p, "l2": 0.01}, "A")  # other parameters: both models would go
+        assert (run / "history_A.csv").exists() and (run / "history_B.csv").exists() and (run / "params.json").exists()
+        assert forget_models(p, "A") == "A" and (run / "history_B.csv").exists()  # Model A alone: not B's lock
+    with training_lock(run, "A"): assert forget_models(p, "A", held="A") == ""  # the caller's own lock
 
 
 def _fake_rows(epochs):
