@@ -123,11 +123,17 @@ def _first_bad(path: Path, frame: pd.DataFrame, column: str, bad: np.ndarray, wh
     raise ValueError(f"{path}: {column} must be {what} in every row; row {i} (line {i + 2} of the file) holds "
                      f"{shown}{f' ({int(bad.sum())} rows in all)' if bad.sum() > 1 else ''}")
 
+def _read_csv(path: Path, what: str) -> pd.DataFrame:
+    "`pd.read_csv(path)`, or a `ValueError` naming the file, what it should be and pandas' reason"
+    try: return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as e:  # (pandas' parser errors are ValueErrors)
+        raise ValueError(f"{path} is not a readable {what} ({str(e).splitlines()[0]})") from None
+
 def _read_predictions(path: Path) -> pd.DataFrame:
     """Read a predictions CSV, with `race` as a nullable integer (empty cells become NA); `ValueError` naming the file and the
     first bad row where a column is missing, `age`, `age_pred` or `p_female` is not a finite number, `p_female` lies
     outside [0, 1] or `gender` is not 0 or 1"""
-    frame = pd.read_csv(path)
+    frame = _read_csv(path, "predictions file")
     if missing := [c for c in PREDICTION_COLUMNS if c not in frame.columns]:
         raise ValueError(f"{path} lacks the column(s) {', '.join(missing)} of a predictions file ({', '.join(PREDICTION_COLUMNS)})")
     for column in ("age", "gender", "age_pred", "p_female"):
@@ -175,7 +181,7 @@ def load_run(run_dir, # a run folder written by `face_report.training`
             ) -> Run:
     "Read a run folder's params, metrics and histories; predictions are read on demand"
     run_dir = run_folder(run_dir)
-    history = {m: pd.read_csv(run_dir / f"history_{m}.csv") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
+    history = {m: _read_csv(run_dir / f"history_{m}.csv", "training history") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
     return Run(run_dir, read_json(run_dir / "params.json"), read_json(run_dir / "metrics.json"), history)
 
 # %% ../nbs/03_analysis.ipynb #d1e2f3a5
