@@ -449,7 +449,11 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
             path = out_dir/f"{stem}.tflite"
             with tempfile.TemporaryDirectory() as d:
                 _with_named_outputs(m).export(d, verbose=False)
-                path.write_bytes(tf.lite.TFLiteConverter.from_saved_model(d).convert())
+                try: flat = tf.lite.TFLiteConverter.from_saved_model(d).convert()
+                except Exception as e:  # (the converter's own errors are not ValueErrors)
+                    raise PredictorError(f"TensorFlow Lite could not convert {name} to {path} ({type(e).__name__}: "
+                                         f"{(str(e).splitlines() or [''])[0]}); export it as keras or savedmodel") from None
+                path.write_bytes(flat)
         written.append(path)
     return written
 
@@ -506,6 +510,9 @@ def out_problem(out:Path, # where a command will write a file
     parent = next(p for p in out.absolute().parents if p.exists())  # the nearest existing folder it would be made in
     if not parent.is_dir(): return f"{parent} is a file, not a folder"
     if not os.access(parent, os.W_OK): return f"{parent} is not writable"
+    try:  # (root passes `os.access` everywhere; a read-only mount or /proc still refuses new files)
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".face_report_probe"): pass
+    except OSError as e: return f"{parent} cannot hold new files ({e.strerror})"
     return None
 
 def write_predictions(df:pd.DataFrame, # from `predict_paths`
@@ -543,7 +550,10 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
               + (f"written to {kept}" if kept else "written above") if e.done else "; nothing written")
               + (f"; {out} is left as it was" if out and out.exists() else ""), file=sys.stderr)
         return 130
-    write_predictions(df, out)
+    try: write_predictions(df, out)
+    except OSError as e:  # the folder changed meanwhile: the predictions go to stdout rather than being lost
+        print(f"error: cannot write {out} ({e.strerror or e}); the predictions follow on stdout", file=sys.stderr)
+        write_predictions(df, None); return 1
     print(f"predicted {_summary(df)}" + (f"; written to {out}" if out else "")
           + (f"; skipped {len(skipped)} other file{'s'*(len(skipped) > 1)} in the folders ({_extensions(skipped)})" if skipped else ""),
           file=sys.stderr)
@@ -566,7 +576,10 @@ def export_main(args:argparse.Namespace, # parsed by a parser filled with `add_e
         out_dir = Path(args.out) if args.out else _default_export_dir(args.run)
         paths = export_model(args.run, args.format, out_dir, args.model)  # which checks it overwrites no trained model
         models = as_predictors(args.run, args.model)  # the originals, to check the exports against
-    except (PredictorError, OSError) as e: print(f"error: {e}", file=sys.stderr); return 2
+    except PredictorError as e: print(f"error: {e}", file=sys.stderr); return 2
+    except OSError as e:  # e.g. --out names a file, where a folder is needed
+        said = f"{e.filename} exists and is not a folder" if isinstance(e, FileExistsError) else f"{e.filename}: {e.strerror}" if e.filename else e
+        print(f"error: {said}", file=sys.stderr); return 2
     code = 0
     for (name, m), path in zip(models.items(), paths):
         size = model_image_size(m)

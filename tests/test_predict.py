@@ -205,6 +205,15 @@ def test_export_errors(run, models):
     with pytest.raises(P.PredictorError, match="out_dir is needed"): P.export_model(models["A"], "keras")
 
 
+def test_tflite_converter_error_names_the_model(run, tmp_path, monkeypatch):
+    class Refusing:
+        @staticmethod
+        def from_saved_model(d): raise RuntimeError("ConverterError: op not supported\nmore detail")
+    monkeypatch.setattr(P.tf.lite, "TFLiteConverter", Refusing)
+    with pytest.raises(P.PredictorError, match=r"TensorFlow Lite could not convert A to .*model_A.tflite \(RuntimeError: ConverterError: op not supported\); export it as keras"):
+        P.export_model(run, "tflite", tmp_path, model="A")
+
+
 def _parse(add, argv):
     parser = argparse.ArgumentParser(); add(parser); return parser.parse_args(argv)
 
@@ -237,6 +246,9 @@ def test_export_main(run, tmp_path, capsys):
     assert (tmp_path/"model_A_savedmodel"/"saved_model.pb").exists()
     assert "model_A_savedmodel" in capsys.readouterr().out
     assert P.export_main(_parse(P.add_export_arguments, [str(tmp_path/"none")])) == 2
+    (tmp_path/"afile").write_text("x")
+    assert P.export_main(_parse(P.add_export_arguments, [str(run), "--out", str(tmp_path/"afile")])) == 2
+    assert f"error: {tmp_path/'afile'} exists and is not a folder" in capsys.readouterr().err
 
 
 def test_mixed_precision_model_exports_to_tflite(tmp_path):
