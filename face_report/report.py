@@ -20,8 +20,8 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'NOI
            'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError',
            'metrics_digest', 'execute_pages', 'make_dummy_page', 'page_parameters', 'run_pipeline', 'page_params',
            'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b',
-           'architecture_title_b', 'curve_noise', 'gender_chance', 'overfitting_level', 'lr_cuts', 'training_end',
-           'end_sentence', 'curve_paragraph', 'precision_text', 'speed_sentences', 'noise_sentence',
+           'architecture_title_b', 'curve_noise', 'noisier', 'gender_chance', 'overfitting_level', 'lr_cuts',
+           'training_end', 'end_sentence', 'curve_paragraph', 'precision_text', 'speed_sentences', 'noise_sentence',
            'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence',
            'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence', 'breakdown_table',
            'label_noise_note', 'params_table', 'wall_time_table', 'environment_table', 'merged_streams', 'png_size',
@@ -113,7 +113,9 @@ class PageError(RuntimeError):
             f"Pages completed before it: {', '.join(done) if done else 'none'}")
 
 # %% ../nbs/05_report.ipynb #344e2141
-def metrics_digest(run_dir) -> str: # of the run's metrics.json: it changes whenever a model is trained, re-evaluated or removed
+def metrics_digest(run_dir, # a run folder
+                  ) -> str: # "" without metrics.json
+    "A digest of the run's metrics.json: it changes whenever a model is trained, re-evaluated or removed."
     path = Path(run_dir)/"metrics.json"
     return hashlib.sha1(path.read_bytes()).hexdigest()[:16] if path.exists() else ""
 
@@ -255,7 +257,8 @@ def show_markdown(text:str): # markdown text
     from IPython.display import Markdown, display
     display(Markdown(text))
 
-def md_escape(text) -> str: # `text` with markdown's special characters escaped
+def md_escape(text, # a file name, a message: any value
+             ) -> str: # `text` with markdown's special characters escaped
     "Escape a value (file name, message) for use inside markdown text."
     return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", str(text))
 
@@ -289,7 +292,8 @@ def show_table(table, # a DataFrame (shown as HTML) or a markdown table (str)
     else: display(HTML(table.to_html(index=index, border=0, classes="table", na_rep="")))
 
 # %% ../nbs/05_report.ipynb #bc566e3c
-def sci(x:float) -> str: # e.g. "2×10⁻⁴"
+def sci(x:float, # a learning rate, an L2 factor
+       ) -> str: # e.g. "2×10⁻⁴"
     "A number in the report's scientific notation (`2×10⁻⁴`, `2.5×10⁻⁵`: up to three significant digits); plain when it needs no exponent."
     m, e = f"{float(x):.2e}".split("e")
     m = m.rstrip("0").rstrip(".")
@@ -376,6 +380,13 @@ def curve_noise(history, # one model's history DataFrame
 
 NOISE_RATIO = 1.5  # one curve's noise must be this many times the other's before it is called the noisier
 
+def noisier(a:float, # one curve's noise (`curve_noise`)
+            b:float, # the other's
+            ratio:float=NOISE_RATIO, # how many times the other's a noise must be to count as noisier
+           ) -> int|None: # 0: `a` is the noisier, 1: `b` is, None: neither
+    "Which of two curve noises is the larger by at least `ratio` times the other (two equal noises, zeros included: neither)."
+    return 0 if a > b and a >= ratio*b else 1 if b > a and b >= ratio*a else None
+
 def gender_chance(predictions, # one split's predictions: `gender` (0/1) and `p_female`
                  ) -> dict: # accuracy, majority (share of the commoner gender), n, at_chance
     "Whether gender predictions fail to beat always answering the commoner gender by more than two standard errors."
@@ -425,7 +436,7 @@ def training_end(history, # one model's history DataFrame
     cut = None if cuts is None else any(e in set(last.epoch) for e, _ in cuts)  # None: not recorded
     full = budget is not None and len(last) >= budget
     recent = since is not None and params.get("lr_patience") is not None and since <= params["lr_patience"]
-    stopped = budget is not None and len(last) < budget and since is not None and since >= (params.get("patience") or 0)
+    stopped = budget is not None and len(last) < budget and since is not None and since >= max(params.get("patience") or 0, 1)  # (Keras stops after at least one epoch without improvement)
     return dict(phase=last_phase, epochs=len(last), budget=budget, last_epoch=last_epoch, best_epoch=best_epoch, since_best=since,
                 early_stopped=stopped, lr_cut=cut, not_converged=bool(full and best_epoch is not None and (recent or cut is False)))
 
@@ -511,7 +522,7 @@ def curve_paragraph(history, # one model's history DataFrame
                           if low2 < low1 else f"no lower in phase 2 (at best {low2:.2f})."))
         n1, n2 = (curve_noise(h[ph == q].reset_index(drop=True), "val_gender_loss") for q in (1, ph.max()))
         if n1 == n1 and n2 == n2:  # (NaN for a phase of fewer than 6 epochs)
-            which = "phase 1" if n1 >= NOISE_RATIO*n2 else "phase 2" if n2 >= NOISE_RATIO*n1 else None
+            which = {0: "phase 1", 1: "phase 2"}.get(noisier(n1, n2))
             out.append(f"The validation gender loss was {f'noisier in {which}' if which else 'about equally noisy in both phases'} "
                        f"(relative noise, as in Section 4: {n1:.3f} in phase 1, {n2:.3f} in phase 2).")
     if "val_age_mae" in h and h.val_age_mae.notna().any():
@@ -641,10 +652,7 @@ def noise_sentence(noise:dict, # {(model, task): curve_noise} for models "A", "B
                    ratio:float=NOISE_RATIO, # how many times the other's a noise must be to count as noisier
                   ) -> str: # section 4's sentence(s) on which model trained the more noisily
     "Which model's validation curves were the noisier, per task; within `ratio` of each other they are about equally noisy."
-    def noisier(t):
-        a, b = noise["A", t], noise["B", t]
-        return "A" if a > b and a >= ratio*b else "B" if b > a and b >= ratio*a else None
-    n = {t: noisier(t) for t in ("age", "gender")}
+    n = {t: {0: "A", 1: "B"}.get(noisier(noise["A", t], noise["B", t], ratio)) for t in ("age", "gender")}
     vals = {t: f"{noise['A', t]:.3f} for Model A vs {noise['B', t]:.3f} for Model B" for t in ("gender", "age")}
     start = "Measured on the validation curves, "
     if n["age"] is None and n["gender"] is None:
@@ -1025,7 +1033,8 @@ def merged_streams(outputs:list, # a code cell's outputs
         else: merged.append(o)
     return merged
 
-def png_size(b64:str) -> tuple|None: # (width, height) of a base64 PNG, None for another format
+def png_size(b64:str, # a base64-encoded image
+            ) -> tuple|None: # (width, height) of a base64 PNG, None for another format
     "Width and height from a PNG's header, without decoding the image."
     import base64
     head = base64.b64decode(b64[:44] + "=" * (-len(b64[:44]) % 4))
@@ -1240,7 +1249,8 @@ def index_markdown(run_dir, # run folder
             f"## Run\n\n| Setting | Value |\n|---|---|\n{rows}\n\n## Sections\n\n{links}\n")
 
 # %% ../nbs/05_report.ipynb #f4e6a046
-def executed_pages(run_dir) -> list[Path]: # executed page notebooks, in page order
+def executed_pages(run_dir, # a run folder
+                  ) -> list[Path]: # executed page notebooks, in page order
     "The executed notebooks of a run (`run_dir/notebooks/*.ipynb`), sorted by name (pages are numbered)."
     nbs = sorted((Path(run_dir)/"notebooks").glob("*.ipynb"))
     if not nbs: raise FileNotFoundError(f"No executed notebooks in {Path(run_dir)/'notebooks'}: run the pipeline first")

@@ -286,12 +286,13 @@ def test_run_pipeline_unknown_page(stand_in_training, tmp_path):
 
 def test_discussion_follows_the_run(tmp_path):
     run = load_run(make_synthetic_run(tmp_path/"run", n=40))
-    def with_test(acc_a, mae_a, acc_b, mae_b):
+    def with_test(acc_a, mae_a, acc_b, mae_b, alpha=2.0):  # every p-value is below 2: each lead as the figures state it
         m = json.loads(json.dumps(run.metrics))
         m["A"]["test"].update(gender_accuracy=acc_a, age_mae=mae_a)
         m["B"]["test"].update(gender_accuracy=acc_b, age_mae=mae_b)
-        return " ".join(report.discussion_paragraphs(type(run)(run.dir, run.params, m, run.history)))
+        return " ".join(report.discussion_paragraphs(type(run)(run.dir, run.params, m, run.history), alpha=alpha))
     assert "Model A was ahead on both tasks" in with_test(0.95, 5.0, 0.90, 6.0)
+    assert "The two models are level on both tasks" in with_test(0.95, 5.0, 0.90, 6.0, alpha=1e-9)  # no lead supported
     assert "would likely be the better choice" in with_test(0.90, 6.0, 0.95, 5.0)
     assert "neither is clearly preferable" in with_test(0.95, 6.0, 0.90, 5.0)
     assert "did not help age estimation" in with_test(0.90, 5.0, 0.95, 6.0)
@@ -304,7 +305,7 @@ def test_discussion_names_the_permutation_test(tmp_path):
     run = load_run(make_synthetic_run(tmp_path/"run", n=60))
     s = report.discussion_paragraphs(run)[2]
     p = paired_p_values(run, seed=run.params["seed"])["test"]
-    assert f"(McNemar p = {p['gender']:.3g}, paired permutation p = {p['age']:.3g}; Section 5.1)." in s and "Wilcoxon" not in s
+    assert f"(McNemar p = {p['gender']:.3g}, paired permutation p = {p['age']:.3g}; Section 5.1)" in s and "Wilcoxon" not in s
 
 
 def test_missing_test_predictions_are_named(tmp_path):
