@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_cli.ipynb #9a39cb1b
 from __future__ import annotations
-import argparse, ast, json, os, sys
+import argparse, ast, json, os, signal, sys, threading
 
 # %% auto #0
 __all__ = ['parse_value', 'cmd_data', 'cmd_cache', 'cmd_train', 'cmd_run', 'cmd_render', 'cmd_compare', 'cmd_runs',
@@ -34,6 +34,9 @@ def cmd_data(args:argparse.Namespace, # parsed by `build_parser`
                                   decode_images)
     import time
     if args.n_images < 0: raise ValueError(f"--n-images {args.n_images}: give 0 (every image outside the test split) or more")
+    if args.seed < 0: raise ValueError(f"--seed {args.seed}: give 0 or more")
+    if args.test_size < 0: raise ValueError(f"--test-size {args.test_size}: give 0 (no test split) or more")
+    if not 0 < args.val_fraction < 1: raise ValueError(f"--val-fraction {args.val_fraction}: give a share between 0 and 1, e.g. 0.2")
     if not 0 <= args.image_size <= MAX_IMAGE_SIZE:
         raise ValueError(f"--image-size {args.image_size}: give 0 (no decoded-image cache) or a side of 1 to {MAX_IMAGE_SIZE} pixels")
     df = load_utkface(args.data, report=False)
@@ -192,16 +195,23 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv[0] if argv else "").parse_args(argv)
+    terminated = []
+    def terminate(signum, frame): terminated.append(signum); raise KeyboardInterrupt  # `kill`, `timeout`, `docker stop`: as Ctrl-C
+    previous = signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() else None
     try: return args.func(args)
     except KeyboardInterrupt:  # (`predict` says what it kept itself)
-        print("interrupted" + (": finished epochs and executed pages are kept; run the same command again, without --retrain, to resume"
-                               if args.command in ("train", "run") else ""), file=sys.stderr)
-        return 130
+        kept = {"train": "the finished epochs are kept", "run": "the finished epochs and executed pages are kept"}.get(args.command)
+        print(("terminated" if terminated else "interrupted")
+              + (f": {kept}; run the same command again, without --retrain, to resume" if kept else ""), file=sys.stderr)
+        return 143 if terminated else 130
     except (ValueError, RuntimeError, OSError) as e:  # OSError: a folder that is a file, an --out in no folder, ...
         if os.environ.get("FACE_REPORT_DEBUG"): raise
-        said = f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else e
+        said = (f"{e.filename} exists and is not a folder" if isinstance(e, FileExistsError) and e.filename else
+                f"{e.filename}: {e.strerror}" if isinstance(e, OSError) and e.filename and e.strerror else e)
         print(f"face-report {args.command}: error: {said}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None: signal.signal(signal.SIGTERM, previous)
 
 # %% ../nbs/06_cli.ipynb #5f0c2d9e
 if __name__ == "__main__" and "IPython" not in sys.modules:  # `python -m face_report.cli ...`, not this notebook
