@@ -50,9 +50,10 @@ def data_source(source:str|Path|None=None, # archive or folder; None: $FACE_REPO
     from_env = not source and os.environ.get("FACE_REPORT_DATA")
     src = Path(source or from_env or DEFAULT_DATA).expanduser()
     if not src.exists():
+        where = (f"give its path, or the path of a folder of its images (nothing is at {src})" if source else
+                 f"put it at {DEFAULT_DATA}, or point FACE_REPORT_DATA (or the `data` parameter) at the archive or at a folder of its images")
         raise DataError(f"UTKFace not found at {src}{' (the path FACE_REPORT_DATA gives)' if from_env else ''}. Download the "
-                        f"'Aligned&Cropped Faces' archive UTKFace.tar.gz from the official UTKFace page ({UTKFACE_URL}) and put it "
-                        f"at {DEFAULT_DATA}, or point FACE_REPORT_DATA (or the `data` parameter) at the archive or at a folder of its images.")
+                        f"'Aligned&Cropped Faces' archive UTKFace.tar.gz from the official UTKFace page ({UTKFACE_URL}) and {where}.")
     return src
 
 def cache_root(cache_dir:str|Path|None=None, # explicit cache folder; None: $FACE_REPORT_CACHE or ~/.cache/face_report
@@ -208,6 +209,7 @@ CHECK_VERSION = 2  # of `check_image`: a change bumps it, and every image is che
 def check_image(path:str|Path, # an image file
                ) -> str: # "" when fine, "converted: ..." when usable after conversion
     "Fully decode one UTKFace image; raise `ImageError` with the reason when it cannot be used."
+    if not os.path.getsize(path): raise ImageError(path, "empty file")
     try:
         with Image.open(path) as im:
             fmt, mode, size = im.format, im.mode, im.size
@@ -215,7 +217,8 @@ def check_image(path:str|Path, # an image file
             if size[0]*size[1] > MAX_PIXELS: raise ImageError(path, f"image too large ({size[0]}x{size[1]})")
             im.load()
     except ImageError: raise
-    except Image.DecompressionBombError: raise ImageError(path, "image too large (decompression bomb guard)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(path, f"image too large (over {2*Image.MAX_IMAGE_PIXELS/1e6:.0f} megapixels, refused before decoding)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ImageError(path, f"unreadable or corrupt image ({e})") from None
     if min(size) < MIN_SIDE: raise ImageError(path, f"image too small ({size[0]}x{size[1]}, minimum {MIN_SIDE} px)")

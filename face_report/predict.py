@@ -87,7 +87,8 @@ def check_image_size(path:str|Path, # an image file
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im: w, h = im.size
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(path, "image too large (refused by the decompression-bomb guard)") from None
+        raise ImageError(path, f"image too large (over {Image.MAX_IMAGE_PIXELS/1e6:.0f} megapixels, refused before decoding; "
+                               f"limit {max_pixels/1e6:.0f} megapixels)") from None
     except UnidentifiedImageError: raise ImageError(path, "not an image file (unknown format)") from None
     except (OSError, SyntaxError, ValueError) as e: raise ImageError(path, f"unreadable or corrupt image ({e})") from None
     if w*h > max_pixels: raise ImageError(path, f"image too large ({w}x{h} px, limit {max_pixels/1e6:.0f} megapixels)")
@@ -197,7 +198,8 @@ def check_outputs(m:keras.Model, # a model to predict with
 
 def _load_keras(path:Path) -> keras.Model:
     if not path.exists(): raise PredictorError(f"{path}: model file not found")
-    if not zipfile.is_zipfile(path): raise PredictorError(f"{path}: not a Keras model file (a .keras file is a zip archive)")
+    if not zipfile.is_zipfile(path):
+        raise PredictorError(f"{path}: not a readable Keras model file (a .keras file is a zip archive; this one is not, or is damaged or cut short)")
     try: m = keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras's own message, first line: some dump a whole layer config after it
         said = (str(e).strip().splitlines() or [""])[0]
