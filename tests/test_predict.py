@@ -171,7 +171,7 @@ def test_load_predictor_run_folder(run, tmp_path):
     with pytest.raises(P.PredictorError, match="neither a run folder"): P.load_predictor(tmp_path/"nothing")
     with pytest.raises(P.PredictorError, match="model file not found"): P.load_predictor(tmp_path/"x.keras")
     (tmp_path/"junk.keras").write_text("junk")
-    with pytest.raises(P.PredictorError, match="junk.keras: not a Keras model file"): P.load_predictor(tmp_path/"junk.keras")
+    with pytest.raises(P.PredictorError, match="junk.keras: not a readable Keras model file"): P.load_predictor(tmp_path/"junk.keras")
     import zipfile
     with zipfile.ZipFile(tmp_path/"zip.keras", "w") as z: z.writestr("notes.txt", "a zip, but no model in it")
     with pytest.raises(P.PredictorError, match=r"zip.keras: cannot load the model \(\w+: [^\n]*\)$"): P.load_predictor(tmp_path/"zip.keras")
