@@ -697,7 +697,7 @@ def _record(run_dir:Path, tag:str, metrics:dict, seconds:dict, params:dict):
         m[tag] = metrics
         m.setdefault("wall_seconds", {}).update(seconds)
         w = m["wall_seconds"]; w["total"] = round(sum(v for k, v in w.items() if k != "total"), 1)
-        ev = m.get("evaluation")  # per model; a string (runs before December 2026) held for every model in the file
+        ev = m.get("evaluation")  # per model; a string (runs until 5 December 2026) held for every model in the file
         ev = ev if isinstance(ev, dict) else {t: ev for t in ("A", "B") if t in m and ev}
         m.update(profile=params["profile"], image_size=params["image_size"], backbone=params["backbone"], evaluation={**ev, tag: EVALUATION})
         write_json(run_dir/"metrics.json", m)
