@@ -209,8 +209,8 @@ CHECK_VERSION = 2  # of `check_image`: a change bumps it, and every image is che
 def check_image(path:str|Path, # an image file
                ) -> str: # "" when fine, "converted: ..." when usable after conversion
     "Fully decode one UTKFace image; raise `ImageError` with the reason when it cannot be used."
-    if not os.path.getsize(path): raise ImageError(path, "empty file")
     try:
+        if not os.path.getsize(path): raise ImageError(path, "empty file")
         with Image.open(path) as im:
             fmt, mode, size = im.format, im.mode, im.size
             if fmt != "JPEG": raise ImageError(path, f"content is {fmt or 'unknown'}, not JPEG")

@@ -328,7 +328,9 @@ def read_torch_state_dict(path:str|Path, # a legacy-format (non-zip) PyTorch `.p
                 (numel,) = struct.unpack("<q", read(f, 8))
                 storage.data = np.frombuffer(read(f, numel * storage.dtype.itemsize), dtype=storage.dtype)
             return collections.OrderedDict((k, v.to_numpy()) for k, v in refs.items())
-        except pickle.UnpicklingError as e: raise pickle.UnpicklingError(f"{path}: {e}") from None
+        except pickle.UnpicklingError as e:
+            if str(e).startswith("refusing"): raise pickle.UnpicklingError(f"{path}: {e}") from None
+            raise ValueError(f"{path} is not a readable PyTorch state dict: {e}") from None  # not a pickle where one belongs
         except (ValueError, EOFError, KeyError, AttributeError, TypeError, struct.error) as e:
             raise ValueError(f"{path} is not a readable PyTorch state dict: {e or type(e).__name__}") from None
 
