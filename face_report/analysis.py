@@ -20,17 +20,17 @@ from PIL import Image
 from scipy import stats
 
 from .data import AGE_BAND_LABELS, RACES, DataError, ImageError, age_band, load_image, utkface_folder
-from .training import RUN_KEYS_ADDED, gender_correct, read_json, roc_auc, split_metrics
+from .training import RUN_KEYS_ADDED, gender_correct, read_json, read_table, roc_auc, split_metrics
 
 # %% auto #0
 __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'PAIRED_AGE_TEST',
            'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS',
            'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'missing_predictions',
            'check_metrics', 'save_figure', 'plot_learning_curves', 'format_signed', 'format_p', 'shown_difference',
-           'ci_digits', 'metrics_table', 'format_metrics_table', 'compare_models', 'summary_sentences',
-           'history_phases', 'kept_epoch', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'sign_flip_test',
-           'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability', 'per_image_results',
-           'significance_table', 'format_significance_table', 'paired_p_values', 'against_report',
+           'ci_digits', 'metrics_table', 'format_metrics_table', 'compare_models', 'unsupported_lead',
+           'summary_sentences', 'history_phases', 'kept_epoch', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test',
+           'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
+           'per_image_results', 'significance_table', 'format_significance_table', 'paired_p_values', 'against_report',
            'format_against_report', 'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison',
            'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown', 'plot_group_breakdown',
            'plot_age_scatter', 'locate_images', 'error_gallery']
@@ -123,17 +123,11 @@ def _first_bad(path: Path, frame: pd.DataFrame, column: str, bad: np.ndarray, wh
     raise ValueError(f"{path}: {column} must be {what} in every row; row {i} (line {i + 2} of the file) holds "
                      f"{shown}{f' ({int(bad.sum())} rows in all)' if bad.sum() > 1 else ''}")
 
-def _read_csv(path: Path, what: str) -> pd.DataFrame:
-    "`pd.read_csv(path)`, or a `ValueError` naming the file, what it should be and pandas' reason"
-    try: return pd.read_csv(path)
-    except (ValueError, UnicodeDecodeError) as e:  # (pandas' parser errors are ValueErrors)
-        raise ValueError(f"{path} is not a readable {what} ({str(e).splitlines()[0]})") from None
-
 def _read_predictions(path: Path) -> pd.DataFrame:
     """Read a predictions CSV, with `race` as a nullable integer (empty cells become NA); `ValueError` naming the file and the
     first bad row where a column is missing, `age`, `age_pred` or `p_female` is not a finite number, `p_female` lies
     outside [0, 1] or `gender` is not 0 or 1"""
-    frame = _read_csv(path, "predictions file")
+    frame = read_table(path, "readable predictions file")
     if missing := [c for c in PREDICTION_COLUMNS if c not in frame.columns]:
         raise ValueError(f"{path} lacks the column(s) {', '.join(missing)} of a predictions file ({', '.join(PREDICTION_COLUMNS)})")
     for column in ("age", "gender", "age_pred", "p_female"):
@@ -181,7 +175,7 @@ def load_run(run_dir, # a run folder written by `face_report.training`
             ) -> Run:
     "Read a run folder's params, metrics and histories; predictions are read on demand"
     run_dir = run_folder(run_dir)
-    history = {m: _read_csv(run_dir / f"history_{m}.csv", "training history") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
+    history = {m: read_table(run_dir / f"history_{m}.csv", "readable training history") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
     return Run(run_dir, read_json(run_dir / "params.json"), read_json(run_dir / "metrics.json"), history)
 
 # %% ../nbs/03_analysis.ipynb #d1e2f3a5
@@ -374,10 +368,18 @@ def _difference(c: dict, task: str) -> str:
     "The lead of `task` as printed: '+1.08 pp' (higher accuracy) or '−0.50 years' (lower MAE)"
     return format_signed(abs(c["accuracy_diff_pp"]), 2, plus=True) + " pp" if task == "gender" else format_signed(-abs(c["mae_diff"]), 2) + " years"
 
+def unsupported_lead(c:dict, # one split of `compare_models`
+                     task:str, # "gender" or "age"
+                     p:float|None, # the paired test's p-value of `task` on that split (None: not known)
+                     alpha:float=0.05, # significance level
+                    ) -> bool: # True: the sentences call the two models level
+    "Whether the figures show a lead at `task` that the paired test does not support (p ≥ alpha); a tie, or no p-value, is none."
+    return c[f"{task}_winner"] != "tie" and p is not None and p >= alpha
+
 def _task_clause(c: dict, task: str, word: str, p, alpha: float) -> str:
     "One task's comparison: the same figure, a lead (with its p-value when known) or, when its test says so, level within the noise"
     winner, test = c[f"{task}_winner"], f", {_TESTS[task]} p = {format_p(p, alpha)}" if p is not None else ""
-    if winner != "tie" and p is not None and p >= alpha:
+    if unsupported_lead(c, task, p, alpha):
         what = f"{word} gender accuracy" if task == "gender" else f"{word} age MAE"
         return f"{_LEVEL}in {what} (Model {winner} {_difference(c, task)}{test})"
     if task == "gender":

@@ -490,6 +490,7 @@ def curve_paragraph(history, # one model's history DataFrame
         return f"Model {model}'s learning curves ({figure}) are too short to describe."
     h = history.reset_index(drop=True)
     ph, e = history_phases(h).reset_index(drop=True), h.epoch.astype(int)
+    v = h.val_age_mae.astype(float) if "val_age_mae" in h else None
     w = min(5, len(h) - 1)
     drop = (h.loss - h.loss.shift(-w)).dropna()
     i, total = int(drop.idxmax()), h.loss.iloc[0] - h.loss.min()
@@ -507,14 +508,13 @@ def curve_paragraph(history, # one model's history DataFrame
     if cuts is not None:  # (a history without `lr` says nothing of it)
         out.append(f"The learning rate was cut {_and(f'to {sci(r)} from epoch {ep}' for ep, r in cuts)}." if cuts else
                    f"The learning rate was never cut{' in either phase' if ph.max() > 1 else ''}.")
-    if ph.max() > 1 and {"age_mae", "val_age_mae"} <= set(h):
+    if ph.max() > 1 and "age_mae" in h and v is not None:
         p1, p2 = h[ph == 1].tail(5), h[ph == ph.max()].tail(5)
         g = [float((p.val_age_mae - p.age_mae).mean()) for p in (p1, p2)]
         out.append(f"Phase 2 (fine-tuning) began at epoch {int(e[ph == 2].min())}. Averaged over the last 5 epochs of each phase, the "
                    f"validation-minus-training age MAE gap went from {format_signed(g[0], plus=True)} years in phase 1 to "
                    f"{format_signed(g[1], plus=True)} in phase 2: after the backbone was unfrozen the training curve improved "
                    + ("faster than the validation curve." if g[1] > g[0] else "no faster than the validation curve."))
-        v = h.val_age_mae.astype(float)
         start, low1, low2 = float(v.iloc[0]), float(v[ph == 1].min()), float(v[ph == ph.max()].min())
         if start > min(low1, low2):
             out.append(f"The validation age MAE fell from {start:.2f} years at epoch {e[0]} to {low1:.2f} in phase 1 and "
@@ -525,8 +525,7 @@ def curve_paragraph(history, # one model's history DataFrame
             which = {0: "phase 1", 1: "phase 2"}.get(noisier(n1, n2))
             out.append(f"The validation gender loss was {f'noisier in {which}' if which else 'about equally noisy in both phases'} "
                        f"(relative noise, as in Section 4: {n1:.3f} in phase 1, {n2:.3f} in phase 2).")
-    if "val_age_mae" in h and h.val_age_mae.notna().any():
-        v = h.val_age_mae.astype(float)
+    if v is not None and v.notna().any():
         j = int(v.idxmin()); k = int(v[v <= 1.05*v[j]].index.min())
         out.append(f"The validation age MAE first came within 5% of its lowest value ({v[j]:.2f} years, epoch {e[j]}) at epoch {e[k]}."
                    if k < j else f"The validation age MAE reached its lowest value ({v[j]:.2f} years) at epoch {e[j]}, not within 5% of it before.")
@@ -696,10 +695,10 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     split = _best_split(m)
     word = "test" if split == "test" else "validation"
     a, b = m["A"][split], m["B"][split]
-    from face_report.analysis import compare_models, paired_p_values
+    from face_report.analysis import compare_models, paired_p_values, unsupported_lead
     c = compare_models(m)[split]  # equal to 2 decimals is a tie, as section 4's first paragraphs state them
     pv = paired_p_values(run, seed=int(p.get("seed") or 0)).get(split)  # Table E1's seed, so its p-values
-    level = {t: c[f"{t}_winner"] == "tie" or (pv is not None and pv[t] >= alpha) for t in ("gender", "age")}
+    level = {t: c[f"{t}_winner"] == "tie" or unsupported_lead(c, t, (pv or {}).get(t), alpha) for t in ("gender", "age")}
     winners = tuple("tie" if level[t] else c[f"{t}_winner"] for t in ("gender", "age"))
     b_age = winners[1] == "B"
     gap = {k: m[k]["val"]["age_mae"] - m[k]["train"]["age_mae"] for k in "AB"}

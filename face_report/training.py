@@ -20,12 +20,12 @@ __all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS'
            'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED',
            'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges', 'backend_devices',
            'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy',
-           'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_history', 'backup_epoch', 'settle_backup',
-           'best_checkpoint', 'save_validated_weights', 'epochs_since_best', 'phase_finished', 'example_mean',
-           'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model',
-           'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision', 'forget_phase',
-           'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
-           'train_all']
+           'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history', 'backup_epoch',
+           'settle_backup', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best', 'phase_finished',
+           'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics',
+           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision',
+           'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a',
+           'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -226,16 +226,24 @@ HISTORY_COLUMNS = ["epoch", "phase", "loss", "gender_loss", "gender_accuracy", "
 
 _HISTORY_KEYS = ("epoch", "phase", "val_loss")  # what resuming reads in every history, whatever columns were added since
 
+def read_table(path:str|Path, # a CSV file of a run folder
+               what:str, # what it should be, for the message, e.g. "training history"
+              ) -> pd.DataFrame:
+    "`pd.read_csv(path)`, or a `ValueError` saying that `path` is not a `what`, with pandas' reason."
+    try: return pd.read_csv(path)
+    except (ValueError, UnicodeDecodeError) as e:  # (pandas' parser errors are ValueErrors)
+        raise ValueError(f"{path} is not a {what} ({str(e).splitlines()[0]})") from None
+
 def read_history(path:str|Path, # a `history_{A,B}.csv`
                 ) -> pd.DataFrame: # one row per finished epoch, `HISTORY_COLUMNS`
     "A history CSV, or an empty frame with the standard columns; a `TrainingError` naming a file that is not one."
-    path = Path(path)
+    path, again = Path(path), "; restore it, or train the model again (--retrain)"
     if not (path.exists() and path.stat().st_size): return pd.DataFrame(columns=HISTORY_COLUMNS)
-    try: h = pd.read_csv(path)
-    except (ValueError, UnicodeDecodeError) as e: h, why = None, str(e).splitlines()[0]  # (pandas' parser errors are ValueErrors)
-    else: why = f"it lacks the column(s) {', '.join(c for c in _HISTORY_KEYS if c not in h.columns)}"
-    if h is not None and set(_HISTORY_KEYS) <= set(h.columns): return h
-    raise TrainingError(f"{path} is not a training history ({why}); restore it, or train the model again (--retrain)")
+    try: h = read_table(path, "training history")
+    except ValueError as e: raise TrainingError(f"{e}{again}") from None
+    if set(_HISTORY_KEYS) <= set(h.columns): return h
+    raise TrainingError(f"{path} is not a training history (it lacks the column(s) "
+                        f"{', '.join(c for c in _HISTORY_KEYS if c not in h.columns)}){again}")
 
 def backup_epoch(run_dir:Path, # the run folder
                  tag:str, # "A", "B_phase1" or "B_phase2"
@@ -691,14 +699,18 @@ def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint
                   (" (trained with other parameters or on other images)" if other and found != models else ""))
     return found
 
+def _evaluated(m:dict, tag:str):
+    "The `EVALUATION` that metrics.json `m` holds Model `tag`'s figures from: per model, or one string (runs until 5 December 2026) for all."
+    ev = m.get("evaluation")
+    return ev.get(tag) if isinstance(ev, dict) else ev
+
 def _record(run_dir:Path, tag:str, metrics:dict, seconds:dict, params:dict):
     with _metrics_lock(run_dir):
         m = read_json(run_dir/"metrics.json")
         m[tag] = metrics
         m.setdefault("wall_seconds", {}).update(seconds)
         w = m["wall_seconds"]; w["total"] = round(sum(v for k, v in w.items() if k != "total"), 1)
-        ev = m.get("evaluation")  # per model; a string (runs until 5 December 2026) held for every model in the file
-        ev = ev if isinstance(ev, dict) else {t: ev for t in ("A", "B") if t in m and ev}
+        ev = {t: _evaluated(m, t) for t in ("A", "B") if t in m and _evaluated(m, t)}
         m.update(profile=params["profile"], image_size=params["image_size"], backbone=params["backbone"], evaluation={**ev, tag: EVALUATION})
         write_json(run_dir/"metrics.json", m)
 
@@ -719,8 +731,7 @@ def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None
     if not history.exists():
         raise TrainingError(f"{history} is missing: Model {tag}'s epochs are unknown, so the report cannot draw its learning "
                             f"curves; restore the file, or train Model {tag} again (--retrain)")
-    ev = m.get("evaluation")
-    if (ev.get(tag) if isinstance(ev, dict) else ev) != EVALUATION:
+    if _evaluated(m, tag) != EVALUATION:
         log(f"Model {tag}: re-evaluating the saved model ({EVALUATION})")
         model = keras.models.load_model(run_dir/f"model_{tag}.keras")
         _record(run_dir, tag, evaluate_model(model, splits, run_dir, tag, p["eval_batch_size"], p["label_smoothing"]), {}, p)
