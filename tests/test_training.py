@@ -69,16 +69,19 @@ def test_the_same_seed_trains_the_same_models(tmp_path, monkeypatch):
     assert not np.allclose(other.loss, h1["A"].loss)
 
 
-@pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
-def test_resume_after_kill(tmp_path, ema_momentum):
+@pytest.mark.parametrize("backend, ema_momentum", [("tensorflow", 0.0), ("tensorflow", 0.9), ("jax", 0.9)])
+def test_resume_after_kill(tmp_path, backend, ema_momentum):
     """Kill the process after epoch 1, start again with the same folder: 4 epochs in all, no duplicated rows, and the
-    history and model of an uninterrupted training (batch order, augmentation and dropout masks drawn as it draws them)."""
+    history and model of an uninterrupted training (batch order, augmentation and dropout masks drawn as it draws them),
+    on Keras's TensorFlow backend and on its JAX one (the GPU runs' path)."""
+    if backend == "jax": pytest.importorskip("jax")
     p = tiny_params(tmp_path, epochs_a=4, patience=10, ema_momentum=ema_momentum)
     tiny_splits(p, tmp_path)
     code = f"""
         import time, keras, face_report.training as T
         from face_report.training import resolve_params, train_model_a
         from face_report.data import prepare_splits
+        assert keras.backend.backend() == {backend!r}
         def paused(*a, **k):  # a pause after each epoch (after its backup): the kill lands before the run can end
             cbs, ckpt = callbacks(*a, **k)
             return cbs + [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: time.sleep(3))], ckpt
@@ -88,7 +91,7 @@ def test_resume_after_kill(tmp_path, ema_momentum):
         train_model_a(s, params=p)
     """
     hist = Path(p["run_dir"]) / "history_A.csv"
-    child = run_child(code, tmp_path)
+    child = run_child(code, tmp_path, KERAS_BACKEND=backend)
     t0 = time.time()
     while not (hist.exists() and len(pd.read_csv(hist)) >= 1):
         assert child.poll() is None, child.stdout.read()
@@ -97,14 +100,14 @@ def test_resume_after_kill(tmp_path, ema_momentum):
     time.sleep(1.0)  # within the pause after epoch 1
     child.send_signal(signal.SIGKILL); child.wait()
     assert not (Path(p["run_dir"]) / "model_A.keras").exists()
-    done = run_child(code, tmp_path); out, _ = done.communicate(timeout=300)
+    done = run_child(code, tmp_path, KERAS_BACKEND=backend); out, _ = done.communicate(timeout=300)
     assert done.returncode == 0, out
     assert "A: resuming at epoch 2/4" in out, out
     h = pd.read_csv(hist)
     assert h.epoch.tolist() == [1, 2, 3, 4], h
     assert (Path(p["run_dir"]) / "model_A.keras").exists()
     whole = Path(p["run_dir"] + "_whole")  # the same training, not interrupted
-    straight = run_child(code.replace(repr(p), repr({**p, "run_dir": str(whole)})), tmp_path); out, _ = straight.communicate(timeout=300)
+    straight = run_child(code.replace(repr(p), repr({**p, "run_dir": str(whole)})), tmp_path, KERAS_BACKEND=backend); out, _ = straight.communicate(timeout=300)
     assert straight.returncode == 0, out
     pd.testing.assert_frame_equal(h.drop(columns="wall_seconds"), pd.read_csv(whole / "history_A.csv").drop(columns="wall_seconds"), check_exact=True)
     for split in ("val", "test"):
