@@ -82,24 +82,26 @@ def test_resume_after_kill(tmp_path, backend, ema_momentum):
         from face_report.training import resolve_params, train_model_a
         from face_report.data import prepare_splits
         assert keras.backend.backend() == {backend!r}
-        def paused(*a, **k):  # a pause after each epoch (after its backup): the kill lands before the run can end
+        def pause(epoch, logs):  # after epoch 1 (after its backup), said by a file: the kill lands before the run goes on
+            if PAUSE and epoch == 0: open("paused", "w").close(); time.sleep(600)
+        def paused(*a, **k):
             cbs, ckpt = callbacks(*a, **k)
-            return cbs + [keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: time.sleep(3))], ckpt
+            return cbs + [keras.callbacks.LambdaCallback(on_epoch_end=pause)], ckpt
         callbacks, T._callbacks = T._callbacks, paused
         p = {p!r}
         s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"])
         train_model_a(s, params=p)
     """
     hist = Path(p["run_dir"]) / "history_A.csv"
-    child = run_child(code, tmp_path, KERAS_BACKEND=backend)
+    child = run_child(code.replace("PAUSE", "True"), tmp_path, KERAS_BACKEND=backend)
     t0 = time.time()
-    while not (hist.exists() and len(pd.read_csv(hist)) >= 1):
+    while not (tmp_path / "paused").exists():
         assert child.poll() is None, child.stdout.read()
-        assert time.time() - t0 < 240, "no epoch finished in time"
+        assert time.time() - t0 < 300, "no epoch finished in time"
         time.sleep(0.2)
-    time.sleep(1.0)  # within the pause after epoch 1
     child.send_signal(signal.SIGKILL); child.wait()
-    assert not (Path(p["run_dir"]) / "model_A.keras").exists()
+    assert pd.read_csv(hist).epoch.tolist() == [1] and not (Path(p["run_dir"]) / "model_A.keras").exists()
+    code = code.replace("PAUSE", "False")
     done = run_child(code, tmp_path, KERAS_BACKEND=backend); out, _ = done.communicate(timeout=300)
     assert done.returncode == 0, out
     assert "A: resuming at epoch 2/4" in out, out
@@ -114,7 +116,7 @@ def test_resume_after_kill(tmp_path, backend, ema_momentum):
         assert (Path(p["run_dir"]) / "predictions" / f"A_{split}.csv").read_bytes() == (whole / "predictions" / f"A_{split}.csv").read_bytes()
 
 
-@pytest.mark.parametrize("epochs, ema_momentum", [(2, 0.0), (1, 0.5)])
+@pytest.mark.parametrize("epochs, ema_momentum", [(2, 0.0), (2, 0.5), (1, 0.5)])
 def test_kill_between_backup_and_best_checkpoint(tmp_path, epochs, ema_momentum):
     """Killed after epoch 1's backup, before its best checkpoint was written: started again, the checkpoint holds the
     weights validated at epoch 1 (with `ema_momentum` the averaged ones), whether training goes on (2 epochs) or not (1)."""
@@ -135,7 +137,7 @@ def test_kill_between_backup_and_best_checkpoint(tmp_path, epochs, ema_momentum)
                 want = [keras.ops.convert_to_numpy(v) for v in validated]
                 self.model.save_weights(os.path.join(os.getcwd(), "now.weights.h5")); self.model.load_weights(str(ckpt))
                 got = [keras.ops.convert_to_numpy(v) for v in opt._trainable_variables]
-                print("CHECKPOINT HOLDS EPOCH 1:", all(np.array_equal(a, b) for a, b in zip(want, got)))
+                print("CHECKPOINT HOLDS EPOCH 1:", len(want) == len(got) > 0 and all(np.array_equal(a, b) for a, b in zip(want, got)))
                 self.model.load_weights(os.path.join(os.getcwd(), "now.weights.h5"))
         def wrapped(*a, **k):
             cbs, c = callbacks(*a, **k)
@@ -160,11 +162,17 @@ def test_kill_between_backup_and_best_checkpoint(tmp_path, epochs, ema_momentum)
 
 
 @pytest.mark.parametrize("ema_momentum", [0.0, 0.5])
-def test_best_epoch_is_the_model_kept(tmp_path, ema_momentum):
-    "The kept model is the one validated at the best epoch: with `ema_momentum`, the averaged weights."
-    p = tiny_params(tmp_path, epochs_a=3, lr_a=0.05, ema_momentum=ema_momentum)
+def test_best_epoch_is_the_model_kept(tmp_path, monkeypatch, ema_momentum):
+    "The kept model is the one validated at the best epoch, not the last: with `ema_momentum`, the averaged weights."
+    import keras, face_report.training as T
+    class MiddleBest(keras.callbacks.Callback):  # called first: epoch 2 of 3 validates best
+        def on_epoch_end(self, epoch, logs=None): logs["val_loss"] = (3.0, 1.0, 2.0)[epoch]
+    callbacks = T._callbacks
+    monkeypatch.setattr(T, "_callbacks", lambda *a, **k: (lambda cbs, ckpt: ([MiddleBest(), *cbs], ckpt))(*callbacks(*a, **k)))
+    p = tiny_params(tmp_path, epochs_a=3, lr_a=0.05, patience=10, ema_momentum=ema_momentum)
     m = train_model_a(tiny_splits(p, tmp_path), params=p)
     h = pd.read_csv(Path(p["run_dir"]) / "history_A.csv")
+    assert h.val_loss.tolist() == [3.0, 1.0, 2.0] and len(set(h.val_age_mae.round(4))) == 3, h
     assert m["val"]["age_mae"] == pytest.approx(h.val_age_mae[h.val_loss.idxmin()], rel=1e-4), (m["val"], h)
 
 
