@@ -1,5 +1,5 @@
 """Seeded augmentation in `tf.data`: `make_dataset`'s training pipeline (each batch's draws a function of the seed and
-its step, `stateless_augmenter`) vs the pipeline before December 2026 (the same layers drawing from their own seed
+its step, `stateless_augmenter`) vs the pipeline before 5 December 2026 (the same layers drawing from their own seed
 counters in the parallel map, not repeatable), in images/s over whole epochs of random uint8 images; then how many batches of
 an epoch each gives again when built twice.
 

