@@ -555,12 +555,15 @@ def build_backbone(backbone:str="efficientnet_b0", # one of `BACKBONES`
 
 # %% ../nbs/01_models.ipynb #809c61c1
 def imagenet_classifier(name:str="efficientnet_lite0", # one of `BACKBONES`
-                       ) -> keras.Model: # 224x224 RGB 0..255 -> 1000 ImageNet softmax probabilities
+                        input_size:int=224, # image side; Keras's EfficientNetB0 classifier takes 224 only (Lite1 was trained at 240)
+                       ) -> keras.Model: # RGB 0..255 -> 1000 ImageNet softmax probabilities
     "The pretrained backbone with its ImageNet classifier; the layer `logits` holds the pre-softmax scores."
     _check_backbone(name)
-    if name == "efficientnet_b0": return keras_efficientnet_b0("imagenet", include_top=True)
-    base = build_backbone(name, "imagenet", 224)
-    inputs = keras.Input((224, 224, 3), name="image")
+    if name == "efficientnet_b0":
+        if input_size != 224: raise ValueError(f"Keras's EfficientNetB0 classifier takes 224 px images, not {input_size}")
+        return keras_efficientnet_b0("imagenet", include_top=True)
+    base = build_backbone(name, "imagenet", input_size)
+    inputs = keras.Input((input_size, input_size, 3), name="image")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(base(inputs))
     logits = layers.Dense(1000, name="logits")(x)
     probs = layers.Activation("softmax", dtype="float32", name="predictions")(logits)
