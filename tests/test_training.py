@@ -168,8 +168,11 @@ def test_best_epoch_is_the_model_kept(tmp_path, monkeypatch, ema_momentum):
     class MiddleBest(keras.callbacks.Callback):  # called first: epoch 2 of 3 validates best
         def on_epoch_end(self, epoch, logs=None): logs["val_loss"] = (3.0, 1.0, 2.0)[epoch]
     callbacks = T._callbacks
-    monkeypatch.setattr(T, "_callbacks", lambda *a, **k: (lambda cbs, ckpt: ([MiddleBest(), *cbs], ckpt))(*callbacks(*a, **k)))
-    p = tiny_params(tmp_path, epochs_a=3, lr_a=0.05, patience=10, ema_momentum=ema_momentum)
+    def with_middle_best(*a, **k):
+        cbs, ckpt = callbacks(*a, **k)
+        return [MiddleBest(), *cbs], ckpt
+    monkeypatch.setattr(T, "_callbacks", with_middle_best)
+    p = tiny_params(tmp_path, epochs_a=3, lr_a=0.05, patience=10, ema_momentum=ema_momentum)  # a large rate: each epoch's weights differ
     m = train_model_a(tiny_splits(p, tmp_path), params=p)
     h = pd.read_csv(Path(p["run_dir"]) / "history_A.csv")
     assert h.val_loss.tolist() == [3.0, 1.0, 2.0] and len(set(h.val_age_mae.round(4))) == 3, h
