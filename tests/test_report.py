@@ -316,8 +316,11 @@ def test_missing_test_predictions_are_named(tmp_path):
 
 
 def _page_text(name, kind="markdown"):
+    "A page notebook's markdown, or its code as Python runs it (comments dropped, strings in single quotes)."
+    import ast
     nb = nbformat.read(str(ROOT/"nbs"/"report"/name), as_version=4)
-    return "\n".join(c.source for c in nb.cells if c.cell_type == kind)
+    cells = [c.source for c in nb.cells if c.cell_type == kind]
+    return "\n".join(ast.unparse(ast.parse(c)) if kind == "code" else c for c in cells)
 
 
 def test_pages_describe_what_they_compute():
@@ -327,7 +330,7 @@ def test_pages_describe_what_they_compute():
     assert "between the bars and the diagonal" not in beyond and "each bin's point" in beyond  # the diagram draws points
     for name in ("2_custom_cnn.ipynb", "3_pretrained_cnn.ipynb", "4_summary.ipynb", "5_beyond_the_report.ipynb"):
         assert "check_metrics(load_run(run_dir))" in _page_text(name, "code"), name  # metrics.json's figures are its predictions'
-    assert "missing_predictions_sentence(run, \"test\")" in _page_text("5_beyond_the_report.ipynb", "code")
+    assert "missing_predictions_sentence(run, 'test')" in _page_text("5_beyond_the_report.ipynb", "code")
 
 
 def test_pages_explain_mcnemar_and_read_in_order():
