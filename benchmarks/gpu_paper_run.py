@@ -39,7 +39,7 @@ def main(argv=None):
     t0 = time.time()
     splits = bundle_splits(Path(a.bundle), Path(a.run_dir).parent / "bundle", a.image_size)
     # the bundle's images set the split sizes: test_size 0 for a bundle without its test split (gpu_evaluate.py)
-    p = resolve_params(a.profile, run_dir=a.run_dir, data=str(a.bundle),
+    p = resolve_params(a.profile, run_dir=a.run_dir,  # (`data`: the bundle, as the splits record it)
                        **{**splits_params(splits), **{k: parse_value(v) for k, v in a.param}})
     print(f"Keras {keras.__version__} on {keras.backend.backend()}, devices {backend_devices()}; {splits.summary}; "
           f"data ready in {time.time() - t0:.1f} s", flush=True)

@@ -138,13 +138,17 @@ def _read_predictions(path: Path) -> pd.DataFrame:
     frame["race"] = pd.to_numeric(frame["race"], errors="coerce").astype("Int64")
     return frame
 
+def _check_choice(name, value, allowed):
+    "`ValueError` saying what `name` may be, unless `value` is one of `allowed`"
+    if value not in allowed: raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, not {value!r}")
+
 @dataclass
 class Run:
-    "The artefacts of one run folder"
+    "The artefacts of one run folder (shown by its folder only)"
     dir: Path # the run folder
-    params: dict # contents of params.json ({} while missing)
-    metrics: dict # contents of metrics.json ({} while missing)
-    history: dict # "A"/"B" -> per-epoch DataFrame; models without a history file are absent
+    params: dict = field(repr=False) # contents of params.json ({} while missing)
+    metrics: dict = field(repr=False) # contents of metrics.json ({} while missing)
+    history: dict = field(repr=False) # "A"/"B" -> per-epoch DataFrame; models without a history file are absent
     _cache: dict = field(default_factory=dict, repr=False)
 
     def predictions(self,
@@ -152,6 +156,7 @@ class Run:
                     split:str, # "val" or "test"
                    ) -> pd.DataFrame: # file, age, gender, race (nullable), age_pred, p_female
         "Predictions of `model` on `split` (read once, then cached)"
+        _check_choice("model", model, MODELS); _check_choice("split", split, tuple(_SPLIT_WORDS))
         if (model, split) not in self._cache:
             path = self.dir / "predictions" / f"{model}_{split}.csv"
             if not path.exists(): raise FileNotFoundError(f"No predictions of model {model} on the {split} split: {path} is missing")
@@ -162,6 +167,7 @@ class Run:
                   split:str="test", # "val" or "test"
                  ) -> list: # models with predictions on `split`, in order
         "Models whose predictions on `split` exist"
+        _check_choice("split", split, tuple(_SPLIT_WORDS))
         return [m for m in MODELS if (self.dir / "predictions" / f"{m}_{split}.csv").exists()]
 
 def run_folder(run_dir, # a run folder's path
@@ -175,6 +181,8 @@ def load_run(run_dir, # a run folder written by `face_report.training`
             ) -> Run:
     "Read a run folder's params, metrics and histories; predictions are read on demand"
     run_dir = run_folder(run_dir)
+    if not any((run_dir / f).exists() for f in ("params.json", "metrics.json", "predictions", *(f"history_{m}.csv" for m in MODELS))):
+        raise FileNotFoundError(f"{run_dir} is not a run folder: it has no params.json, metrics.json, history or predictions")
     history = {m: read_table(run_dir / f"history_{m}.csv", "readable training history") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
     return Run(run_dir, read_json(run_dir / "params.json"), read_json(run_dir / "metrics.json"), history)
 

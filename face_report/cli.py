@@ -118,11 +118,12 @@ def cmd_runs(args:argparse.Namespace, # parsed by `build_parser`
     folders = [p for p in args.runs if Path(p).is_dir()]  # `runs/*` may match a log file or two
     if missing := [p for p in args.runs if not Path(p).exists()]: print(f"skipped, no such folder: {', '.join(missing)}", file=sys.stderr)
     if files := [p for p in args.runs if Path(p).exists() and p not in folders]: print(f"skipped, not a folder: {', '.join(files)}", file=sys.stderr)
-    runs, damaged = [], []
+    runs, unread = [], []
     for p in folders:
         try: runs.append(load_run(p))
-        except ValueError as e: damaged.append(p); print(f"skipped, damaged: {e}", file=sys.stderr)  # the file and its fault
-    folders = [p for p in folders if p not in damaged]
+        except ValueError as e: unread.append(p); print(f"skipped, damaged: {e}", file=sys.stderr)  # the file and its fault
+        except FileNotFoundError: unread.append(p); print(f"skipped, not a run folder: {p}", file=sys.stderr)
+    folders = [p for p in folders if p not in unread]
     table = runs_table(runs)
     if table.empty: raise FileNotFoundError(f"none of the folders {args.runs} holds a trained model's metrics.json entry yet")
     if empty := [p for p, run in zip(folders, runs) if not set(MODELS) & set(run.metrics)]:

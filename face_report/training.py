@@ -537,14 +537,16 @@ def split_metrics(age:np.ndarray, # true ages
 # %% ../nbs/02_training.ipynb #807da3e6
 def evaluate_model(model, # a trained model
                    splits:Splits, # data
-                   run_dir:Path, # where predictions/ goes
-                   tag:str, # "A" or "B"
+                   run_dir:str|Path|None=None, # where predictions/ goes; None: no files are written
+                   tag:str="", # "A" or "B", for the predictions' file names (with `run_dir`)
                    batch_size:int=128, # prediction batch size
                    label_smoothing:float=DEFAULTS["label_smoothing"], # as in training, for the gender loss
                   ) -> dict: # split -> gender_accuracy, gender_loss, gender_auc, age_mae, age_loss, n
     "Metrics of `model` on each split that has images (no \"test\" when `test_size` is 0), and prediction CSVs for val and test."
-    out = {}
-    (run_dir/"predictions").mkdir(exist_ok=True)
+    out, where = {}, None if run_dir is None else Path(run_dir)/"predictions"
+    if where is not None:
+        if tag not in ("A", "B"): raise ValueError(f"tag must be 'A' or 'B' to name the predictions files in {where}, not {tag!r}")
+        where.mkdir(parents=True, exist_ok=True)
     for split in ("train", "val", "test"):
         frame = splits.frames[split]
         if not len(frame): continue
@@ -552,9 +554,9 @@ def evaluate_model(model, # a trained model
         pred = model.predict(ds, verbose=0)
         age_pred, p_female = np.asarray(pred["age"], np.float64).ravel(), np.asarray(pred["gender"], np.float64).ravel()
         out[split] = split_metrics(frame["age"], frame["gender"], age_pred, p_female, label_smoothing)
-        if split != "train":
+        if split != "train" and where is not None:
             pd.DataFrame({"file": frame["path"], "age": frame["age"], "gender": frame["gender"], "race": frame["race"],
-                          "age_pred": age_pred, "p_female": p_female}).to_csv(run_dir/"predictions"/f"{tag}_{split}.csv", index=False)
+                          "age_pred": age_pred, "p_female": p_female}).to_csv(where/f"{tag}_{split}.csv", index=False)
     return out
 
 # %% ../nbs/02_training.ipynb #d7fe181c
@@ -609,7 +611,7 @@ def check_run_folder(params:dict, # from `resolve_params`
                             "run folder, or retrain=True (--retrain) to replace it")
     return run_dir
 
-def _where(source) -> str: return str(Path(source).resolve()) if source else ""
+def _where(source) -> str: return str(Path(source).expanduser().resolve()) if source else ""
 
 def check_run(params:dict, # from `resolve_params`
              ) -> Path: # the run folder (not created)
@@ -751,10 +753,12 @@ def _log_to_file(path:Path, # the run folder's `log_{A,B}.txt`
     return both
 
 def splits_params(splits:Splits, # from `prepare_splits`
-                 ) -> dict: # image_size, n_images (train + val) and test_size
+                 ) -> dict: # image_size, n_images (train + val), test_size; seed, val_fraction and data where recorded
     "The parameters that `splits` show they were prepared with."
     n = {k: len(f) for k, f in splits.frames.items()}
-    return dict(image_size=int(splits.images["train"].shape[1]), n_images=n["train"] + n["val"], test_size=n["test"])
+    recorded = dict(seed=splits.seed, val_fraction=splits.val_fraction, data=splits.source or None)
+    return dict(image_size=int(splits.images["train"].shape[1]), n_images=n["train"] + n["val"], test_size=n["test"],
+                **{k: v for k, v in recorded.items() if v is not None})
 
 def splits_fingerprint(splits:Splits|dict, # from `prepare_splits`, or its frames (`data.make_splits`)
                       ) -> str: # 16 hex digits
@@ -783,9 +787,10 @@ def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
     """Shared start of `train_model_a`/`train_model_b`, held while the model trains (`training_lock`): parameters (checked
     against the splits), run folder (its images recorded and checked), retrain, re-use, strategy."""
     shown = splits_params(splits)
-    p = {**resolve_params(), **(shown if params is None else params)}
+    p = resolve_params(**shown) if params is None else {**resolve_params(), **params}
     if run_dir is not None: p["run_dir"] = str(run_dir)
-    diff = {k: (v, p[k]) for k, v in shown.items() if p[k] is not None and p[k] != v}
+    same = lambda k, a, b: _where(a) == _where(b) if k == "data" else a == b  # a data path as any spelling of it
+    diff = {k: (v, p[k]) for k, v in shown.items() if p[k] is not None and not same(k, v, p[k])}
     if diff: raise TrainingError(f"the splits do not match the parameters ({', '.join(f'{k}: {a} in the splits, {b} in the parameters' for k, (a, b) in diff.items())}); "
                                  "prepare the splits with the run's parameters, or pass params=None to take these from the splits")
     p.update(splits_fingerprint=splits_fingerprint(splits), data_source=_where(splits.source))

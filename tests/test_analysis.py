@@ -27,10 +27,15 @@ def test_load_run(run, tmp_path):
     assert len(pred) == 200 and list(pred.columns) == ["file", "age", "gender", "race", "age_pred", "p_female"]
     assert str(pred.race.dtype) == "Int64"
     assert run.available("val") == ["A", "B"]
-    with pytest.raises(FileNotFoundError, match="No predictions"):
+    with pytest.raises(ValueError, match="split must be 'val' or 'test', not 'train'"):
         run.predictions("B", "train")
+    with pytest.raises(FileNotFoundError, match="is not a run folder"):
+        an.load_run(tmp_path)
+    (tmp_path / "params.json").write_text("{}")  # a run begun, nothing trained yet
     empty = an.load_run(tmp_path)
     assert (empty.params, empty.metrics, empty.history, empty.available("test")) == ({}, {}, {}, [])
+    with pytest.raises(FileNotFoundError, match="No predictions of model B on the val split"):
+        empty.predictions("B", "val")
 
 
 def test_metrics_table_matches_metrics_json(run):
