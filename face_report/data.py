@@ -17,12 +17,12 @@ except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
-           'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENT_STEP_STRIDE', 'DataError',
-           'ImageError', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
-           'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'printable_name', 'load_utkface',
-           'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'check_whole',
-           'check_split_args', 'make_splits', 'split_table', 'PixelFormatError', 'to_rgb', 'check_file', 'load_image',
-           'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
+           'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENTATION', 'AUGMENT_STEP_STRIDE',
+           'DataError', 'ImageError', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock',
+           'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'printable_name',
+           'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample',
+           'check_whole', 'check_split_args', 'make_splits', 'split_table', 'PixelFormatError', 'to_rgb', 'check_file',
+           'load_image', 'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
            'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
            'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
@@ -387,7 +387,8 @@ def check_split_args(n_images, val_fraction, test_size, seed):
     for name, v in (("n_images", n_images), ("test_size", test_size), ("seed", seed)): check_whole(name, v, none_ok=name == "n_images")
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must be between 0 and 1, not {val_fraction!r}")
-    if test_size < 0: raise DataError(f"test_size must be 0 or more, not {test_size}")
+    for name, v in (("test_size", test_size), ("seed", seed)):
+        if v < 0: raise DataError(f"{name} must be 0 or more, not {v}")
     if n_images is not None and n_images < 1: raise DataError(f"n_images must be at least 1 (None: every image), not {n_images}")
 
 def make_splits(df:pd.DataFrame, # from `load_utkface`
@@ -657,6 +658,8 @@ def build_augmenter(seed:int=42, # random seed
         layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 5),
     ], name="augmentation")
 
+AUGMENTATION = ("rotation", "zoom", "translation", "contrast", "brightness")  # `build_augmenter`'s ranges (training's `aug_*` parameters)
+
 # %% ../nbs/00_data.ipynb #8637ced2
 AUGMENT_STEP_STRIDE = 1024  # seed-counter values reserved per batch: `build_augmenter`'s layers draw 5, 1 and 1 times
 
@@ -690,10 +693,8 @@ def _augmenter(augment, seed):
     "The augmentation `make_dataset` applies: none (False), `build_augmenter`'s ranges (True) or the ranges in a dict."
     if augment is True: return build_augmenter(seed)
     if not isinstance(augment, dict): return None
-    import inspect
-    ranges = [k for k in inspect.signature(build_augmenter).parameters if k != "seed"]
-    if bad := sorted(set(augment) - set(ranges)):
-        raise ValueError(f"augment has no range named {', '.join(map(repr, bad))}; the ranges are {', '.join(ranges)}")
+    if bad := sorted(set(augment) - set(AUGMENTATION)):
+        raise ValueError(f"augment has no range named {', '.join(map(repr, bad))}; the ranges are {', '.join(AUGMENTATION)}")
     return build_augmenter(seed, **augment)
 
 def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)

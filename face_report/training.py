@@ -13,19 +13,19 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs
+from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'AUGMENTATION', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX',
-           'NUMBER', 'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED',
-           'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges', 'backend_devices',
-           'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy',
-           'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history', 'backup_epoch',
-           'settle_backup', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best', 'phase_finished',
-           'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics',
-           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision',
-           'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a',
-           'train_model_b', 'train_all']
+__all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX', 'NUMBER', 'CHOICES',
+           'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'check_params',
+           'TrainingError', 'resolve_params', 'augmentation_ranges', 'backend_devices', 'onednn_enabled',
+           'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath',
+           'compile_multitask', 'init_age_bias', 'read_table', 'read_history', 'backup_epoch', 'settle_backup',
+           'best_checkpoint', 'save_validated_weights', 'epochs_since_best', 'phase_finished', 'example_mean',
+           'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model',
+           'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision', 'forget_phase',
+           'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
+           'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -37,7 +37,6 @@ DEFAULTS = dict(
     backbone="efficientnet_lite0", weights="imagenet", precision="auto", strategy="none", eval_batch_size=128,
     aug_rotation=0.05, aug_zoom=0.1, aug_translation=0.1, aug_contrast=0.2, aug_brightness=0.2,
 )
-AUGMENTATION = ("rotation", "zoom", "translation", "contrast", "brightness")  # `build_augmenter`'s ranges, as `aug_*` parameters
 # phase 2's default: the backbone's last layers that hold what the report's last 120 layers of EfficientNetB0 hold,
 # stages 5-7 (from the first 112-channel block) and the top 1x1 convolution
 REPORT_UNFREEZE = dict(efficientnet_b0=120, efficientnet_lite0=77, efficientnet_lite1=97)
