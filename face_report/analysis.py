@@ -311,12 +311,19 @@ def _model_metrics(metrics: dict, model: str) -> dict:
     if model not in metrics: raise KeyError(f"metrics.json has no results for model {model!r} (yet)")
     return metrics[model]
 
+def _split_figures(metrics: dict, model: str, split: str) -> dict:
+    "One model's figures on one split from metrics.json, or a `KeyError` saying which split or figure it lacks"
+    figures = _model_metrics(metrics, model).get(split)
+    if not isinstance(figures, dict): raise KeyError(f"metrics.json has no {split!r} results for model {model!r}")
+    if missing := [k for k in ("gender_accuracy", "gender_loss", "age_mae", "age_loss") if k not in figures]:
+        raise KeyError(f"metrics.json's {split!r} results for model {model!r} lack {', '.join(missing)}")
+    return figures
+
 def metrics_table(metrics:dict, # contents of metrics.json
                   model:str, # "A" or "B"
                  ) -> pd.DataFrame: # Task, Metric, Training, Validation, Δ (val–train); accuracy in %
     "Training vs validation metrics of one model (Table 1 for A, Table 2 for B)"
-    m = _model_metrics(metrics, model)
-    tr, va = m["train"], m["val"]
+    tr, va = (_split_figures(metrics, model, split) for split in ("train", "val"))
     rows = [("Gender", "Accuracy", 100 * tr["gender_accuracy"], 100 * va["gender_accuracy"]),
             ("Gender", "Loss", tr["gender_loss"], va["gender_loss"]),
             ("Age", "MAE", tr["age_mae"], va["age_mae"]),
@@ -575,19 +582,21 @@ def expected_calibration_error(y, # binary labels (1 = positive)
 @_styled
 def plot_reliability(y, # binary labels (1 = female)
                      p, # predicted probability of female
+                     model:str, # "A" or "B": the curve's colour and legend
                      title:str, # figure title; the ECE is appended
                      n_bins:int=10, # equal-width bins
                     ) -> Figure: # reliability diagram above a histogram of the predicted probabilities
-    "Reliability diagram of gender probabilities with the ECE in the title"
+    "Reliability diagram of one model's gender probabilities with the ECE in the title"
+    _check_choice("model", model, MODELS)
     bins = _reliability_bins(y, p, n_bins)
     ece = expected_calibration_error(y, p, n_bins)
     fig = Figure(figsize=(5, 6), layout="constrained")
     ax, hax = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     ax.plot([0, 1], [0, 1], linestyle="--", color=COLORS["ideal"], label="Perfect calibration")
-    ax.plot(bins.confidence, bins.observed, marker="o", color=COLORS["A"], label=f"Model (ECE = {ece:.3f})")
+    ax.plot(bins.confidence, bins.observed, marker="o", color=COLORS[model], label=f"Model {model}")
     ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="Observed fraction female", title="Reliability diagram")
     ax.legend(loc="upper left")
-    hax.hist(np.asarray(p, dtype=float), bins=np.linspace(0, 1, n_bins + 1), color=COLORS["A"], alpha=0.7)
+    hax.hist(np.asarray(p, dtype=float), bins=np.linspace(0, 1, n_bins + 1), color=COLORS[model], alpha=0.7)
     hax.set(xlabel="Predicted probability of female", ylabel="Count (images)")
     fig.suptitle(f"{title} (ECE = {ece:.3f})")
     return fig

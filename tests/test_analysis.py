@@ -304,7 +304,7 @@ def test_group_breakdown(run):
 @pytest.mark.parametrize("make, n_axes", [
     (lambda r: an.plot_learning_curves(r.history["A"], "learning curves", "Model A"), 4),
     (lambda r: an.plot_learning_curves(r.history["B"], "learning curves", "Model B"), 4),
-    (lambda r: an.plot_reliability(r.predictions("A", "test").gender, r.predictions("A", "test").p_female, "A"), 2),
+    (lambda r: an.plot_reliability(r.predictions("B", "test").gender, r.predictions("B", "test").p_female, "B", "Model B"), 2),
     (lambda r: an.plot_group_breakdown(r, "test"), 6),
     (lambda r: an.plot_age_scatter(r, "val"), 2),
     (lambda r: an.error_gallery(r, "A", "test", n=6, task="age"), 6),
