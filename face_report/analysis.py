@@ -178,7 +178,7 @@ def run_folder(run_dir, # a run folder's path
     return run_dir
 
 def load_run(run_dir, # a run folder written by `face_report.training`
-            ) -> Run:
+            ) -> Run: # its params, metrics and histories
     "Read a run folder's params, metrics and histories; predictions are read on demand"
     run_dir = run_folder(run_dir)
     if not any((run_dir / f).exists() for f in ("params.json", "metrics.json", "predictions", *(f"history_{m}.csv" for m in MODELS))):

@@ -54,7 +54,6 @@ def cmd_cache(args:argparse.Namespace, # parsed by `build_parser`
              ) -> int: # exit code
     "Print what the cache holds per kind, or clear it (`--clear`, with `--unused-days` and `--kinds`)."
     from face_report.data import cache_root, cache_entries, clear_cache
-    import pandas as pd
     if not args.clear and (args.kinds or args.unused_days): raise ValueError("--kinds and --unused-days choose what --clear removes: add --clear")
     entries = clear_cache(kinds=args.kinds, unused_days=args.unused_days) if args.clear else cache_entries()
     gib = lambda n: f"{n/2**30:.2f} GiB"
@@ -139,7 +138,7 @@ def _at_least_one(text:str) -> int:
 
 def build_parser(command:str|None=None, # the subcommand to parse; None: all. `predict` and `export` bring their arguments
                                         # with `face_report.predict`, which imports TensorFlow (seconds): only when needed
-                ) -> argparse.ArgumentParser:
+                ) -> argparse.ArgumentParser: # with one sub-parser per command
     "The `face-report` argument parser."
     ap = argparse.ArgumentParser(prog="face-report", description="Train, evaluate and compare two CNNs for age and gender on UTKFace.")
     sub = ap.add_subparsers(dest="command", required=True)

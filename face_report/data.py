@@ -57,7 +57,7 @@ def data_source(source:str|Path|None=None, # archive or folder; None: $FACE_REPO
     return src
 
 def cache_root(cache_dir:str|Path|None=None, # explicit cache folder; None: $FACE_REPORT_CACHE or ~/.cache/face_report
-              ) -> Path:
+              ) -> Path: # the cache folder (not created here)
     "The folder where extracted images, validation results and decoded arrays are kept."
     p = Path(cache_dir or os.environ.get("FACE_REPORT_CACHE") or Path.home()/".cache"/"face_report").expanduser()
     p.mkdir(parents=True, exist_ok=True)
@@ -305,7 +305,7 @@ def rejected_files(df:pd.DataFrame, # a frame from `load_utkface`
     return pd.DataFrame(df.attrs.get("rejected", []), columns=["file", "reason"])
 
 def rejected_summary(df:pd.DataFrame, # a frame from `load_utkface`
-                    ) -> str:
+                    ) -> str: # e.g. "UTKFace: 21,707 images usable (0 converted), 0 rejected"
     "One line: how many images were kept and why the others were rejected."
     rej = rejected_files(df)
     reasons = rej["reason"].str.replace(r"\s*\(.*\)$", "", regex=True)  # group by reason, without the details
@@ -382,7 +382,11 @@ def check_whole(name:str, # the parameter's name, for the message
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise DataError(f"{name} must be a whole number{' or None' if none_ok else ''}, not {value!r}")
 
-def check_split_args(n_images, val_fraction, test_size, seed):
+def check_split_args(n_images, # train+validation pool size, or None for everything not in the test split
+                     val_fraction, # validation share of the pool, strictly between 0 and 1
+                     test_size, # held-out test images, 0 or more
+                     seed, # random seed, 0 or more
+                    ):
     "`DataError` naming the first of `make_splits`'s parameters that cannot draw splits."
     for name, v in (("n_images", n_images), ("test_size", test_size), ("seed", seed)): check_whole(name, v, none_ok=name == "n_images")
     if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) or not 0 < val_fraction < 1:
@@ -416,7 +420,7 @@ def make_splits(df:pd.DataFrame, # from `load_utkface`
             "test": df.loc[test_idx].reset_index(drop=True)}
 
 def split_table(frames:dict[str, pd.DataFrame], # from `make_splits`
-               ) -> pd.DataFrame:
+               ) -> pd.DataFrame: # one row per split: n, mean age (years), female (%)
     "n, mean age and share of women per split."
     return pd.DataFrame({name: {"n": len(f), "mean age (years)": round(f["age"].mean(), 1),
                                 "female (%)": round(100*f["gender"].mean(), 1)} for name, f in frames.items()}).T.astype({"n": int})
@@ -530,7 +534,7 @@ def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_sou
                    image_size:int=128, # side of the decoded images in pixels
                    cache_dir:str|Path|None=None, # see `cache_root`
                    report:bool=True, # log the data's one-line summary (`load_utkface`); False when the caller shows `Splits.summary`
-                  ) -> Splits:
+                  ) -> Splits: # frames, decoded images and how they were drawn
     "Load UTKFace, draw the seeded splits and decode their images (cached)."
     check_whole("image_size", image_size); check_split_args(n_images, val_fraction, test_size, seed)  # before the data is read
     df = load_utkface(source, cache_dir, report)
@@ -728,7 +732,7 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
 def skip_epochs(batches, # from `make_dataset`
                 n:int, # epochs to skip
                 iterators_per_epoch:int=1, # `tf.data` iterators the training loop makes per epoch (Keras's TensorFlow trainer: 2)
-               ):
+               ): # `batches` itself, its streams advanced
     """`batches` with its shuffle and augmentation streams advanced by `n` epochs, without making a batch: a training
     resumed at epoch `n` then draws the batches an uninterrupted one would have. `tf.data` draws new shuffle and random
     seeds whenever an iterator is made, `ArrayBatches` when an epoch ends."""
@@ -793,7 +797,7 @@ def plot_augmentation_examples(images:np.ndarray, # uint8 (N, H, W, 3)
 
 def plot_age_distribution(frame:pd.DataFrame, # rows with `age` and `gender`
                           title:str="Age distribution by gender", # figure title
-                         ) -> matplotlib.figure.Figure:
+                         ) -> matplotlib.figure.Figure: # the histogram
     "Histogram of ages, each bar stacked from men and women."
     import matplotlib.pyplot as plt, seaborn as sns
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -805,7 +809,7 @@ def plot_age_distribution(frame:pd.DataFrame, # rows with `age` and `gender`
 
 def plot_race_counts(frame:pd.DataFrame, # rows with `race` (0-4 or NA)
                      title:str="Images by race", # figure title
-                    ):
+                    ) -> matplotlib.figure.Figure: # the bar chart
     "Bar chart of image counts per race label (UTKFace's five groups, plus unknown)."
     import matplotlib.pyplot as plt
     names = frame["race"].map(lambda r: RACES[int(r)] if pd.notna(r) else "Unknown")

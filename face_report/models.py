@@ -524,7 +524,7 @@ def backbone_weights_source(backbone:str="efficientnet_lite0", # one of `BACKBON
 
 def keras_efficientnet_b0(weights:str|None="imagenet", # "imagenet" (downloaded once by Keras) or None
                           **kwargs, # more arguments of `keras.applications.EfficientNetB0`
-                         ) -> keras.Model:
+                         ) -> keras.Model: # Keras's EfficientNetB0
     "`keras.applications.EfficientNetB0`, with a clear error where Keras cannot download its ImageNet weights."
     try: return keras.applications.EfficientNetB0(weights=weights, **kwargs)
     except Exception as e:

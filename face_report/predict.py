@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_predict.ipynb #6838f135
 from __future__ import annotations
-import argparse, functools, glob, json, os, sys, tempfile, warnings, zipfile
+import argparse, functools, glob, os, sys, tempfile, warnings, zipfile
 from pathlib import Path
 
 import cv2

@@ -544,7 +544,7 @@ def curve_paragraph(history, # one model's history DataFrame
 
 # %% ../nbs/05_report.ipynb #c7e1a005
 def precision_text(precision:str|dict|None, # params.json's `precision`: one policy, or one per model or phase
-                  ) -> str:
+                  ) -> str: # one clause per model and phase
     "The dtype policies a run trained with, e.g. 'Model A mixed_bfloat16, Model B phase 1 mixed_bfloat16, ...'."
     if not isinstance(precision, dict): return precision or ""
     names = {"B1": "Model B phase 1", "B2": "Model B phase 2"}
@@ -1073,7 +1073,7 @@ def _output_markdown(out, figure_link=None) -> str|None:
 # %% ../nbs/05_report.ipynb #06ad9e5b
 def notebook_title(nb, # a notebook node
                    default:str="", # used when the notebook has no title
-                  ) -> str:
+                  ) -> str: # the title, or `default` when it has none
     "The notebook's title: `title` of a YAML front-matter raw cell, else its first level-1 heading."
     import yaml
     for c in nb.cells:
@@ -1089,7 +1089,7 @@ def notebook_title(nb, # a notebook node
 def site_notebook(nb, # an executed notebook node
                   figures:Path|None=None, # folder for the full-size images, beside the pages; None: images are not linked
                   stem:str="page", # file-name prefix of this page's images in `figures`
-                 ):
+                 ) -> "nbformat.NotebookNode": # the copy; `nb` is left as it was
     "A copy of `nb` as markdown cells ready for pandoc (see above); with `figures`, every image links to its full-size PNG there."
     import base64, itertools
     number = itertools.count(1)
@@ -1204,7 +1204,7 @@ def site_nav(pages:list[tuple[str, str]], # (html file name, title) per page, in
             f'<nav class="site-nav"><ul>\n{items}\n</ul></nav>')
 
 # %% ../nbs/05_report.ipynb #39d40808
-def pandoc_path() -> str:
+def pandoc_path() -> str: # the executable's path
     "The pandoc executable: the one bundled with `pypandoc-binary`, else one on PATH."
     try:
         import pypandoc
@@ -1256,7 +1256,7 @@ def executed_pages(run_dir, # a run folder
     return nbs
 
 def read_page(path:Path, # an executed page notebook
-             ) -> "nbformat.NotebookNode":
+             ) -> "nbformat.NotebookNode": # the page as nbformat reads it
     "Read an executed page, or say which one cannot be read (a pipeline killed while papermill wrote it leaves it cut short)."
     import nbformat
     try: return nbformat.read(str(path), as_version=4)
@@ -1295,7 +1295,7 @@ def render_pandoc(run_dir, # run folder with executed notebooks
 
 # %% ../nbs/05_report.ipynb #6115ce0d
 def quarto_notebook(nb, # an executed notebook node
-                   ):
+                   ) -> "nbformat.NotebookNode": # the copy; `nb` is left as it was
     "A copy of `nb` for Quarto: papermill's parameter cells excluded (`#| include: false`), stderr streams dropped."
     import copy
     nb = copy.deepcopy(nb)

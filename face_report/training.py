@@ -227,7 +227,7 @@ _HISTORY_KEYS = ("epoch", "phase", "val_loss")  # what resuming reads in every h
 
 def read_table(path:str|Path, # a CSV file of a run folder
                what:str, # what it should be, for the message, e.g. "training history"
-              ) -> pd.DataFrame:
+              ) -> pd.DataFrame: # the file's rows
     "`pd.read_csv(path)`, or a `ValueError` saying that `path` is not a `what`, with pandas' reason."
     try: return pd.read_csv(path)
     except (ValueError, UnicodeDecodeError) as e:  # (pandas' parser errors are ValueErrors)
