@@ -2,7 +2,7 @@
 
 Fast: no training. The pipeline tests use tiny dummy pages and a stand-in for `face_report.training.resolve_params`.
 """
-import ast, json, re, shutil, sys, types
+import ast, json, os, re, shutil, sys, types
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -130,6 +130,38 @@ def test_render_site_quarto_requires_quarto(tmp_path, monkeypatch):
         report.render_site(tmp_path, engine="quarto")
     with pytest.raises(FileNotFoundError, match="run the pipeline first"):
         report.render_site(tmp_path, engine="auto")
+
+
+def test_render_site_quarto_builds_from_the_executed_pages(rendered, tmp_path, monkeypatch):
+    "The Quarto engine with a stand-in `quarto` on PATH: what it is given to render, and that its site is what is kept."
+    run_dir, _ = rendered
+    (run_dir/"notebooks"/report.PAGES[-1][0]).unlink()  # a run without the appendix: the site lists the five others
+    bin_dir = tmp_path/"bin"; bin_dir.mkdir()
+    fake = bin_dir/"quarto"
+    fake.write_text(f"""#!{sys.executable}
+import json, pathlib, sys, yaml
+src = pathlib.Path(sys.argv[2])
+cfg = yaml.safe_load((src/"_quarto.yml").read_text())
+site = src/cfg["project"]["output-dir"]; site.mkdir()
+(site/"args.json").write_text(json.dumps(sys.argv[1:] + [str(pathlib.Path.cwd())]))
+for name in cfg["project"]["render"]: (site/pathlib.Path(name).with_suffix(".html").name).write_text("<html>" + name + "</html>")
+""")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    index = report.render_site(run_dir, engine="quarto")
+    src, pages = run_dir/"site_src", [name for name, _ in report.PAGES[:-1]]
+    assert index == run_dir/"site"/"index.html" and index.read_text() == "<html>index.md</html>"
+    assert json.loads((index.parent/"args.json").read_text()) == ["render", str(src), str(src)]  # run in site_src
+    assert sorted(p.name for p in index.parent.glob("*.html")) == sorted(["index.html"] + [Path(n).with_suffix(".html").name for n in pages])
+    cfg = yaml.safe_load((src/"_quarto.yml").read_text())
+    assert cfg["project"]["render"] == ["index.md"] + pages
+    assert [c["href"] for c in cfg["website"]["sidebar"]["contents"]] == ["index.md"] + pages  # no link to the missing page
+    assert cfg["execute"]["enabled"] is False and cfg["format"] == _quarto()["format"]
+    assert 'title: "' in (src/"index.md").read_text() and "Run folder" in (src/"index.md").read_text()
+    nb = nbformat.read(str(src/pages[0]), as_version=4)
+    params = [c for c in nb.cells if set(c.metadata.get("tags", [])) & {"parameters", "injected-parameters"}]
+    assert len(params) == 2 and all(c.source.startswith("#| include: false\n") for c in params)
+    assert "NOISY_STDERR" not in json.dumps(nb) and "**91.5%**" in json.dumps(nb)  # stderr dropped, outputs kept
 
 
 def test_render_site_refuses_unfinished_runs(rendered, tmp_path):
