@@ -40,7 +40,7 @@ def main():
         r.numpy(); graph = (time.time() - t)/(a.steps*2)*1000
         ds = tf.data.Dataset.from_tensors((x, y)).repeat().map(lambda v, w, aug=aug: (tf.clip_by_value(aug(v, training=True), 0., 255.), w),
                                                                num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-        m = build_model_a(input_size=a.size); compile_multitask(m, 2e-4, 0.3)
+        m = build_model_a(image_size=a.size); compile_multitask(m, 2e-4, 0.3)
         step = timed_fit(m, ds, a.steps, warm=3)/a.steps*1000
         res[name] = (graph, step)
         print(f"{name:18s} augmentation {graph:6.1f} ms/batch   Model A training step with it {step:6.0f} ms", flush=True)

@@ -74,8 +74,8 @@ def epoch_ms(kind:str, variant:str, size:int, images:int, epochs:int, batch:int)
         T._callbacks = waiting
     p = T.resolve_params("paper", image_size=size, batch_size=batch, patience=epochs, lr_patience=epochs)
     splits = random_splits(images, size)
-    if kind == "A": model = build_model_a(input_size=size, l2=p["l2"]); lr, w = p["lr_a"], p["age_weight_a"]
-    else: model = build_model_b(p["backbone"], None, input_size=size); freeze_backbone(model); lr, w = p["lr_b1"], p["age_weight_b"]
+    if kind == "A": model = build_model_a(image_size=size, l2=p["l2"]); lr, w = p["lr_a"], p["age_weight_a"]
+    else: model = build_model_b(p["backbone"], None, image_size=size); freeze_backbone(model); lr, w = p["lr_b1"], p["age_weight_b"]
     T.compile_multitask(model, lr, w, p["label_smoothing"])
     with tempfile.TemporaryDirectory() as d:
         T.fit_phase(model, splits, Path(d), kind, 1, epochs, p, log=lambda *a: None)

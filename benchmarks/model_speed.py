@@ -6,7 +6,7 @@ throughput (images/s) and latency (ms/image) of both models at the given input s
 the median of `--repeats` calls of a compiled `predict_on_batch`, after one warm-up call; on a shared machine they
 vary with the load of other users.
 
-    .venv/bin/python benchmarks/model_speed.py [--input-size 128] [--backbone efficientnet_lite0] [--repeats 5]
+    .venv/bin/python benchmarks/model_speed.py [--image-size 128] [--backbone efficientnet_lite0] [--repeats 5]
 """
 import argparse
 import os
@@ -38,7 +38,7 @@ def time_model(model, batch:int, repeats:int) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--backbone", default="efficientnet_lite0", choices=BACKBONES)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 64])
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
@@ -47,16 +47,16 @@ def main():
     weights = None if args.backbone == "efficientnet_b0" else "imagenet"  # B0's ImageNet weights need internet
 
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; keras {keras.__version__} "
-          f"({keras.backend.backend()}); input {args.input_size}x{args.input_size}; backbone {args.backbone}")
+          f"({keras.backend.backend()}); input {args.image_size}x{args.image_size}; backbone {args.backbone}")
     keras.mixed_precision.set_global_policy("float32")
-    table = parameter_table(build_model_a(args.input_size), build_model_b(args.backbone, weights, args.input_size),
+    table = parameter_table(build_model_a(args.image_size), build_model_b(args.backbone, weights, args.image_size),
                             REPORT_UNFREEZE[args.backbone])  # phase 2 as training unfreezes it
     print("\nparameters\n" + table.to_string())
 
     rows = []
     for policy in args.policies:
         keras.mixed_precision.set_global_policy(policy)
-        models = {"A": build_model_a(args.input_size), "B": build_model_b(args.backbone, weights, args.input_size)}
+        models = {"A": build_model_a(args.image_size), "B": build_model_b(args.backbone, weights, args.image_size)}
         for name, model in models.items():
             for batch in args.batch_sizes:
                 seconds = time_model(model, batch, args.repeats)

@@ -32,8 +32,8 @@ def main():
     args = ap.parse_args()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, TensorFlow {tf.__version__}, "
           f"input {args.size} px")
-    models = {"A": build_model_a(input_size=args.size),
-              "B (efficientnet_lite0)": build_model_b(backbone="efficientnet_lite0", weights=None, input_size=args.size)}
+    models = {"A": build_model_a(image_size=args.size),
+              "B (efficientnet_lite0)": build_model_b(backbone="efficientnet_lite0", weights=None, image_size=args.size)}
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as d:
         files = sorted(make_sample_utkface(Path(d)/"jpegs", n=128, with_bad=False).glob("*.jpg"))

@@ -47,8 +47,8 @@ def build(kind, size, precision="float32", fast_grad=True, fold=True, n_unfreeze
     from face_report.training import compile_multitask, resolve_params
     keras.mixed_precision.set_global_policy(precision)
     if kind == "A":
-        m = build_model_a(input_size=size); compile_multitask(m, 2e-4, 0.3, **compile_kwargs); return m
-    m = build_model_b(backbone, "imagenet", input_size=size)
+        m = build_model_a(image_size=size); compile_multitask(m, 2e-4, 0.3, **compile_kwargs); return m
+    m = build_model_b(backbone, "imagenet", image_size=size)
     for layer in m.get_layer("backbone").layers:
         if isinstance(layer, DepthwiseConv2DFastGrad): layer.fast_grad = fast_grad
         if isinstance(layer, FoldableBatchNormalization): layer.fold = fold

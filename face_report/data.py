@@ -317,7 +317,7 @@ def rejected_summary(df:pd.DataFrame, # a frame from `load_utkface`
 def make_sample_utkface(folder:str|Path, # where to write the images (created)
                         n:int=40, # number of good images
                         seed:int=0, # random seed
-                        size:int=200, # side of the images in pixels
+                        image_size:int=200, # side of the images in pixels
                         with_bad:bool=True, # also write the awkward and broken cases
                        ) -> Path: # the folder
     "Write a small synthetic UTKFace-like folder for tests and examples."
@@ -325,14 +325,14 @@ def make_sample_utkface(folder:str|Path, # where to write the images (created)
     rng = np.random.default_rng(seed)
     def face(age, gender):
         bg = tuple(int(v) for v in rng.integers(0, 255, 3))
-        im = Image.new("RGB", (size, size), bg); d = ImageDraw.Draw(im)
+        im = Image.new("RGB", (image_size, image_size), bg); d = ImageDraw.Draw(im)
         tone = int(90 + 1.4*age)
         col = (tone, int(tone*0.8), int(tone*0.6)) if gender == 0 else (tone, int(tone*0.6), int(tone*0.8))
-        s = size/200
+        s = image_size/200
         d.ellipse([50*s, 30*s, 150*s, 170*s], fill=col)
         for x in (80, 120): d.ellipse([(x-8)*s, 80*s, (x+8)*s, 92*s], fill=(30, 30, 30))
         d.line([80*s, 135*s, 120*s, 135*s], fill=(120, 20, 20), width=max(1, int(4*s)))
-        arr = np.asarray(im).astype(np.int16) + rng.integers(-12, 12, (size, size, 3))
+        arr = np.asarray(im).astype(np.int16) + rng.integers(-12, 12, (image_size, image_size, 3))
         return Image.fromarray(arr.clip(0, 255).astype(np.uint8))
     for i in range(n):
         age, gender, race = int(rng.integers(1, 90)), int(i % 2), int(rng.integers(0, 5))
@@ -452,16 +452,16 @@ def check_file(path:str|Path, # a file that should hold an image
     return path
 
 def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
-               size:int, # output side in pixels
-              ) -> np.ndarray: # uint8 (size, size, 3) RGB
-    "Read one image as RGB, resized to `size` x `size`; `ImageError` names the file and the reason when it cannot."
+               image_size:int, # output side in pixels
+              ) -> np.ndarray: # uint8 (image_size, image_size, 3) RGB
+    "Read one image as RGB, resized to `image_size` x `image_size`; `ImageError` names the file and the reason when it cannot."
     path = check_file(path)
     try:
         with Image.open(path) as im:
             if im.width*im.height > MAX_PIXELS: raise ImageError(path, f"image too large ({im.width}x{im.height})")
-            if im.format == "JPEG": im.draft("RGB", (size, size))
+            if im.format == "JPEG": im.draft("RGB", (image_size, image_size))
             upright = ImageOps.exif_transpose(im)  # a photo's EXIF orientation (UTKFace's chips have none)
-            return np.asarray(to_rgb(upright).resize((size, size), Image.BILINEAR), dtype=np.uint8)
+            return np.asarray(to_rgb(upright).resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
     except ImageError: raise
     except PixelFormatError as e: raise ImageError(path, str(e)) from None
     except Image.DecompressionBombError: raise ImageError(path, "image too large (decompression bomb guard)") from None
@@ -489,15 +489,15 @@ def _reserve(path:Path, # a file
     if size > shutil.disk_usage(path.parent).free: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
 def decode_images(paths:list[str], # image files
-                  size:int, # side in pixels
+                  image_size:int, # side in pixels
                   cache_dir:str|Path|None=None, # see `cache_root`
-                 ) -> np.ndarray: # uint8 (N, size, size, 3), a read-only memory map of the cache file
+                 ) -> np.ndarray: # uint8 (N, image_size, image_size, 3), a read-only memory map of the cache file
     "Decode and resize `paths` once into an on-disk cache; later calls with the same files and size just map it."
-    key = hashlib.sha1(f"{DECODE_VERSION}|{size}|{_fingerprint([Path(p) for p in paths])}".encode()).hexdigest()[:16]
-    out, shape = cache_root(cache_dir)/"arrays"/f"{len(paths)}x{size}-{key}.npy", (len(paths), size, size, 3)
+    key = hashlib.sha1(f"{DECODE_VERSION}|{image_size}|{_fingerprint([Path(p) for p in paths])}".encode()).hexdigest()[:16]
+    out, shape = cache_root(cache_dir)/"arrays"/f"{len(paths)}x{image_size}-{key}.npy", (len(paths), image_size, image_size, 3)
     if (cached := _cached(out, lambda p: np.load(p, mmap_mode="r"), lambda a: a.shape == shape and a.dtype == np.uint8)) is not None:
         mark_used(out); return cached
-    if not 1 <= size <= MAX_IMAGE_SIZE: raise DataError(f"image size {size} px: choose 1 to {MAX_IMAGE_SIZE} (UTKFace's crops are 200 px)")
+    if not 1 <= image_size <= MAX_IMAGE_SIZE: raise DataError(f"image size {image_size} px: choose 1 to {MAX_IMAGE_SIZE} (UTKFace's crops are 200 px)")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp, need = out.with_suffix(f".partial{os.getpid()}.npy"), _npy_bytes(shape)
     try:
@@ -507,8 +507,8 @@ def decode_images(paths:list[str], # image files
         except OSError as e:
             if e.errno not in _DISK_FULL: raise
             tmp.unlink(missing_ok=True)
-            raise _no_room(out.parent, f"{len(paths):,} images at {size} px need {_mib(need)}", " or choose a smaller image size") from None
-        def one(i): arr[i] = load_image(paths[i], size)
+            raise _no_room(out.parent, f"{len(paths):,} images at {image_size} px need {_mib(need)}", " or choose a smaller image size") from None
+        def one(i): arr[i] = load_image(paths[i], image_size)
         with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: list(ex.map(one, range(len(paths))))
         arr.flush(); del arr
         tmp.rename(out)  # (replacing a damaged cache file, if any)

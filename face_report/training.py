@@ -829,7 +829,7 @@ def train_model_a(splits:Splits, # data from `prepare_splits`
         if done: return done
         _use_precision(p, "A"); _seed_weights(p)
         with strategy.scope():
-            model = init_age_bias(build_model_a(input_size=p["image_size"], l2=p["l2"]), splits.frames["train"]["age"], p["age_bias"])
+            model = init_age_bias(build_model_a(image_size=p["image_size"], l2=p["l2"]), splits.frames["train"]["age"], p["age_bias"])
             compile_multitask(model, p["lr_a"]*strategy.num_replicas_in_sync, p["age_weight_a"], p["label_smoothing"], p["ema_momentum"])
         secs = fit_phase(model, splits, run_dir, "A", 1, p["epochs_a"], p, log=log)
         model.save(run_dir/"model_A.keras")
@@ -854,7 +854,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         def build(phase):  # Model B under `phase`'s precision, the age output's bias set by `age_bias`
             _use_precision(p, phase); _seed_weights(p)
             with strategy.scope():
-                return init_age_bias(build_model_b(p["backbone"], p["weights"], input_size=p["image_size"]),
+                return init_age_bias(build_model_b(p["backbone"], p["weights"], image_size=p["image_size"]),
                                      splits.frames["train"]["age"], p["age_bias"])
         marker, best1 = run_dir/"phase1_B.json", run_dir/"checkpoints"/"B_phase1_best.weights.h5"
         if marker.exists():

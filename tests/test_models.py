@@ -130,7 +130,7 @@ def test_reader_refuses_foreign_globals(tmp_path):
 def test_every_tensor_maps_to_a_keras_layer(state_dict):
     kw = M.lite_keras_weights(state_dict)
     assert sum(len(v) for v in kw.values()) == sum(not k.endswith("num_batches_tracked") for k in state_dict)
-    backbone = M.efficientnet_lite(input_size=64)
+    backbone = M.efficientnet_lite(image_size=64)
     for name, values in kw.items():
         if name != "logits":
             assert [v.shape for v in values] == [tuple(w.shape) for w in backbone.get_layer(name).weights]

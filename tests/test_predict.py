@@ -22,7 +22,7 @@ def run(tmp_path_factory):
     "A run folder with a small model_A.keras and model_B.keras (EfficientNet-Lite0 with its ImageNet weights and folded BatchNormalization)."
     d = tmp_path_factory.mktemp("run")
     keras.utils.set_random_seed(0)  # initial weights whose outputs differ from image to image (`test_export_matches_original`)
-    build_model_a(input_size=SIZE).save(d/"model_A.keras")
+    build_model_a(image_size=SIZE).save(d/"model_A.keras")
     build_model_b("efficientnet_lite0", "imagenet", SIZE).save(d/"model_B.keras")
     (d/"params.json").write_text(json.dumps({"image_size": SIZE, "profile": "test"}))
     return d
@@ -260,7 +260,7 @@ def test_export_main(run, tmp_path, capsys):
 def test_mixed_precision_model_exports_to_tflite(tmp_path):
     "A Model A trained under mixed_bfloat16 (the CPU default where bf16 is in hardware) loads as float32 and converts to TFLite."
     keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try: build_model_a(input_size=SIZE).save(tmp_path/"model_A.keras")
+    try: build_model_a(image_size=SIZE).save(tmp_path/"model_A.keras")
     finally: keras.mixed_precision.set_global_policy("float32")
     (path,) = P.export_model(tmp_path/"model_A.keras", "tflite", tmp_path/"export")
     model = P.load_predictor(tmp_path/"model_A.keras")["model_A"]
