@@ -19,7 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from scipy import stats
 
-from .data import AGE_BAND_LABELS, RACES, DataError, ImageError, age_band, load_image, utkface_folder
+from .data import AGE_BAND_LABELS, GENDERS, RACES, DataError, ImageError, age_band, load_image, utkface_folder
 from .training import RUN_KEYS_ADDED, gender_correct, read_json, read_table, roc_auc, split_metrics
 
 # %% auto #0
@@ -833,12 +833,12 @@ def format_runs_table(df:pd.DataFrame, # output of `runs_table`
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #ed7d27ab
-GROUPS = {"age_band": list(AGE_BAND_LABELS), "gender": ["Male", "Female"], "race": [*RACES, "Unknown"]}
+GROUPS = {"age_band": list(AGE_BAND_LABELS), "gender": list(GENDERS), "race": [*RACES, "Unknown"]}
 GROUP_TITLES = {"age_band": "Age band (years)", "gender": "Gender", "race": "Race"}
 
 def _group_labels(pred: pd.DataFrame, by: str) -> pd.Categorical:
     if by == "age_band": return age_band(pred.age)
-    if by == "gender": labels = pred.gender.map({0: "Male", 1: "Female"})
+    if by == "gender": labels = pred.gender.map(dict(enumerate(GENDERS)))
     elif by == "race": labels = pred.race.map(dict(enumerate(GROUPS["race"][:5]))).astype(object).fillna("Unknown")
     else: raise ValueError(f"by must be one of {list(GROUPS)}, not {by!r}")
     return pd.Categorical(labels, categories=GROUPS[by])
@@ -929,7 +929,7 @@ def locate_images(files, # image paths as a run's predictions hold them
 
 def _worst(pred: pd.DataFrame, task: str, n: int):
     "Rows of the `n` worst mistakes and a caption for each"
-    gender_name = {0: "Male", 1: "Female"}
+    gender_name = dict(enumerate(GENDERS))
     if task == "age":
         err = (pred.age_pred - pred.age).abs()
         rows = pred.loc[err.sort_values(ascending=False, kind="stable").index[:n]]

@@ -16,7 +16,7 @@ try: import fcntl  # POSIX; elsewhere `file_lock` does not lock
 except ImportError: fcntl = None
 
 # %% auto #0
-__all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
+__all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
            'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENTATION', 'AUGMENT_STEP_STRIDE',
            'DataError', 'ImageError', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock',
            'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'printable_name',
@@ -30,7 +30,8 @@ __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'RACES', 'AGE_BANDS', 'AGE_BAND
 log = logging.getLogger("face_report")
 DEFAULT_DATA = Path("data/UTKFace.tar.gz")
 UTKFACE_URL = "https://susanqq.github.io/UTKFace/"
-RACES = ("White", "Black", "Asian", "Indian", "Other")
+GENDERS = ("Male", "Female")  # UTKFace's gender labels 0 and 1
+RACES = ("White", "Black", "Asian", "Indian", "Other")  # its race labels 0 to 4
 AGE_BANDS = (0, 13, 20, 40, 60, 200)  # 0–12, 13–19, 20–39, 40–59, 60+
 AGE_BAND_LABELS = ("0–12", "13–19", "20–39", "40–59", "60+")
 
@@ -801,7 +802,7 @@ def plot_age_distribution(frame:pd.DataFrame, # rows with `age` and `gender`
     "Histogram of ages, each bar stacked from men and women."
     import matplotlib.pyplot as plt, seaborn as sns
     fig, ax = plt.subplots(figsize=(8, 4))
-    d = frame.assign(Gender=frame["gender"].map({0: "Male", 1: "Female"}))
+    d = frame.assign(Gender=frame["gender"].map(dict(enumerate(GENDERS))))
     sns.histplot(d, x="age", hue="Gender", bins=range(0, 121, 5), multiple="stack", ax=ax)  # (layered bars would mix their colours)
     ax.set(title=title, xlabel="age (years)", ylabel="number of images")
     fig.tight_layout()
