@@ -16,15 +16,16 @@ try: import fcntl  # POSIX; elsewhere `file_lock` does not lock
 except ImportError: fcntl = None
 
 # %% auto #0
-__all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'MIN_SIDE', 'MAX_PIXELS',
-           'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENTATION', 'AUGMENT_STEP_STRIDE',
-           'DataError', 'ImageError', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock',
-           'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_image', 'printable_name',
-           'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample',
-           'check_whole', 'check_split_args', 'make_splits', 'split_table', 'PixelFormatError', 'to_rgb', 'check_file',
-           'load_image', 'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
-           'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
-           'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
+__all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'IMAGE_FAULTS', 'MIN_SIDE',
+           'MAX_PIXELS', 'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENTATION',
+           'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'PixelFormatError', 'image_error', 'data_source',
+           'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic', 'extract_archive',
+           'utkface_folder', 'parse_name', 'check_image', 'printable_name', 'load_utkface', 'rejected_files',
+           'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'check_whole',
+           'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image', 'decode_images',
+           'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices', 'random_affine',
+           'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs', 'plot_augmentation_examples',
+           'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -43,6 +44,22 @@ class ImageError(ValueError):
     def __init__(self, path, reason):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
+
+class PixelFormatError(ValueError):
+    "An image whose pixels cannot be made 8-bit RGB without guessing their range."
+
+IMAGE_FAULTS = (Image.DecompressionBombError, Image.DecompressionBombWarning, OSError, SyntaxError, ValueError)  # what PIL raises
+
+def image_error(path:str|Path, # the image file
+                e:Exception, # one of `IMAGE_FAULTS`, raised opening, checking or decoding it
+               ) -> ImageError: # `e` itself when it is one, else one naming `path` and the reason in words
+    "The `ImageError` for an image that cannot be used, in the same words wherever it is read (data set, photos)."
+    if isinstance(e, ImageError): return e
+    if isinstance(e, PixelFormatError): return ImageError(path, str(e))
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return ImageError(path, f"image too large (over {Image.MAX_IMAGE_PIXELS/1e6:.0f} megapixels, refused before decoding)")
+    if isinstance(e, UnidentifiedImageError): return ImageError(path, "not an image file (unknown format)")
+    return ImageError(path, f"unreadable or corrupt image ({e})")
 
 # %% ../nbs/00_data.ipynb #562c3bc2
 def data_source(source:str|Path|None=None, # archive or folder; None: $FACE_REPORT_DATA, then data/UTKFace.tar.gz
@@ -205,7 +222,7 @@ def parse_name(name:str, # a file name such as `25_1_3_20170116.jpg.chip.jpg`
 # %% ../nbs/00_data.ipynb #0ff3c39c
 MIN_SIDE = 32
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
-CHECK_VERSION = 2  # of `check_image`: a change bumps it, and every image is checked again
+CHECK_VERSION = 3  # of `check_image`: a change bumps it, and every image is checked again
 
 def check_image(path:str|Path, # an image file
                ) -> str: # "" when fine, "converted: ..." when usable after conversion
@@ -215,14 +232,10 @@ def check_image(path:str|Path, # an image file
         with Image.open(path) as im:
             fmt, mode, size = im.format, im.mode, im.size
             if fmt != "JPEG": raise ImageError(path, f"content is {fmt or 'unknown'}, not JPEG")
-            if size[0]*size[1] > MAX_PIXELS: raise ImageError(path, f"image too large ({size[0]}x{size[1]})")
+            if size[0]*size[1] > MAX_PIXELS: raise ImageError(path, f"image too large ({size[0]}x{size[1]} px, limit {MAX_PIXELS/1e6:g} megapixels)")
             im.load()
-    except ImageError: raise
-    except Image.DecompressionBombError:
-        raise ImageError(path, f"image too large (over {2*Image.MAX_IMAGE_PIXELS/1e6:.0f} megapixels, refused before decoding)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(path, f"unreadable or corrupt image ({e})") from None
-    if min(size) < MIN_SIDE: raise ImageError(path, f"image too small ({size[0]}x{size[1]}, minimum {MIN_SIDE} px)")
+    except IMAGE_FAULTS as e: raise image_error(path, e) from None
+    if min(size) < MIN_SIDE: raise ImageError(path, f"image too small ({size[0]}x{size[1]} px, minimum {MIN_SIDE} px a side)")
     notes = []
     if mode != "RGB": notes.append(f"{mode} converted to RGB")
     if size != (200, 200): notes.append(f"size {size[0]}x{size[1]} resized")
@@ -427,9 +440,6 @@ def split_table(frames:dict[str, pd.DataFrame], # from `make_splits`
                                 "female (%)": round(100*f["gender"].mean(), 1)} for name, f in frames.items()}).T.astype({"n": int})
 
 # %% ../nbs/00_data.ipynb #dbb6c8e5
-class PixelFormatError(ValueError):
-    "An image whose pixels cannot be made 8-bit RGB without guessing their range."
-
 def to_rgb(im:Image.Image, # any PIL image: RGB, grayscale (8 or 16 bits), palette, CMYK, with or without alpha
           ) -> Image.Image: # RGB; transparency composited on white
     "Convert an image to RGB the one way the project does it; `PixelFormatError` for floating-point pixels."
@@ -459,15 +469,11 @@ def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
     path = check_file(path)
     try:
         with Image.open(path) as im:
-            if im.width*im.height > MAX_PIXELS: raise ImageError(path, f"image too large ({im.width}x{im.height})")
+            if im.width*im.height > MAX_PIXELS: raise ImageError(path, f"image too large ({im.width}x{im.height} px, limit {MAX_PIXELS/1e6:g} megapixels)")
             if im.format == "JPEG": im.draft("RGB", (image_size, image_size))
             upright = ImageOps.exif_transpose(im)  # a photo's EXIF orientation (UTKFace's chips have none)
             return np.asarray(to_rgb(upright).resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
-    except ImageError: raise
-    except PixelFormatError as e: raise ImageError(path, str(e)) from None
-    except Image.DecompressionBombError: raise ImageError(path, "image too large (decompression bomb guard)") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageError(path, f"unreadable or corrupt image ({e})") from None
+    except IMAGE_FAULTS as e: raise image_error(path, e) from None
 
 DECODE_VERSION = 3  # of `load_image`: a change bumps it, and the decoded-image caches are built again
 MAX_IMAGE_SIZE = 512  # pixels: UTKFace's crops are 200 px, and larger sides only enlarge the cache (and a typo's)

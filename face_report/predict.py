@@ -12,12 +12,12 @@ import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
-from .data import (ImageError, MAX_PIXELS, PixelFormatError, check_file, decode_images, load_image, printable_name, to_rgb,
-                              write_text_atomic)
+from .data import (IMAGE_FAULTS, ImageError, MAX_PIXELS, check_file, decode_images, image_error, load_image,
+                              printable_name, to_rgb, write_text_atomic)
 from .training import gender_pred, read_json
 from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
                                   paired_age_test, per_image_results)
@@ -86,12 +86,8 @@ def check_photo_size(path:str|Path, # an image file
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im: w, h = im.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(path, f"image too large (over {Image.MAX_IMAGE_PIXELS/1e6:.0f} megapixels, refused before decoding; "
-                               f"limit {max_pixels/1e6:.0f} megapixels)") from None
-    except UnidentifiedImageError: raise ImageError(path, "not an image file (unknown format)") from None
-    except (OSError, SyntaxError, ValueError) as e: raise ImageError(path, f"unreadable or corrupt image ({e})") from None
-    if w*h > max_pixels: raise ImageError(path, f"image too large ({w}x{h} px, limit {max_pixels/1e6:.0f} megapixels)")
+    except IMAGE_FAULTS as e: raise image_error(path, e) from None
+    if w*h > max_pixels: raise ImageError(path, f"image too large ({w}x{h} px, limit {max_pixels/1e6:g} megapixels)")
     if min(w, h) < min_side: raise ImageError(path, f"image too small ({w}x{h} px, minimum {min_side} px a side)")
     return w, h
 
@@ -102,8 +98,7 @@ def read_photo(path:str|Path, # an image file
     try:
         with Image.open(path) as im:
             return np.asarray(to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
-    except PixelFormatError as e: raise ImageError(path, str(e)) from None
-    except (OSError, SyntaxError, ValueError) as e: raise ImageError(path, f"unreadable or corrupt image ({e})") from None
+    except IMAGE_FAULTS as e: raise image_error(path, e) from None
 
 # %% ../nbs/04_predict.ipynb #15e1729d
 @functools.cache
