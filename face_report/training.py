@@ -244,6 +244,7 @@ def read_history(path:str|Path, # a `history_{A,B}.csv`
     raise TrainingError(f"{path} is not a training history (it lacks the column(s) "
                         f"{', '.join(c for c in _HISTORY_KEYS if c not in h.columns)}){again}")
 
+# %% ../nbs/02_training.ipynb #a6ae5a92
 def backup_epoch(run_dir:Path, # the run folder
                  tag:str, # "A", "B_phase1" or "B_phase2"
                 ) -> int|None: # epochs finished when the backup was taken; None without a backup
@@ -286,6 +287,7 @@ def save_validated_weights(model, # a compiled model, as a backup restored it (t
     finally:
         if ema: swap._swap_variables()
 
+# %% ../nbs/02_training.ipynb #a6ae5a94
 def epochs_since_best(h:pd.DataFrame, # one phase's history rows, at least one
                      ) -> int: # finished epochs after the one with the lowest validation loss (early stopping's `wait`)
     "How many epochs a phase has trained since its lowest validation loss."
@@ -317,7 +319,17 @@ def best_is_last(h:pd.DataFrame, # one phase's finished epochs (history rows) up
     loss = h.val_loss.to_numpy(float)
     return bool(np.isfinite(loss).any()) and int(np.nanargmin(loss)) == len(loss) - 1
 
-def _callbacks(run_dir:Path, tag:str, phase:int, epoch_offset:int, epochs:int, p:dict, label:str, log=print, val_sizes=()):
+# %% ../nbs/02_training.ipynb #a6ae5a95
+def _callbacks(run_dir:Path, # the run folder
+               tag:str, # "A", "B_phase1" or "B_phase2"
+               phase:int, # 1 or 2, the history's `phase`
+               epoch_offset:int, # epochs of earlier phases, added to the history's `epoch`
+               epochs:int, # the phase's most epochs
+               p:dict, # run parameters (`resolve_params`)
+               label:str, # for the progress lines, e.g. "Model B phase 2"
+               log=print, # where progress lines go
+               val_sizes=(), # images per validation batch, for `example_mean`
+              ) -> tuple: # (the callbacks, the best checkpoint's path)
     import keras
     hist_path = run_dir/f"history_{tag[0]}.csv"
     recompute = keras.backend.backend() == "tensorflow"  # see `example_mean`
