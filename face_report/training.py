@@ -587,6 +587,7 @@ def write_json(path:str|Path, # where to write
     "Write `obj` as JSON atomically (a reader never sees half a file)."
     write_text_atomic(path, json.dumps(obj, indent=2, default=str))
 
+# %% ../nbs/02_training.ipynb #d7fe181e
 TRAINED = ("model_A.keras", "model_B.keras", "history_A.csv", "history_B.csv", "metrics.json")  # what training leaves
 
 def check_run_folder(params:dict, # from `resolve_params`
@@ -662,6 +663,7 @@ def run_precision(params:dict, # from `resolve_params`
     recorded = read_json(Path(params["run_dir"])/"params.json").get("precision", {})
     return recorded.get(phase) or choose_precision(params["precision"], phase)
 
+# %% ../nbs/02_training.ipynb #d7fe181f
 def _metrics_lock(run_dir:Path):
     "The run folder's lock, held while metrics.json is read and rewritten: two processes may train its two models at once."
     return file_lock(run_dir/".metrics.lock")
