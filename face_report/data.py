@@ -41,7 +41,10 @@ class DataError(ValueError):
 
 class ImageError(ValueError):
     "One image cannot be used; `path` and `reason` say which and why."
-    def __init__(self, path, reason):
+    def __init__(self,
+                 path, # the image file
+                 reason:str, # why it cannot be used, e.g. "empty file"
+                ):
         self.path, self.reason = str(path), reason
         super().__init__(f"{path}: {reason}")
 
