@@ -27,6 +27,10 @@ def _overrides(args) -> dict:
         if getattr(args, k, None): p[k] = getattr(args, k)
     return p
 
+def _models(chosen) -> str: # e.g. "AB"
+    "The models `--models` names, given as `A B`, `AB` or `A`, in the order A, B."
+    return "".join(m for m in "AB" if any(m in c for c in chosen))
+
 def cmd_data(args:argparse.Namespace, # parsed by `build_parser`
             ) -> int: # exit code
     "Print the split table and the rejected-file summary."
@@ -68,7 +72,7 @@ def cmd_train(args:argparse.Namespace, # parsed by `build_parser`
     "Train both models, or the one `--models` names, into a run folder (re-using finished ones)."
     from face_report.training import resolve_params, train_all
     p = resolve_params(args.profile, **_overrides(args), retrain=args.retrain or None)
-    print(json.dumps(train_all(p, models=args.models), indent=1))
+    print(json.dumps(train_all(p, models=_models(args.models)), indent=1))
     return 0
 
 def cmd_run(args:argparse.Namespace, # parsed by `build_parser`
@@ -101,10 +105,11 @@ def cmd_compare(args:argparse.Namespace, # parsed by `build_parser`
     print(f"first:  {first.dir}\nsecond: {second.dir}")
     diff = params_diff(first, second)
     print("parameters that differ:" if diff else "parameters: the same", *(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()), sep="\n")
-    table = compare_runs(first, second, models=args.models, splits=args.splits, n_boot=args.n_boot)
+    models = list(_models(args.models)) if args.models else None
+    table = compare_runs(first, second, models=models, splits=args.splits, n_boot=args.n_boot)
     print(format_run_comparison(table))
     paired = set(zip(table.Model, table.Split))
-    if left := [f"Model {m} on {s}" for m in (args.models or "AB") for s in args.splits if (m, s) not in paired]:
+    if left := [f"Model {m} on {s}" for m in (models or "AB") for s in args.splits if (m, s) not in paired]:
         print(f"left out, without predictions in both runs: {', '.join(left)}", file=sys.stderr)
     if args.out: table.to_csv(args.out, index=False); print(f"written: {args.out}")
     return 0
@@ -166,7 +171,8 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
         s.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override a run parameter: any key of face_report.training.DEFAULTS, e.g. -p image_size 128 -p lr_a 1e-3")
         s.add_argument("--retrain", action="store_true", help="remove the run folder's trained models and train again (after an interruption, leave it out to resume)")
         if name == "train":
-            s.add_argument("--models", default="AB", choices=["AB", "A", "B"], help="train both models (default) or only Model A or B")
+            s.add_argument("--models", nargs="+", default=["AB"], choices=["A", "B", "AB"], metavar="MODEL",
+                           help="models to train: A B (default; also AB), or only A or B")
         if name == "run":
             s.add_argument("--no-render", action="store_true", help="execute the pages, build no site")
             s.add_argument("--engine", default="auto", choices=["auto", "quarto", "pandoc"],
@@ -178,7 +184,8 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
     r.set_defaults(func=cmd_render)
     c = sub.add_parser("compare", help="pair two runs' models on the same images: differences, CIs, McNemar and paired permutation tests")
     c.add_argument("first", help="a run folder"); c.add_argument("second", help="a run folder on the same splits")
-    c.add_argument("--models", nargs="+", choices=["A", "B"], help="models to pair (default: each one both runs have)")
+    c.add_argument("--models", nargs="+", choices=["A", "B", "AB"], metavar="MODEL",
+                   help="models to pair: A, B, or A B (also AB) (default: each one both runs have)")
     c.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"])
     c.add_argument("--n-boot", type=_at_least_one, default=2000, help="bootstrap resamples per confidence interval")
     c.add_argument("--out", metavar="CSV", help="also write the table, unrounded, to this CSV file")
