@@ -326,7 +326,7 @@ def _callbacks(run_dir:Path, # the run folder
                epoch_offset:int, # epochs of earlier phases, added to the history's `epoch`
                epochs:int, # the phase's most epochs
                p:dict, # run parameters (`resolve_params`)
-               label:str, # for the progress lines, e.g. "Model B phase 2"
+               label:str, # the progress lines' name for the phase, e.g. "B phase2"
                log=print, # where progress lines go
                val_sizes=(), # images per validation batch, for `example_mean`
               ) -> tuple: # (the callbacks, the best checkpoint's path)
