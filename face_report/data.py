@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #b93a0804
 from __future__ import annotations
-import contextlib, errno, functools, hashlib, io, json, logging, math, os, re, shutil, tarfile
+import contextlib, errno, functools, hashlib, inspect, io, json, logging, math, os, re, shutil, tarfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +20,8 @@ __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS'
            'MAX_PIXELS', 'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENTATION',
            'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'PixelFormatError', 'image_error', 'data_source',
            'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic', 'extract_archive',
-           'utkface_folder', 'parse_name', 'check_image', 'printable_name', 'load_utkface', 'rejected_files',
-           'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'check_whole',
+           'utkface_folder', 'parse_name', 'check_pixels', 'check_image', 'printable_name', 'load_utkface',
+           'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'check_whole',
            'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image', 'decode_images',
            'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices', 'random_affine',
            'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs', 'plot_augmentation_examples',
@@ -227,6 +227,15 @@ MIN_SIDE = 32
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
 CHECK_VERSION = 3  # of `check_image`: a change bumps it, and every image is checked again
 
+def check_pixels(path:str|Path, # the image file, for the message
+                 width:int, # its width in pixels, from its header
+                 height:int, # its height
+                 max_pixels:int|None=None, # the limit; None: `MAX_PIXELS`
+                ):
+    "`ImageError` when an image's header gives more pixels than the limit: said before anything is decoded."
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    if width*height > limit: raise ImageError(path, f"image too large ({width}x{height} px, limit {limit/1e6:g} megapixels)")
+
 def check_image(path:str|Path, # an image file
                ) -> str: # "" when fine, "converted: ..." when usable after conversion
     "Fully decode one UTKFace image; raise `ImageError` with the reason when it cannot be used."
@@ -235,7 +244,7 @@ def check_image(path:str|Path, # an image file
         with Image.open(path) as im:
             fmt, mode, size = im.format, im.mode, im.size
             if fmt != "JPEG": raise ImageError(path, f"content is {fmt or 'unknown'}, not JPEG")
-            if size[0]*size[1] > MAX_PIXELS: raise ImageError(path, f"image too large ({size[0]}x{size[1]} px, limit {MAX_PIXELS/1e6:g} megapixels)")
+            check_pixels(path, *size)
             im.load()
     except IMAGE_FAULTS as e: raise image_error(path, e) from None
     if min(size) < MIN_SIDE: raise ImageError(path, f"image too small ({size[0]}x{size[1]} px, minimum {MIN_SIDE} px a side)")
@@ -472,7 +481,7 @@ def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
     path = check_file(path)
     try:
         with Image.open(path) as im:
-            if im.width*im.height > MAX_PIXELS: raise ImageError(path, f"image too large ({im.width}x{im.height} px, limit {MAX_PIXELS/1e6:g} megapixels)")
+            check_pixels(path, im.width, im.height)
             if im.format == "JPEG": im.draft("RGB", (image_size, image_size))
             upright = ImageOps.exif_transpose(im)  # a photo's EXIF orientation (UTKFace's chips have none)
             return np.asarray(to_rgb(upright).resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
@@ -672,7 +681,7 @@ def build_augmenter(seed:int=42, # random seed
         layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 5),
     ], name="augmentation")
 
-AUGMENTATION = ("rotation", "zoom", "translation", "contrast", "brightness")  # `build_augmenter`'s ranges (training's `aug_*` parameters)
+AUGMENTATION = tuple(inspect.signature(build_augmenter).parameters)[1:]  # `build_augmenter`'s ranges, every parameter after the seed (training's `aug_*`)
 
 # %% ../nbs/00_data.ipynb #8637ced2
 AUGMENT_STEP_STRIDE = 1024  # seed-counter values reserved per batch: `build_augmenter`'s layers draw 5, 1 and 1 times

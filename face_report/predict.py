@@ -16,7 +16,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
-from .data import (IMAGE_FAULTS, ImageError, MAX_PIXELS, check_file, decode_images, image_error, load_image,
+from .data import (IMAGE_FAULTS, ImageError, MAX_PIXELS, check_file, check_pixels, decode_images, image_error, load_image,
                               printable_name, to_rgb, write_text_atomic)
 from .training import gender_pred, read_json
 from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
@@ -87,7 +87,7 @@ def check_photo_size(path:str|Path, # an image file
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im: w, h = im.size
     except IMAGE_FAULTS as e: raise image_error(path, e) from None
-    if w*h > max_pixels: raise ImageError(path, f"image too large ({w}x{h} px, limit {max_pixels/1e6:g} megapixels)")
+    check_pixels(path, w, h, max_pixels)
     if min(w, h) < min_side: raise ImageError(path, f"image too small ({w}x{h} px, minimum {min_side} px a side)")
     return w, h
 
