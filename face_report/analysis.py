@@ -26,14 +26,14 @@ from .training import RUN_KEYS_ADDED, gender_correct, read_json, read_table, roc
 __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'PAIRED_AGE_TEST',
            'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS',
            'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'missing_predictions',
-           'check_metrics', 'save_figure', 'plot_learning_curves', 'format_signed', 'format_p', 'shown_difference',
-           'ci_digits', 'metrics_table', 'format_metrics_table', 'compare_models', 'unsupported_lead',
-           'summary_sentences', 'history_phases', 'kept_epoch', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test',
-           'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability',
-           'per_image_results', 'significance_table', 'format_significance_table', 'paired_p_values', 'against_report',
-           'format_against_report', 'pair_predictions', 'params_diff', 'compare_runs', 'format_run_comparison',
-           'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown', 'plot_group_breakdown',
-           'plot_age_scatter', 'locate_images', 'error_gallery']
+           'check_metrics', 'save_figure', 'history_phases', 'kept_epoch', 'lr_cuts', 'plot_learning_curves',
+           'format_signed', 'format_p', 'shown_difference', 'ci_digits', 'metrics_table', 'format_metrics_table',
+           'compare_models', 'unsupported_lead', 'summary_sentences', 'performance_paragraph', 'bootstrap_ci',
+           'mcnemar_test', 'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error',
+           'plot_reliability', 'per_image_results', 'significance_table', 'format_significance_table',
+           'paired_p_values', 'against_report', 'format_against_report', 'pair_predictions', 'params_diff',
+           'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
+           'plot_group_breakdown', 'plot_age_scatter', 'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
 def _sigmoid(x): return 1 / (1 + np.exp(-x))
@@ -239,6 +239,30 @@ def save_figure(fig:Figure, # figure to save
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
 
+# %% ../nbs/03_analysis.ipynb #e76cd79a
+def history_phases(history:pd.DataFrame, # one model's history
+                  ) -> pd.Series: # the phase of each epoch
+    "The `phase` column of a history, or phase 1 throughout for one without it (Model A's)"
+    return history.phase if "phase" in history else pd.Series(1, index=history.index)
+
+def kept_epoch(history:pd.DataFrame|None, # one model's history
+              ) -> pd.Series|None: # the row of the epoch whose weights training kept; None without a validation loss
+    "The epoch of the kept weights: the lowest validation loss of the last phase (phase 2 keeps its own best)."
+    if history is None or not len(history) or "val_loss" not in history: return None
+    phase = history_phases(history)
+    last = history[phase == phase.max()].dropna(subset=["val_loss"])
+    return last.loc[last.val_loss.idxmin()] if len(last) else None
+
+def lr_cuts(history, # one model's history DataFrame (`epoch`, `lr`, optionally `phase`)
+           ) -> list|None: # (epoch, new learning rate) for each epoch whose rate is below the previous epoch's of the same phase; None without `lr`
+    "Epochs from which `ReduceLROnPlateau` had cut the learning rate (a new phase's own starting rate is not a cut)."
+    if history is None or "lr" not in history: return None
+    if not len(history): return []
+    ph, lr = history_phases(history), history.lr.astype(float)
+    cut = (lr < lr.shift()*(1 - 1e-6)) & (ph == ph.shift())
+    return [(int(e), float(r)) for e, r in zip(history.epoch[cut], lr[cut])]
+
+
 # %% ../nbs/03_analysis.ipynb #c7106e9d
 _CURVES = (("gender_loss", "Gender classification loss", "Loss (binary cross-entropy)", 1),
            ("gender_accuracy", "Gender classification accuracy", "Accuracy (%)", 100),
@@ -255,10 +279,10 @@ def plot_learning_curves(history:pd.DataFrame, # one model's history (columns as
                          title:str, # figure title, e.g. "Learning curves"
                          model_name:str, # e.g. "Model A"
                         ) -> Figure: # 2x2 figure: gender loss, gender accuracy, age loss, age MAE
-    "Training and validation learning curves, with a dashed line where fine-tuning (phase 2) starts"
+    "Training and validation learning curves, with a dashed line where fine-tuning (phase 2) starts, a dotted one at the kept weights' epoch and a mark at each learning-rate cut"
     fig = Figure(figsize=(10, 7), layout="constrained")
     axes = fig.subplots(2, 2).ravel()
-    boundary = _phase_boundary(history)
+    boundary, kept, cuts = _phase_boundary(history), kept_epoch(history), [e for e, _ in lr_cuts(history) or []]
     for ax, (col, name, ylabel, scale) in zip(axes, _CURVES):
         for prefix, label, color in (("", "Training", COLORS["train"]), ("val_", "Validation", COLORS["val"])):
             if prefix + col in history:
@@ -267,9 +291,14 @@ def plot_learning_curves(history:pd.DataFrame, # one model's history (columns as
             ax.axvline(boundary, color="grey", linestyle="--", linewidth=1, label="Start of phase 2 (fine-tuning)")
             ax.text(boundary, 0.98, " phase 2 →", transform=ax.get_xaxis_transform(), ha="left", va="top", color="grey", fontsize=8)
             ax.text(boundary, 0.98, "← phase 1 ", transform=ax.get_xaxis_transform(), ha="right", va="top", color="grey", fontsize=8)
+        if kept is not None:
+            ax.axvline(kept.epoch, color=COLORS["val"], linestyle=":", linewidth=1.3, label=f"Kept weights (epoch {int(kept.epoch)})")
+        if cuts:  # triangles on the x axis, below the curves
+            ax.plot(cuts, [0]*len(cuts), transform=ax.get_xaxis_transform(), linestyle="none", marker="^", markersize=6,
+                    color="black", clip_on=False, zorder=5, label="Learning rate cut")
         ax.set(title=name, xlabel="Epoch", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.legend(loc="best")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=5)  # one legend for the four panels
     fig.suptitle(f"{model_name}: {title}" if title else model_name)
     return fig
 
@@ -286,9 +315,9 @@ def format_signed(x:float, # the number
 
 def format_p(p:float, # a p-value
              alpha:float=0.05, # the significance level the text decides with
-            ) -> str: # 3 significant digits, more where those would print as `alpha` itself ("0.049995", not "0.05")
+            ) -> str: # 3 significant digits ("0.210", "1.00"), more where those would print as `alpha` itself ("0.049995", not "0.0500")
     "A p-value as the text prints it, never rounded onto the level it is compared with"
-    s = f"{p:.3g}"
+    s = f"{p:#.3g}"
     return f"{p:.6g}" if float(s) == alpha and p != alpha else s
 
 def shown_difference(a:float, # the first figure
@@ -422,13 +451,15 @@ def summary_sentences(metrics:dict, # contents of metrics.json
     paragraphs = []
     for split, c in cmp.items():
         word = _SPLIT_WORDS[split]
-        values = (f"{word.capitalize()} gender accuracy was {c['accuracy_a']:.2f}% for Model A and {c['accuracy_b']:.2f}% for Model B; "
-                  f"{word} age MAE was {c['mae_a']:.2f} and {c['mae_b']:.2f} years respectively.")
+        acc = f"gender accuracy was {c['accuracy_a']:.2f}% for Model A and {c['accuracy_b']:.2f}% for Model B"
+        mae = f"age MAE was {c['mae_a']:.2f} years for Model A and {c['mae_b']:.2f} for Model B"
+        shown = [s for s, t in ((acc, "gender"), (mae, "age")) if c[f"{t}_winner"] != "tie"]  # a tie's figure is in the lead already
+        values = f" {word.capitalize()} {'; '.join(shown)}." if shown else ""
         lead = _comparison_sentence(c, word, (p_values or {}).get(split, {}), alpha)
         if split == "test":
             size = f" (n = {c['n']})" if c["n"] else ""
             lead = f"On the held-out test set{size}, {lead}"
-        paragraphs.append(f"{lead[0].upper()}{lead[1:]} {values}")
+        paragraphs.append(f"{lead[0].upper()}{lead[1:]}{values}")
     return "\n\n".join(paragraphs)
 
 # %% ../nbs/03_analysis.ipynb #646922a6
@@ -436,19 +467,6 @@ def _stop_phrase(n_epochs: int, last_epoch: int, budget) -> str:
     if budget is None: return f"ended at epoch {last_epoch}"
     if n_epochs < budget: return f"was stopped by EarlyStopping at epoch {last_epoch} (budget: {budget} epochs)"
     return f"used its full budget, ending at epoch {last_epoch}"
-
-def history_phases(history:pd.DataFrame, # one model's history
-                  ) -> pd.Series: # the phase of each epoch
-    "The `phase` column of a history, or phase 1 throughout for one without it (Model A's)"
-    return history.phase if "phase" in history else pd.Series(1, index=history.index)
-
-def kept_epoch(history:pd.DataFrame|None, # one model's history
-              ) -> pd.Series|None: # the row of the epoch whose weights training kept; None without a validation loss
-    "The epoch of the kept weights: the lowest validation loss of the last phase (phase 2 keeps its own best)."
-    if history is None or not len(history) or "val_loss" not in history: return None
-    phase = history_phases(history)
-    last = history[phase == phase.max()].dropna(subset=["val_loss"])
-    return last.loc[last.val_loss.idxmin()] if len(last) else None
 
 def _epoch_sentences(history: pd.DataFrame, model: str, params: dict, train: dict) -> str:
     phase = history_phases(history)
@@ -778,7 +796,7 @@ def format_run_comparison(df:pd.DataFrame, # output of `compare_runs`
                         "First": df.First.map(f2), "Second": df.Second.map(f2),
                         "Second − first [95% CI]": [f"{format_signed(x, plus=True)} [{f2(lo)}, {f2(hi)}]"
                                                     for x, lo, hi in zip(df.Difference, df["CI low"], df["CI high"])],
-                        "Test": df.Test, "p-value": [f"{p:.3g}" for p in df["p-value"]], "n": df.n})
+                        "Test": df.Test, "p-value": [format_p(p) for p in df["p-value"]], "n": df.n})
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #69e4aeae
@@ -933,11 +951,11 @@ def _worst(pred: pd.DataFrame, task: str, n: int):
     if task == "age":
         err = (pred.age_pred - pred.age).abs()
         rows = pred.loc[err.sort_values(ascending=False, kind="stable").index[:n]]
-        return rows, [f"true {r.age} y, pred {r.age_pred:.1f} y\n(error {abs(r.age_pred - r.age):.1f} y)" for r in rows.itertuples()]
+        return rows, [f"label {r.age} y, pred {r.age_pred:.1f} y\n(error {abs(r.age_pred - r.age):.1f} y)" for r in rows.itertuples()]
     if task == "gender":
         wrong = pred[~gender_correct(pred.p_female, pred.gender)]
         rows = wrong.loc[(wrong.p_female - wrong.gender).abs().sort_values(ascending=False, kind="stable").index[:n]]
-        return rows, [f"true {gender_name[r.gender]}, pred {gender_name[1 - r.gender]}\n(p(female) = {r.p_female:.2f})" for r in rows.itertuples()]
+        return rows, [f"label {gender_name[r.gender]}, pred {gender_name[1 - r.gender]}\n(p(female) = {r.p_female:.2f})" for r in rows.itertuples()]
     raise ValueError(f"task must be 'age' or 'gender', not {task!r}")
 
 @_styled

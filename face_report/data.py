@@ -806,12 +806,12 @@ def plot_augmentation_examples(images:np.ndarray, # uint8 (N, H, W, 3)
     aug = build_augmenter(seed, **(ranges or {}))
     x = np.asarray(images[:n], np.float32)
     out = np.clip(np.asarray(aug(x, training=True)), 0, 255).astype(np.uint8)
-    fig, axes = plt.subplots(2, n, figsize=(2.6*n, 5.6), squeeze=False)
+    fig, axes = plt.subplots(2, n, figsize=(2.6*n, 5.9), squeeze=False)
     for i in range(n):
         for row, im, label in ((0, x[i].astype(np.uint8), "original"), (1, out[i], "augmented")):
             axes[row, i].imshow(im); axes[row, i].set_title(f"{label} #{i+1}"); axes[row, i].axis("off")
     fig.suptitle("Original vs augmented images (flip, rotation, zoom, translation, contrast, brightness)")
-    fig.tight_layout()
+    fig.tight_layout(h_pad=1.5)  # room between the top row's images and the bottom row's titles
     return fig
 
 def plot_age_distribution(frame:pd.DataFrame, # rows with `age` and `gender`

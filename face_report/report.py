@@ -12,21 +12,22 @@ import numpy as np, pandas as pd
 
 from .data import display_path
 from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, kept_epoch,
-    pair_predictions, run_folder, shown_difference)
+    lr_cuts, pair_predictions, run_folder, shown_difference)
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
-__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'NOISE_RATIO', 'PATH_PARAMS', 'SITE_CSS',
-           'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel', 'papermill_log', 'PageError',
-           'metrics_digest', 'execute_pages', 'make_dummy_page', 'page_parameters', 'run_pipeline', 'page_params',
-           'show_markdown', 'md_escape', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b',
-           'architecture_title_b', 'curve_noise', 'noisier', 'gender_chance', 'overfitting_level', 'lr_cuts',
-           'training_end', 'end_sentence', 'curve_paragraph', 'precision_text', 'speed_sentences', 'noise_sentence',
-           'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence',
-           'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence', 'breakdown_table',
-           'label_noise_note', 'params_table', 'wall_time_table', 'environment_table', 'merged_streams', 'png_size',
-           'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages',
-           'read_page', 'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
+__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION',
+           'PATH_PARAMS', 'NONE_SHOWN', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths',
+           'venv_kernel', 'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page',
+           'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape', 'show_figure', 'show_table',
+           'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise', 'noisier',
+           'gender_chance', 'overfitting_level', 'training_end', 'end_sentence', 'curve_paragraph', 'precision_text',
+           'speed_sentences', 'noise_sentence', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
+           'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
+           'missing_predictions_sentence', 'breakdown_table', 'mirror_sentences', 'label_noise_note', 'params_table',
+           'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'notebook_title', 'site_notebook',
+           'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page', 'render_pandoc',
+           'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -368,9 +369,11 @@ def architecture_title_b(model, # a Model B
     return f"Model B: {_BACKBONE_NAMES.get(backbone, backbone)} backbone ({n} layers, the last {n_unfreeze} fine-tuned in phase 2)"
 
 # %% ../nbs/05_report.ipynb #7d32d55d
+NOISE_WINDOW = 5  # epochs in the rolling mean that `curve_noise` measures a curve's spread around
+
 def curve_noise(history, # one model's history DataFrame
                 column:str, # a validation column, e.g. "val_age_mae"
-                window:int=5, # epochs in the centred rolling mean
+                window:int=NOISE_WINDOW, # epochs in the centred rolling mean
                ) -> float: # relative noise; NaN when the curve is missing or has fewer than two full windows
     "Relative epoch-to-epoch noise of a learning curve: robust std (1.4826 MAD) around its centred rolling mean, full windows only, / its median."
     if history is None or column not in history or len(history) < window + 1: return float("nan")
@@ -379,6 +382,10 @@ def curve_noise(history, # one model's history DataFrame
     return float(1.4826 * (residuals - residuals.median()).abs().median() / abs(x.median()))
 
 NOISE_RATIO = 1.5  # one curve's noise must be this many times the other's before it is called the noisier
+NOISE_DEFINITION = (f"Relative noise is a validation curve's epoch-to-epoch spread (1.4826 times the median absolute deviation of "
+                    f"its differences from a centred {NOISE_WINDOW}-epoch rolling mean, a robust standard deviation) divided by "
+                    f"the curve's median; one model is called the noisier when its figure is at least {NOISE_RATIO:g} times the "
+                    "other's.")  # what section 4 says the measure is (`curve_noise`, `noisier`)
 
 def noisier(a:float, # one curve's noise (`curve_noise`)
             b:float, # the other's
@@ -408,15 +415,6 @@ def overfitting_level(split_metrics:dict, # one model's {"train": S, "val": S} f
     return "mild" if acc_gap <= 8 and mae_gap <= 3 else "marked"
 
 # %% ../nbs/05_report.ipynb #c7e1a002
-def lr_cuts(history, # one model's history DataFrame (`epoch`, `lr`, optionally `phase`)
-           ) -> list|None: # (epoch, new learning rate) for each epoch whose rate is below the previous epoch's of the same phase; None without `lr`
-    "Epochs from which `ReduceLROnPlateau` had cut the learning rate (a new phase's own starting rate is not a cut)."
-    if history is None or "lr" not in history: return None
-    if not len(history): return []
-    ph, lr = history_phases(history), history.lr.astype(float)
-    cut = (lr < lr.shift()*(1 - 1e-6)) & (ph == ph.shift())
-    return [(int(e), float(r)) for e, r in zip(history.epoch[cut], lr[cut])]
-
 _BUDGET_KEYS = {("A", 1): "epochs_a", ("B", 1): "epochs_b1", ("B", 2): "epochs_b2"}
 
 def training_end(history, # one model's history DataFrame
@@ -524,7 +522,7 @@ def curve_paragraph(history, # one model's history DataFrame
         if n1 == n1 and n2 == n2:  # (NaN for a phase of fewer than 6 epochs)
             which = {0: "phase 1", 1: "phase 2"}.get(noisier(n1, n2))
             out.append(f"The validation gender loss was {f'noisier in {which}' if which else 'about equally noisy in both phases'} "
-                       f"(relative noise, as in Section 4: {n1:.3f} in phase 1, {n2:.3f} in phase 2).")
+                       f"(relative noise, defined in Section 4: {n1:.3f} in phase 1, {n2:.3f} in phase 2).")
     if v is not None and v.notna().any():
         j = int(v.idxmin()); k = int(v[v <= 1.05*v[j]].index.min())
         out.append(f"The validation age MAE first came within 5% of its lowest value ({v[j]:.2f} years, epoch {e[j]}) at epoch {e[k]}."
@@ -690,7 +688,7 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
     if any(v != v for v in noise.values()):
         out.append("The learning curves are too short (fewer than 6 epochs) to compare how noisy the two models' training was.")
     else:
-        out.append(noise_sentence(noise))
+        out.append(f"{noise_sentence(noise)} {NOISE_DEFINITION}")
     if (s := speed_sentences(m, h, p, n_params)): out.append(s)
     split = _best_split(m)
     word = "test" if split == "test" else "validation"
@@ -715,8 +713,8 @@ def discussion_paragraphs(run, # a loaded run (`face_report.analysis.load_run`)
         s = (f"{'With its pre-trained backbone, ' if pretrained else ''}Model B reached the same {word} age MAE as Model A, "
              f"which learned from the {n_train} training images alone ({a['age_mae']:.2f} years).")
     elif level["age"]:
-        s = (f"{'With its pre-trained backbone, ' if pretrained else ''}Model B was level within the noise with Model A, which "
-             f"learned from the {n_train} training images alone, in {word} age MAE ({b['age_mae']:.2f} vs {a['age_mae']:.2f} years).")
+        s = (f"In {word} age MAE, Model B{', with its pre-trained backbone,' if pretrained else ''} and Model A, which learned "
+             f"from the {n_train} training images alone, were level within the noise ({b['age_mae']:.2f} vs {a['age_mae']:.2f} years).")
     else:
         s = (f"In this run the {'pre-trained ' if pretrained else ''}backbone did not help age estimation: Model B's {word} "
              f"age MAE was {b['age_mae']:.2f} years against {a['age_mae']:.2f} for Model A.")
@@ -913,6 +911,25 @@ def breakdown_table(run, # a loaded run (`face_report.analysis.load_run`)
     out.index.name = GROUP_TITLES[by]
     return out.reset_index()
 
+# %% ../nbs/05_report.ipynb #a9e93e76
+def mirror_sentences(mirror:pd.DataFrame, # output of `face_report.predict.mirror_comparison` (Tables E6 and E7)
+                     split:str="test", # "val" or "test": the split it was computed on
+                     alpha:float=0.05, # significance level
+                    ) -> str: # markdown paragraph ("" for an empty table)
+    "What mirror averaging did to each model's gender accuracy and age MAE on `split`, as far as the paired tests support it."
+    word = "test" if split == "test" else "validation"
+    out = []
+    for m, rows in mirror.groupby("Model", sort=False):
+        said = []
+        for task, unit, better in (("Gender accuracy", "percentage points", 1), ("Age MAE", "years", -1)):
+            r = rows[rows.Quantity.str.startswith(f"{task} difference")].iloc[0]
+            what = ("a gain" if r.Estimate*better > 0 else "a loss") if r["p-value"] < alpha else "within the noise"
+            said.append(f"{'its ' if said else ''}{task[0].lower()}{task[1:]} by {format_signed(r.Estimate, plus=True)} {unit} ({r.Test.split(' (')[0]} "
+                        f"p = {format_p(r['p-value'], alpha)}: {what})")
+        start = f"On the {word} split, mirror averaging changed" if not out else "It changed"
+        out.append(f"{start} Model {m}'s {said[0]} and {said[1]}.")
+    return " ".join(out)
+
 # %% ../nbs/05_report.ipynb #c7e1a009
 def label_noise_note(run, # a loaded run (`face_report.analysis.load_run`)
                      split:str="test", # "val" or "test"
@@ -945,16 +962,19 @@ def label_noise_note(run, # a loaded run (`face_report.analysis.load_run`)
 
 # %% ../nbs/05_report.ipynb #cd2356e8
 PATH_PARAMS = ("data", "data_source", "run_dir")  # parameters holding a path: shown with `face_report.data.display_path`
+NONE_SHOWN = {**NONE_SPELLED, "data": "not given: FACE_REPORT_DATA (see data_source)"}  # what a None parameter meant; others: "none"
 
 def params_table(params:dict, # the run's params.json (or resolved parameters)
                 ) -> pd.DataFrame: # Parameter, Value
-    "All run parameters as a two-column table, in name order (lists and dicts written out, not as Python reprs)."
+    "All run parameters as a two-column table, in name order (lists and dicts written out, not as Python reprs; None as what it meant)."
     import pandas as pd
     def text(v):
         if isinstance(v, dict): return ", ".join(f"{k}: {text(x)}" for k, x in v.items())
         if isinstance(v, (list, tuple)): return ", ".join(map(text, v))
-        return "" if v is None else str(v)
-    shown = lambda k, v: display_path(v) if k in PATH_PARAMS and isinstance(v, str) and v else text(v)  # not this machine's absolute paths
+        return "none" if v is None else str(v)
+    def shown(k, v):
+        if v is None: return NONE_SHOWN.get(k, "none")
+        return display_path(v) if k in PATH_PARAMS and isinstance(v, str) and v else text(v)  # not this machine's absolute paths
     return pd.DataFrame([(k, shown(k, v)) for k, v in sorted(params.items())], columns=["Parameter", "Value"])
 
 def wall_time_table(metrics:dict, # metrics.json contents
@@ -1047,8 +1067,8 @@ def _output_markdown(out, figure_link=None) -> str|None:
         text = _ANSI.sub("", _text(out.get("text"))).rstrip()
         if not text: return None
         n = text.count("\n") + 1
-        first = text.split("\n", 1)[0].strip()  # a log that announces itself ("Model A's training log (log_A.txt):") is named so
-        what = html.escape(first[:-1], quote=False) if first.endswith(":") and len(first) < 80 else "Printed output"
+        first = text.split("\n", 1)[0].strip()  # a log that announces itself ("…; its training log (log_A.txt):") is named so
+        what = html.escape(first[:-1], quote=False) if first.endswith(":") and len(first) < 160 else "Printed output"
         return _folded(f"{what} ({n} line{'s' if n > 1 else ''}, folded)", _fence(text, "text"), "output-fold")  # <details> closed
     if kind == "error":
         tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))

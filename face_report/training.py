@@ -752,8 +752,8 @@ def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None
         _record(run_dir, tag, evaluate_model(model, splits, run_dir, tag, p["eval_batch_size"], p["label_smoothing"]), {}, p)
         m = read_json(run_dir/"metrics.json")
     saved = run_dir/f"log_{tag}.txt"
-    if saved.exists(): log(f"Model {tag}'s training log ({saved.name}):\n{saved.read_text().rstrip()}")
-    log(f"Model {tag}: re-using the trained model in {display_path(run_dir)}")
+    reused = f"Model {tag}: re-using the trained model in {display_path(run_dir)}"  # one message: the log follows its header line
+    log(f"{reused}; its training log ({saved.name}):\n{saved.read_text().rstrip()}" if saved.exists() else reused)
     return m[tag]
 
 def _log_to_file(path:Path, # the run folder's `log_{A,B}.txt`

@@ -218,8 +218,8 @@ def test_summary_states_leads_only_as_far_as_the_tests_support():
     assert an.summary_sentences(m, {"val": {"gender": 0.921, "age": 0.885}}).startswith(
         "The two models were level within the noise in validation gender accuracy (Model A +0.20 pp, McNemar p = 0.921) "
         "and in validation age MAE (Model B −0.03 years, paired permutation p = 0.885).")
-    assert an.summary_sentences(m, {"val": {"gender": 0.01, "age": 0.885}}).startswith(
-        "Model A achieved higher validation accuracy (+0.20 pp, McNemar p = 0.01) in gender classification, while the two models")
+    assert an.summary_sentences(m, {"val": {"gender": 0.0113, "age": 0.885}}).startswith(
+        "Model A achieved higher validation accuracy (+0.20 pp, McNemar p = 0.0113) in gender classification, while the two models")
 
 
 def test_ties_and_leads_are_those_of_the_printed_figures():
