@@ -765,7 +765,7 @@ RUN_COMPARISON_COLUMNS = ["Model", "Split", "Quantity", "First", "Second", "Diff
 
 def compare_runs(first:Run|str|Path, # a loaded run, or a run folder
                  second:Run|str|Path, # another, with predictions of the same images
-                 models:list|None=None, # models to pair, e.g. ["B"] (default: each one both runs have predictions of)
+                 models:list|None=None, # models to pair, e.g. ["B"] (default: both); a model and split without predictions in both runs are left out
                  splits:tuple=("val", "test"), # splits to pair on
                  n_boot:int=2000, # bootstrap resamples per CI
                  seed:int=0, # random seed
@@ -775,7 +775,7 @@ def compare_runs(first:Run|str|Path, # a loaded run, or a run folder
     rows = []
     for m in models or MODELS:
         for split in splits:
-            if models is None and not (m in first.available(split) and m in second.available(split)): continue
+            if not (m in first.available(split) and m in second.available(split)): continue
             pa, pb = pair_predictions(first.predictions(m, split), second.predictions(m, split),
                                       f"Model {m}'s {_SPLIT_WORDS.get(split, split)} predictions in {first.dir} and {second.dir}")
             (ca, ea), (cb, eb) = per_image_results(pa), per_image_results(pb)

@@ -78,7 +78,7 @@ def data_source(source:str|Path|None=None, # archive or folder; None: $FACE_REPO
     return src
 
 def cache_root(cache_dir:str|Path|None=None, # explicit cache folder; None: $FACE_REPORT_CACHE or ~/.cache/face_report
-              ) -> Path: # the cache folder (not created here)
+              ) -> Path: # the cache folder, created when missing
     "The folder where extracted images, validation results and decoded arrays are kept."
     p = Path(cache_dir or os.environ.get("FACE_REPORT_CACHE") or Path.home()/".cache"/"face_report").expanduser()
     p.mkdir(parents=True, exist_ok=True)
@@ -171,8 +171,9 @@ def _extract(archive:Path, dest:Path) -> Path:
             for m in members:
                 if (why := _unsafe_member_reason(m)): raise DataError(f"{archive}: refused member {m.name!r}: {why}")
             tmp.mkdir(parents=True)
-            try: tf_.extractall(tmp, members=members, filter="data")
-            except tarfile.FilterError as e: raise DataError(f"{archive}: refused member: {e}") from None
+            safe = dict(filter="data") if hasattr(tarfile, "data_filter") else {}  # (Python 3.11.4+; `_unsafe_member_reason` guards before)
+            try: tf_.extractall(tmp, members=members, **safe)
+            except getattr(tarfile, "FilterError", ()) as e: raise DataError(f"{archive}: refused member: {e}") from None
     except (tarfile.TarError, EOFError, OSError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, OSError) and e.errno in _DISK_FULL:
@@ -435,6 +436,9 @@ def make_splits(df:pd.DataFrame, # from `load_utkface`
         raise DataError(f"asked for {n_images} + {test_size} test images but only {len(df)} usable images exist")
     test_idx = stratified_sample(df, test_size, seed)
     pool = df.drop(test_idx)
+    if pool.empty:
+        raise DataError(f"the test split (test_size={test_size}) takes all {len(df)} usable images: none are left for training "
+                        "and validation; give a smaller test_size, or more images")
     pool_idx = stratified_sample(pool, n_images if n_images else len(pool), seed + 1)
     pool = pool.loc[pool_idx]
     n_val = int(round(len(pool)*val_fraction))

@@ -13,19 +13,19 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION
+from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, DECODE_VERSION
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX', 'NUMBER', 'CHOICES',
-           'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'check_params',
-           'TrainingError', 'resolve_params', 'augmentation_ranges', 'backend_devices', 'onednn_enabled',
-           'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath',
-           'compile_multitask', 'init_age_bias', 'read_table', 'read_history', 'backup_epoch', 'settle_backup',
-           'best_checkpoint', 'save_validated_weights', 'epochs_since_best', 'phase_finished', 'example_mean',
-           'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model',
-           'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision', 'forget_phase',
-           'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
-           'train_all']
+           'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'SESSION_FACTS',
+           'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges', 'backend_devices',
+           'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy',
+           'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history', 'backup_epoch',
+           'settle_backup', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best', 'phase_finished',
+           'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics',
+           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision',
+           'check_session', 'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock',
+           'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -51,7 +51,7 @@ RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "train_seed", "imag
             "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias", "ema_momentum",
             *(f"aug_{k}" for k in AUGMENTATION))
 # run keys added later, with the value that runs made before them trained with
-RUN_KEYS_ADDED = dict(ema_momentum=0.0)
+RUN_KEYS_ADDED = dict(ema_momentum=0.0, age_bias="zero", **{f"aug_{k}": DEFAULTS[f"aug_{k}"] for k in AUGMENTATION})  # (the ranges were `build_augmenter`'s defaults)
 
 # what each parameter may be: a whole number from a minimum (and to a maximum), a number in an interval, or one of some choices
 WHOLE = dict(n_images=1, test_size=0, seed=0, train_seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
@@ -78,6 +78,8 @@ def check_params(p:dict, # from `resolve_params`
         if not (lo <= p[k] if lo_ok else lo < p[k]) or not p[k] < hi: bad(k, f"must be in {'[' if lo_ok else '('}{lo}, {hi})")
     for k, allowed in CHOICES.items():
         if p[k] not in allowed: bad(k, f"must be one of {', '.join(map(str, allowed))}")
+    for k in ("data", "run_dir"):
+        if p[k] is not None and not isinstance(p[k], (str, Path)): bad(k, "must be a path")
     if p["weights"] not in (None, "imagenet"):  # said before the run folder is written
         if not isinstance(p["weights"], (str, Path)) or not Path(p["weights"]).expanduser().is_file():
             bad("weights", "must be imagenet, none or an existing weights file")
@@ -663,6 +665,32 @@ def run_precision(params:dict, # from `resolve_params`
     recorded = read_json(Path(params["run_dir"])/"params.json").get("precision", {})
     return recorded.get(phase) or choose_precision(params["precision"], phase)
 
+# %% ../nbs/02_training.ipynb #7bb3de9e
+SESSION_FACTS = ("replicas", "decode_version", "keras_backend")  # what every epoch of a run must share; recorded at its first
+_SESSION_WHY = dict(replicas="the global batch and the learning rates scale with the replicas",
+                    decode_version="`load_image` has changed, so its images would be decoded into other pixels",
+                    keras_backend="another backend cannot go on from this one's backups")
+
+def check_session(run_dir:Path, # the run folder, its params.json written (`start_run`)
+                  replicas:int, # devices the strategy trains on (`num_replicas_in_sync`)
+                 ) -> dict: # the facts the run trains with
+    """Refuse to train more epochs in a run folder whose earlier epochs were trained on another number of replicas, with
+    other decoded images or on another Keras backend; a run that has trained nothing yet records this session's facts."""
+    import keras
+    path = Path(run_dir)/"params.json"; rec = read_json(path)
+    now = dict(replicas=replicas, decode_version=DECODE_VERSION, keras_backend=keras.backend.backend())
+    trained = [f.name for f in (Path(run_dir)/f"history_{m}.csv" for m in "AB") if f.exists() and len(read_history(f))]
+    if not trained:
+        if any(rec.get(k) != v for k, v in now.items()): write_json(path, {**rec, **now})
+        return now
+    diff = {k: (rec[k], v) for k, v in now.items() if k in rec and rec[k] != v}  # (a run older than a fact: not known, not refused)
+    if diff:
+        raise TrainingError(f"{run_dir} holds epochs ({', '.join(trained)}) trained with "
+                            f"{', '.join(f'{k} {a}' for k, (a, _) in diff.items())}, and this session has "
+                            f"{', '.join(f'{k} {b}' for k, (_, b) in diff.items())}: {'; '.join(_SESSION_WHY[k] for k in diff)}. "
+                            "Go on where the run began, use another run folder, or retrain=True (--retrain) to start it again")
+    return {**now, **{k: rec[k] for k in now if k in rec}}
+
 # %% ../nbs/02_training.ipynb #d7fe181f
 def _metrics_lock(run_dir:Path):
     "The run folder's lock, held while metrics.json is read and rewritten: two processes may train its two models at once."
@@ -819,7 +847,9 @@ def _opened(tag, splits, p, log):
     if not done and keras.backend.backend() != "tensorflow" and all(d.startswith("cpu") for d in backend_devices()):
         file_log(f"{tag}: note: Keras's {keras.backend.backend()} backend trains on the CPU here, several times slower than "
             "TensorFlow does on a CPU (studies, \"On a GPU\"); KERAS_BACKEND=tensorflow is the CPU path")
-    return p, run_dir, done, make_strategy(p["strategy"]), file_log
+    strategy = make_strategy(p["strategy"])
+    if not done: check_session(run_dir, strategy.num_replicas_in_sync)  # epochs to train: as the run's earlier ones were
+    return p, run_dir, done, strategy, file_log
 
 def _use_precision(p:dict, phase:str):
     "Make `phase`'s dtype policy (`run_precision`) the global one: it applies to the layers built afterwards."
