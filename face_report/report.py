@@ -382,7 +382,7 @@ def curve_noise(history, # one model's history DataFrame
     return float(1.4826 * (residuals - residuals.median()).abs().median() / abs(x.median()))
 
 NOISE_RATIO = 1.5  # one curve's noise must be this many times the other's before it is called the noisier
-NOISE_DEFINITION = (f"Relative noise is a validation curve's epoch-to-epoch spread (1.4826 times the median absolute deviation of "
+NOISE_DEFINITION = ("Relative noise is a validation curve's epoch-to-epoch spread (1.4826 times the median absolute deviation of "
                     f"its differences from a centred {NOISE_WINDOW}-epoch rolling mean, a robust standard deviation) divided by "
                     f"the curve's median; one model is called the noisier when its figure is at least {NOISE_RATIO:g} times the "
                     "other's.")  # what section 4 says the measure is (`curve_noise`, `noisier`)
