@@ -26,6 +26,7 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
 
+@pytest.mark.slow  # (2-3 minutes on two cores; `make test-all` runs it, as before a GPU run)
 def test_bundle_then_train_on_jax_without_tensorflow_then_evaluate(tmp_path):
     pytest.importorskip("jax")
     data = tmp_path / "UTKFace"; make_sample_utkface(data, n=40)

@@ -69,7 +69,8 @@ def test_the_same_seed_trains_the_same_models(tmp_path, monkeypatch):
     assert not np.allclose(other.loss, h1["A"].loss)
 
 
-@pytest.mark.parametrize("backend, ema_momentum", [("tensorflow", 0.0), ("tensorflow", 0.9), ("jax", 0.9)])
+@pytest.mark.parametrize("backend, ema_momentum", [("tensorflow", 0.0), ("tensorflow", 0.9),
+                                                    pytest.param("jax", 0.9, marks=pytest.mark.slow)])  # (JAX: the GPU path; test_jax_backend runs always)
 def test_resume_after_kill(tmp_path, backend, ema_momentum):
     """Kill the process after epoch 1, start again with the same folder: 4 epochs in all, no duplicated rows, and the
     history and model of an uninterrupted training (batch order, augmentation and dropout masks drawn as it draws them),
