@@ -666,10 +666,10 @@ def run_precision(params:dict, # from `resolve_params`
     return recorded.get(phase) or choose_precision(params["precision"], phase)
 
 # %% ../nbs/02_training.ipynb #7bb3de9e
-SESSION_FACTS = ("replicas", "decode_version", "keras_backend")  # what every epoch of a run must share; recorded at its first
-_SESSION_WHY = dict(replicas="the global batch and the learning rates scale with the replicas",
-                    decode_version="`load_image` has changed, so its images would be decoded into other pixels",
-                    keras_backend="another backend cannot go on from this one's backups")
+# what every epoch of a run must share (recorded in params.json before its first), and why
+SESSION_FACTS = dict(replicas="the global batch and the learning rates scale with the replicas",
+                     decode_version="`load_image` has changed, so its images would be decoded into other pixels",
+                     keras_backend="another backend cannot go on from this one's backups")
 
 def check_session(run_dir:Path, # the run folder, its params.json written (`start_run`)
                   replicas:int, # devices the strategy trains on (`num_replicas_in_sync`)
@@ -678,7 +678,7 @@ def check_session(run_dir:Path, # the run folder, its params.json written (`star
     other decoded images or on another Keras backend; a run that has trained nothing yet records this session's facts."""
     import keras
     path = Path(run_dir)/"params.json"; rec = read_json(path)
-    now = dict(replicas=replicas, decode_version=DECODE_VERSION, keras_backend=keras.backend.backend())
+    now = dict(replicas=replicas, decode_version=DECODE_VERSION, keras_backend=keras.backend.backend())  # (SESSION_FACTS' keys)
     trained = [f.name for f in (Path(run_dir)/f"history_{m}.csv" for m in "AB") if f.exists() and len(read_history(f))]
     if not trained:
         if any(rec.get(k) != v for k, v in now.items()): write_json(path, {**rec, **now})
@@ -687,7 +687,7 @@ def check_session(run_dir:Path, # the run folder, its params.json written (`star
     if diff:
         raise TrainingError(f"{run_dir} holds epochs ({', '.join(trained)}) trained with "
                             f"{', '.join(f'{k} {a}' for k, (a, _) in diff.items())}, and this session has "
-                            f"{', '.join(f'{k} {b}' for k, (_, b) in diff.items())}: {'; '.join(_SESSION_WHY[k] for k in diff)}. "
+                            f"{', '.join(f'{k} {b}' for k, (_, b) in diff.items())}: {'; '.join(SESSION_FACTS[k] for k in diff)}. "
                             "Go on where the run began, use another run folder, or retrain=True (--retrain) to start it again")
     return {**now, **{k: rec[k] for k in now if k in rec}}
 
