@@ -23,9 +23,9 @@ from .data import AGE_BAND_LABELS, GENDERS, RACES, DataError, ImageError, age_ba
 from .training import RUN_KEYS_ADDED, gender_correct, read_json, read_table, roc_auc, split_metrics
 
 # %% auto #0
-__all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'PAIRED_AGE_TEST',
-           'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS', 'GROUPS',
-           'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'missing_predictions',
+__all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'TEST_NAMES',
+           'PAIRED_AGE_TEST', 'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS',
+           'GROUPS', 'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'missing_predictions',
            'check_metrics', 'save_figure', 'history_phases', 'kept_epoch', 'lr_cuts', 'plot_learning_curves',
            'format_signed', 'format_p', 'shown_difference', 'ci_digits', 'metrics_table', 'format_metrics_table',
            'compare_models', 'unsupported_lead', 'summary_sentences', 'performance_paragraph', 'bootstrap_ci',
@@ -405,7 +405,7 @@ def compare_models(metrics:dict, # contents of metrics.json
     return out
 
 # %% ../nbs/03_analysis.ipynb #73dd0af8
-_TESTS = {"gender": "McNemar", "age": "paired permutation"}
+TEST_NAMES = {"gender": "McNemar", "age": "paired permutation"}  # each task's paired test, as the text names it
 _LEVEL = "the two models were level within the noise "
 
 def _difference(c: dict, task: str) -> str:
@@ -422,7 +422,7 @@ def unsupported_lead(c:dict, # one split of `compare_models`
 
 def _task_clause(c: dict, task: str, word: str, p, alpha: float) -> str:
     "One task's comparison: the same figure, a lead (with its p-value when known) or, when its test says so, level within the noise"
-    winner, test = c[f"{task}_winner"], f", {_TESTS[task]} p = {format_p(p, alpha)}" if p is not None else ""
+    winner, test = c[f"{task}_winner"], f", {TEST_NAMES[task]} p = {format_p(p, alpha)}" if p is not None else ""
     if unsupported_lead(c, task, p, alpha):
         what = f"{word} gender accuracy" if task == "gender" else f"{word} age MAE"
         return f"{_LEVEL}in {what} (Model {winner} {_difference(c, task)}{test})"

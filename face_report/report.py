@@ -12,7 +12,7 @@ import numpy as np, pandas as pd
 
 from .data import display_path
 from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, kept_epoch,
-    lr_cuts, pair_predictions, run_folder, shown_difference)
+    lr_cuts, pair_predictions, TEST_NAMES, run_folder, shown_difference)
 from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
@@ -921,11 +921,11 @@ def mirror_sentences(mirror:pd.DataFrame, # output of `face_report.predict.mirro
     out = []
     for m, rows in mirror.groupby("Model", sort=False):
         said = []
-        for task, unit, better in (("Gender accuracy", "percentage points", 1), ("Age MAE", "years", -1)):
-            r = rows[rows.Quantity.str.startswith(f"{task} difference")].iloc[0]
+        for task, quantity, unit, better in (("gender", "Gender accuracy", "percentage points", 1), ("age", "Age MAE", "years", -1)):
+            r = rows[rows.Quantity.str.startswith(f"{quantity} difference")].iloc[0]
             what = ("a gain" if r.Estimate*better > 0 else "a loss") if r["p-value"] < alpha else "within the noise"
-            said.append(f"{'its ' if said else ''}{task[0].lower()}{task[1:]} by {format_signed(r.Estimate, plus=True)} {unit} ({r.Test.split(' (')[0]} "
-                        f"p = {format_p(r['p-value'], alpha)}: {what})")
+            said.append(f"{'its ' if said else ''}{quantity[0].lower()}{quantity[1:]} by {format_signed(r.Estimate, plus=True)} {unit} "
+                        f"({TEST_NAMES[task]} p = {format_p(r['p-value'], alpha)}: {what})")
         start = f"On the {word} split, mirror averaging changed" if not out else "It changed"
         out.append(f"{start} Model {m}'s {said[0]} and {said[1]}.")
     return " ".join(out)
