@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 PROFILE ?= quick
+# Test processes side by side: the tests are mostly one-core work (imports, tracing, small fits), so two of them fill the
+# 2-core machine CI runs on (CI 34 -> about 22 min there); JOBS=1 runs them one at a time.
+JOBS ?= 2
 # Where UTKFace.tar.gz is: FACE_REPORT_DATA, else data/UTKFace.tar.gz, else the development copy beside the checkout.
 export FACE_REPORT_DATA ?= $(firstword $(wildcard data/UTKFace.tar.gz ../shared/data/UTKFace.tar.gz) data/UTKFace.tar.gz)
 
@@ -27,13 +30,13 @@ report: install
 
 test: install
 	$(BIN)/nbdev_export && git diff --exit-code -- face_report
-	$(BIN)/nbdev_test --n_workers 1
-	$(BIN)/pytest -q tests
+	$(BIN)/nbdev_test --n_workers $(JOBS)
+	$(BIN)/pytest -q -n $(JOBS) --dist worksteal tests
 
 test-all: install
 	$(BIN)/nbdev_export && git diff --exit-code -- face_report
-	$(BIN)/nbdev_test --n_workers 1 --flags slow
-	$(BIN)/pytest -q -m "slow or not slow" tests
+	$(BIN)/nbdev_test --n_workers $(JOBS) --flags slow
+	$(BIN)/pytest -q -n $(JOBS) --dist worksteal -m "slow or not slow" tests
 
 clean-nbs:
 	$(BIN)/nbdev_clean
