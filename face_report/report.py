@@ -19,11 +19,11 @@ from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION',
            'PATH_PARAMS', 'NONE_SHOWN', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths',
            'venv_kernel', 'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page',
-           'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape', 'show_figure', 'show_table',
-           'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise', 'noisier',
-           'gender_chance', 'overfitting_level', 'training_end', 'end_sentence', 'curve_paragraph', 'precision_text',
-           'speed_sentences', 'noise_sentence', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
-           'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
+           'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape', 'figure_alt', 'show_figure',
+           'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise',
+           'noisier', 'gender_chance', 'overfitting_level', 'training_end', 'end_sentence', 'curve_paragraph',
+           'precision_text', 'speed_sentences', 'noise_sentence', 'discussion_paragraphs', 'describe_augmentation',
+           'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
            'missing_predictions_sentence', 'breakdown_table', 'mirror_sentences', 'label_noise_note', 'params_table',
            'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'notebook_title', 'site_notebook',
            'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page', 'render_pandoc',
@@ -263,13 +263,19 @@ def md_escape(text, # a file name, a message: any value
     "Escape a value (file name, message) for use inside markdown text."
     return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", str(text))
 
+def figure_alt(caption:str, # e.g. "**Figure 3.** Learning curves of Model A. The dotted line ..."
+              ) -> str: # its first sentence as plain text, without the figure's number: "Learning curves of Model A"
+    "A figure's alternative text (what a screen reader says in place of the image), taken from its caption."
+    text = re.sub(r"[*_`]", "", re.sub(r"^\s*\*\*Figure [A-Z]?\d+\.?\*\*\s*", "", caption))
+    return re.split(r"(?<=[a-z0-9)])\.\s", text.strip(), maxsplit=1)[0].rstrip(".")
+
 def show_figure(fig, # a matplotlib Figure, or the path of a PNG image (such as an architecture diagram)
                 run_dir, # run folder; the figure goes to `run_dir/figures/<name>.png`
                 name:str, # file name without extension
                 caption:str, # e.g. "**Figure 3.** Learning curves ..."
                 dpi:int=130, # resolution of the saved PNG
                ):
-    "Save `fig` to `run_dir/figures/<name>.png`, then display its caption and the saved image."
+    "Save `fig` to `run_dir/figures/<name>.png`, then display its caption and the saved image (with `figure_alt` in its metadata)."
     from IPython.display import Image, display
     path = Path(run_dir)/"figures"/f"{name}.png"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -280,7 +286,7 @@ def show_figure(fig, # a matplotlib Figure, or the path of a PNG image (such as 
         import matplotlib.pyplot as plt
         plt.close(fig)
     show_markdown(caption)
-    display(Image(filename=str(path)))
+    display(Image(filename=str(path)), metadata={"image/png": {"alt": figure_alt(caption)}})
 
 def show_table(table, # a DataFrame (shown as HTML) or a markdown table (str)
                caption:str, # e.g. "**Table 1.** Training and validation ..."
@@ -1077,7 +1083,8 @@ def _output_markdown(out, figure_link=None) -> str|None:
     for mime in ("image/png", "image/jpeg"):
         if mime in data:
             b64 = _text(data[mime]).replace("\n", "")
-            img = f'<img src="data:{mime};base64,{b64}" alt="figure">'
+            alt = (out.get("metadata") or {}).get(mime, {}).get("alt") or "figure"  # `show_figure` says what the image shows
+            img = f'<img src="data:{mime};base64,{b64}" alt="{html.escape(alt)}">'
             tall = " tall" if (size := png_size(b64)) and size[1] > 1.6*size[0] else ""
             if figure_link: img = f'<a href="{html.escape(figure_link(b64, mime))}" title="Open the full-size image">{img}</a>'
             return _raw_html(f'<p class="figure{tall}">{img}</p>')
