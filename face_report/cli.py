@@ -18,15 +18,15 @@ def parse_value(text:str, # a value from the command line
     except (ValueError, SyntaxError): return text
 
 # %% ../nbs/06_cli.ipynb #a3e0290e
-_TEXT_PARAMS = ("data", "run_dir", "weights")  # paths (and imagenet): `-p data 2024` is a folder named 2024, not a number
-
 def _overrides(args) -> dict:
+    from face_report.training import PATH_PARAMS
     p = {name: parse_value(value) for name, value in (args.param or [])}
-    p.update({k: v for k, v in (args.param or []) if k in _TEXT_PARAMS and p[k] is not None})  # (None is refused below)
+    text = (*PATH_PARAMS, "weights")  # paths (and imagenet): `-p data 2024` is a folder named 2024, not a number
+    p.update({k: v for k, v in (args.param or []) if k in text and p[k] is not None})  # (None is refused below)
     if said := [k for k in ("profile", "retrain") if k in p]: raise ValueError(f"-p {said[0]}: give it as --{said[0]}")
     if nones := [k for k, v in p.items() if v is None]:  # None means "not given": the profile's value would be used
         raise ValueError(f"-p {nones[0]} None: every image is `-p n_images all`, random initial weights `-p weights none`")
-    for k in ("data", "run_dir"):
+    for k in PATH_PARAMS:  # --data, --run-dir
         if getattr(args, k, None): p[k] = getattr(args, k)
     return p
 

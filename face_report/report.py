@@ -13,11 +13,11 @@ import numpy as np, pandas as pd
 from .data import display_path
 from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, kept_epoch,
     lr_cuts, pair_predictions, TEST_NAMES, run_folder, shown_difference)
-from .training import REPORT_UNFREEZE, gender_correct, read_json, write_json
+from .training import PATH_PARAMS, REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION',
-           'PATH_PARAMS', 'NONE_SHOWN', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths',
+           'SHOWN_AS_PATHS', 'NONE_SHOWN', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths',
            'venv_kernel', 'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page',
            'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape', 'figure_alt', 'show_figure',
            'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise',
@@ -967,7 +967,7 @@ def label_noise_note(run, # a loaded run (`face_report.analysis.load_run`)
     return s
 
 # %% ../nbs/05_report.ipynb #cd2356e8
-PATH_PARAMS = ("data", "data_source", "run_dir")  # parameters holding a path: shown with `face_report.data.display_path`
+SHOWN_AS_PATHS = (*PATH_PARAMS, "data_source")  # parameters holding a path: shown with `face_report.data.display_path`
 NONE_SHOWN = {**NONE_SPELLED, "data": "not given: FACE_REPORT_DATA (see data_source)"}  # what a None parameter meant; others: "none"
 
 def params_table(params:dict, # the run's params.json (or resolved parameters)
@@ -980,7 +980,7 @@ def params_table(params:dict, # the run's params.json (or resolved parameters)
         return "none" if v is None else str(v)
     def shown(k, v):
         if v is None: return NONE_SHOWN.get(k, "none")
-        return display_path(v) if k in PATH_PARAMS and isinstance(v, str) and v else text(v)  # not this machine's absolute paths
+        return display_path(v) if k in SHOWN_AS_PATHS and isinstance(v, str) and v else text(v)  # not this machine's absolute paths
     return pd.DataFrame([(k, shown(k, v)) for k, v in sorted(params.items())], columns=["Parameter", "Value"])
 
 def wall_time_table(metrics:dict, # metrics.json contents

@@ -16,9 +16,9 @@ from . import __version__
 from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, DECODE_VERSION
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX', 'NUMBER', 'CHOICES',
-           'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'SESSION_FACTS',
-           'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges', 'backend_devices',
+__all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX', 'NUMBER',
+           'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED',
+           'SESSION_FACTS', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges', 'backend_devices',
            'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy',
            'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history', 'backup_epoch',
            'settle_backup', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best', 'phase_finished',
@@ -45,6 +45,7 @@ PROFILES = {
     "paper": dict(n_images=5000, test_size=2000, image_size=112),
     "full": dict(n_images=None, test_size=2000, image_size=128),
 }
+PATH_PARAMS = ("data", "run_dir")  # parameters that name a file or folder (None: not given)
 # parameters that change what is learned: a run folder holding other values for these is refused
 RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "train_seed", "image_size", "batch_size", "label_smoothing", "epochs_a",
             "lr_a", "age_weight_a", "l2", "epochs_b1", "lr_b1", "epochs_b2", "lr_b2", "age_weight_b", "n_unfreeze",
@@ -78,7 +79,7 @@ def check_params(p:dict, # from `resolve_params`
         if not (lo <= p[k] if lo_ok else lo < p[k]) or not p[k] < hi: bad(k, f"must be in {'[' if lo_ok else '('}{lo}, {hi})")
     for k, allowed in CHOICES.items():
         if p[k] not in allowed: bad(k, f"must be one of {', '.join(map(str, allowed))}")
-    for k in ("data", "run_dir"):
+    for k in PATH_PARAMS:
         if p[k] is not None and not isinstance(p[k], (str, Path)): bad(k, "must be a path")
     if p["weights"] not in (None, "imagenet"):  # said before the run folder is written
         if not isinstance(p["weights"], (str, Path)) or not Path(p["weights"]).expanduser().is_file():
