@@ -267,7 +267,7 @@ def figure_alt(caption:str, # e.g. "**Figure 3.** Learning curves of Model A. Th
               ) -> str: # its first sentence as plain text, without the figure's number: "Learning curves of Model A"
     "A figure's alternative text (what a screen reader says in place of the image), taken from its caption."
     text = re.sub(r"[*_`]", "", re.sub(r"^\s*\*\*Figure [A-Z]?\d+\.?\*\*\s*", "", caption))
-    return re.split(r"(?<=[a-z0-9)])\.\s", text.strip(), maxsplit=1)[0].rstrip(".")
+    return re.split(r"(?<=[\w)])\.\s+(?=[A-Z])", text.strip(), maxsplit=1)[0].rstrip(".")  # (not after "e.g.")
 
 def show_figure(fig, # a matplotlib Figure, or the path of a PNG image (such as an architecture diagram)
                 run_dir, # run folder; the figure goes to `run_dir/figures/<name>.png`
