@@ -213,7 +213,9 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     terminated = []
     def terminate(signum, frame): terminated.append(signum); raise KeyboardInterrupt  # `kill`, `timeout`, `docker stop`: as Ctrl-C
     previous = signal.signal(signal.SIGTERM, terminate) if threading.current_thread() is threading.main_thread() else None
-    try: return args.func(args)
+    try:
+        code = args.func(args)
+        return 143 if terminated and code == 130 else code  # (`predict` keeps what it finished, and says so, itself)
     except KeyboardInterrupt:  # (`predict` says what it kept itself)
         kept = {"train": "the finished epochs are kept", "run": "the finished epochs and executed pages are kept"}.get(args.command)
         print(("terminated" if terminated else "interrupted")

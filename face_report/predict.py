@@ -26,9 +26,9 @@ from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
            'check_photo_size', 'read_photo', 'face_cascade', 'detect_faces', 'face_crop', 'PredictorError',
            'model_image_size', 'float32_model', 'check_outputs', 'load_predictor', 'as_predictors', 'image_batch',
-           'predict_arrays', 'PredictionInterrupted', 'predict_paths', 'mirror_comparison', 'export_model',
-           'exported_predictor', 'check_export', 'add_predict_arguments', 'out_problem', 'write_predictions',
-           'predict_main', 'add_export_arguments', 'export_main']
+           'predict_arrays', 'PredictionInterrupted', 'PredictionFailed', 'predict_paths', 'mirror_comparison',
+           'export_model', 'exported_predictor', 'check_export', 'add_predict_arguments', 'out_problem',
+           'write_predictions', 'predict_main', 'add_export_arguments', 'export_main']
 
 # %% ../nbs/04_predict.ipynb #76367cf6
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -305,6 +305,12 @@ class PredictionInterrupted(KeyboardInterrupt):
     def __init__(self, table:pd.DataFrame, done:int, total:int):
         super().__init__(f"interrupted after {done} of {total} files"); self.table, self.done, self.total = table, done, total
 
+class PredictionFailed(RuntimeError):
+    "An error during `predict_paths` (a failing model call, memory): `table` holds the rows of the `done` files finished before it."
+    def __init__(self, table:pd.DataFrame, done:int, total:int, error:BaseException):
+        super().__init__(f"stopped after {done} of {total} files by {type(error).__name__}: {error}")
+        self.table, self.done, self.total = table, done, total
+
 def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras file, model, or name -> model
                   paths:str|Path|list, # image files, folders (recursive) or glob patterns
                   model:str="both", # "A", "B" or "both" of a run folder
@@ -315,10 +321,12 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
                   skipped:list|None=None, # given, it gets the files in folders left out (see `expand_paths`)
                  ) -> pd.DataFrame: # file, model, age_pred, gender_pred, p_female, error (+ face, box_* with detect)
     """Predict age and gender for images, one row per image (or detected face) and model; unusable files get an `error`.
-    Ctrl-C raises `PredictionInterrupted`, a `KeyboardInterrupt` that carries the rows of the files finished before it."""
+    Ctrl-C raises `PredictionInterrupted`, a `KeyboardInterrupt` that carries the rows of the files finished before it;
+    any other error on the way `PredictionFailed`, which carries them too."""
     models = as_predictors(model_or_run, model)
     sizes = {n: model_image_size(m) for n, m in models.items()}
     files = expand_paths(paths, skipped)
+    if detect: face_cascade()  # a detector that cannot load is said once, before any file is read
     rows, pending = [], []
     def error_rows(unit, reason):
         rows.extend({**unit, "model": n, "error": reason} for n in models)
@@ -326,7 +334,8 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
         arrays = {s: [] for s in set(sizes.values())}
         ok = []
         for unit in pending:
-            try: loaded = {s: unit["load"](s) for s in arrays}
+            load = unit.pop("load")  # (with it the face's crop: rows hold no images)
+            try: loaded = {s: load(s) for s in arrays}
             except ImageError as e: error_rows(unit, e.reason); continue
             except Exception as e: error_rows(unit, f"unreadable image ({type(e).__name__}: {e})"); continue
             for s, a in loaded.items(): arrays[s].append(a)
@@ -351,10 +360,13 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
                 if len(pending) >= batch_size: flush()
                 bar.update()
             flush()
-    except KeyboardInterrupt:
+    except BaseException as e:
         unfinished = {u["order"] for u in pending}  # a file's faces are pending together: it has no row yet, or all
         kept = [r for r in rows if r["order"] not in unfinished]
-        raise PredictionInterrupted(_table(kept, list(models), detect), len({r["order"] for r in kept}), len(files)) from None
+        finished = (_table(kept, list(models), detect), len({r["order"] for r in kept}), len(files))
+        if isinstance(e, KeyboardInterrupt): raise PredictionInterrupted(*finished) from None
+        if isinstance(e, Exception): raise PredictionFailed(*finished, e) from e
+        raise
     return _table(rows, list(models), detect)
 
 def _table(rows:list[dict], names:list[str], detect:bool) -> pd.DataFrame:
@@ -543,14 +555,15 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
     skipped = []  # files in the folders that are not images by their extension, counted in the summary
     try: df = predict_paths(args.model_or_run, args.paths, model=args.model, detect=args.detect,
                             batch_size=args.batch_size, progress=args.progress, mirror=args.mirror, skipped=skipped)
-    except (PredictorError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
-    except PredictionInterrupted as e:  # the finished rows are kept beside --out, never over an earlier complete file
+    except (PredictionInterrupted, PredictionFailed) as e:  # the finished rows are kept beside --out, never over an earlier complete file
         kept = None if out is None else out.with_name(f"{out.stem}.interrupted{out.suffix}")
         if e.done: write_predictions(e.table, kept)
-        print(f"interrupted after {e.done} of {e.total} files" + (f": predicted {_summary(e.table)}; "
+        print((f"interrupted after {e.done} of {e.total} files" if isinstance(e, PredictionInterrupted) else f"error: {e}")
+              + (f"; predicted {_summary(e.table)}; "
               + (f"written to {kept}" if kept else "written above") if e.done else "; nothing written")
               + (f"; {out} is left as it was" if out and out.exists() else ""), file=sys.stderr)
-        return 130
+        return 130 if isinstance(e, PredictionInterrupted) else 1
+    except (PredictorError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
     try: write_predictions(df, out)
     except OSError as e:  # the folder changed meanwhile: the predictions go to stdout rather than being lost
         print(f"error: cannot write {out} ({e.strerror or e}); the predictions follow on stdout", file=sys.stderr)
@@ -578,6 +591,8 @@ def export_main(args:argparse.Namespace, # parsed by a parser filled with `add_e
         paths = export_model(args.run, args.format, out_dir, args.model)  # which checks it overwrites no trained model
         models = as_predictors(args.run, args.model)  # the originals, to check the exports against
     except PredictorError as e: print(f"error: {e}", file=sys.stderr); return 2
+    except tf.errors.OpError as e:  # TensorFlow's own file errors (a SavedModel on a full disk, a folder it may not write)
+        print(f"error: exporting to {out_dir} failed ({type(e).__name__}: {e.message})", file=sys.stderr); return 2
     except OSError as e:  # e.g. --out names a file, where a folder is needed
         said = f"{e.filename} exists and is not a folder" if isinstance(e, FileExistsError) else f"{e.filename}: {e.strerror}" if e.filename else e
         print(f"error: {said}", file=sys.stderr); return 2

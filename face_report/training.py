@@ -580,7 +580,8 @@ def read_json(path:str|Path, # e.g. `run_dir/"metrics.json"`
     path = Path(path)
     if not path.exists(): return {}
     try: obj = json.loads(path.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{path} is not valid JSON ({e}); it was edited or written only in part") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:  # (not UTF-8: saved by an editor in another encoding)
+        raise ValueError(f"{path} is not valid JSON ({e}); it was edited or written only in part") from None
     if not isinstance(obj, dict): raise ValueError(f"{path} holds a JSON {type(obj).__name__}, not an object of named values; it was edited")
     return obj
 
