@@ -534,7 +534,7 @@ def write_predictions(df:pd.DataFrame, # from `predict_paths`
     """Write the table; a file through a temporary file renamed into place, so an existing one is replaced whole or kept.
     File names that are not valid UTF-8 (Latin-1 names from old disks) are written with their odd bytes as `\\xNN`."""
     df = df.assign(**{c: [printable_name(v) if isinstance(v, str) else v for v in df[c]]
-                      for c in ("file", "error")})  # an error may quote the name
+                      for c in ("file", "model", "error")})  # an error may quote the name; a .keras file's name is the model's
     if out is None: df.to_csv(sys.stdout, index=False); return
     out = Path(os.path.realpath(out)); out.parent.mkdir(parents=True, exist_ok=True)  # a link is written through
     write_text_atomic(out, df.to_json(orient="records", indent=1) if out.suffix.lower() == ".json" else df.to_csv(index=False))
