@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PROFILE ?= quick
 # Test processes side by side: the tests are mostly one-core work (imports, tracing, small fits), so two of them fill the
-# 2-core machine CI runs on (CI on a fresh clone: 34.5 -> 21 min there); JOBS=1 runs them one at a time.
+# 2-core machine CI runs on (CI on a fresh clone: 34.5 -> about 20 min there); JOBS=1 runs them one at a time.
 JOBS ?= 2
 # Where UTKFace.tar.gz is: FACE_REPORT_DATA, else data/UTKFace.tar.gz, else the development copy beside the checkout.
 export FACE_REPORT_DATA ?= $(firstword $(wildcard data/UTKFace.tar.gz ../shared/data/UTKFace.tar.gz) data/UTKFace.tar.gz)
