@@ -556,13 +556,13 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
     try: df = predict_paths(args.model_or_run, args.paths, model=args.model, detect=args.detect,
                             batch_size=args.batch_size, progress=args.progress, mirror=args.mirror, skipped=skipped)
     except (PredictionInterrupted, PredictionFailed) as e:  # the finished rows are kept beside --out, never over an earlier complete file
-        kept = None if out is None else out.with_name(f"{out.stem}.interrupted{out.suffix}")
+        kept, interrupted = None if out is None else out.with_name(f"{out.stem}.interrupted{out.suffix}"), isinstance(e, KeyboardInterrupt)
         if e.done: write_predictions(e.table, kept)
-        print((f"interrupted after {e.done} of {e.total} files" if isinstance(e, PredictionInterrupted) else f"error: {e}")
+        print((str(e) if interrupted else f"error: {e}")  # "interrupted after 2 of 6 files", "error: stopped after ... by ..."
               + (f"; predicted {_summary(e.table)}; "
               + (f"written to {kept}" if kept else "written above") if e.done else "; nothing written")
               + (f"; {out} is left as it was" if out and out.exists() else ""), file=sys.stderr)
-        return 130 if isinstance(e, PredictionInterrupted) else 1
+        return 130 if interrupted else 1
     except (PredictorError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
     try: write_predictions(df, out)
     except OSError as e:  # the folder changed meanwhile: the predictions go to stdout rather than being lost
