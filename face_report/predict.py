@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_predict.ipynb #6838f135
 from __future__ import annotations
-import argparse, functools, glob, os, sys, tempfile, warnings, zipfile
+import argparse, contextlib, functools, glob, os, shutil, sys, tempfile, warnings, zipfile
 from pathlib import Path
 
 import cv2
@@ -28,17 +28,20 @@ __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FAC
            'model_image_size', 'float32_model', 'check_outputs', 'load_predictor', 'as_predictors', 'image_batch',
            'predict_arrays', 'PredictionInterrupted', 'PredictionFailed', 'predict_paths', 'mirror_comparison',
            'export_model', 'exported_predictor', 'check_export', 'add_predict_arguments', 'out_problem',
-           'write_predictions', 'predict_main', 'add_export_arguments', 'export_main']
+           'lone_model_note', 'write_predictions', 'predict_main', 'add_export_arguments', 'export_main']
 
 # %% ../nbs/04_predict.ipynb #76367cf6
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 def _is_image_name(p:Path) -> bool: return p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
 
-def _walk(folder:Path) -> list[Path]:
+def _walk(folder:Path, # the folder to search
+          unreadable:list, # gets (folder, reason) for each folder (this one or below) that cannot be listed
+         ) -> list[Path]:
     "Every file under `folder`, sorted; linked folders are followed, each real folder once (a link back up is not a loop)."
     seen, found = set(), []
-    for root, dirs, files in os.walk(folder, followlinks=True):
+    def failed(e:OSError): unreadable.append((e.filename, e.strerror or str(e)))
+    for root, dirs, files in os.walk(folder, followlinks=True, onerror=failed):
         if (real := os.path.realpath(root)) in seen: dirs[:] = []; continue
         seen.add(real); dirs.sort()
         found += [Path(root)/f for f in sorted(files)]
@@ -52,24 +55,33 @@ def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
                  skipped:list|None=None, # given, it gets the files in the folders left out (their extensions are not images')
                 ) -> list[tuple[str, str]]: # (file, error) pairs in order, error "" for files to try
     """Turn files, folders (recursive) and glob patterns into a list of files; what matches nothing gets an error. A file is
-    listed once per name in its real folder: a path that loops through a linked folder repeats none, a linked file keeps its name."""
+    listed once per name in its real folder: a path that loops through a linked folder repeats none, a linked file keeps its name.
+    A folder a pattern matches is searched like a folder named; a folder that cannot be listed gets an error of its own."""
     out, listed, left_out = {}, set(), {}
+    def add(files:list[Path]):
+        for f in files:
+            if (key := (os.path.realpath(f.parent), f.name)) not in listed: listed.add(key); out.setdefault(str(f), "")
+    def search(folder:Path, named:bool) -> bool: # whether it held images; a folder named and empty gets an error, one matched not
+        unreadable = []; files = _walk(folder, unreadable)
+        found = [f for f in files if _is_image_name(f)]; add(found)
+        others = [f for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
+        left_out.update((os.path.realpath(f), f) for f in others)
+        for d, why in unreadable: out.setdefault(str(d), f"folder cannot be read ({why})")
+        if named and not found and not unreadable:
+            out.setdefault(str(folder), "no image files in folder" + (f" ({len(others)} other files: {_extensions(others)})" if others else ""))
+        return bool(found)
     for arg in [paths] if isinstance(paths, (str, Path)) else paths:
         p = Path(arg)
-        if p.is_dir():
-            files = _walk(p); found = [f for f in files if _is_image_name(f)]
-            others = [f for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
-            left_out.update((os.path.realpath(f), f) for f in others)
-            if not found: out.setdefault(str(p), "no image files in folder" + (f" ({len(others)} other files: {_extensions(others)})" if others else ""))
-        elif p.exists(): found = [p]
+        if p.is_dir(): search(p, named=True)
+        elif p.exists(): add([p])
         elif any(c in str(arg) for c in "*?["):
-            found = [Path(f) for f in sorted(glob.glob(str(arg), recursive=True)) if _is_image_name(Path(f))]
+            matches, found = [Path(f) for f in sorted(glob.glob(str(arg), recursive=True))], False
+            for m in matches:  # ("dir/**" matches each folder below too: the `listed` check lists their files once)
+                if m.is_dir(): found |= search(m, named=False)
+                elif _is_image_name(m): add([m]); found = True
+                else: left_out[os.path.realpath(m)] = m
             if not found: out.setdefault(str(arg), "no image files match the pattern")
-        else:
-            found = []
-            out.setdefault(str(p), "file not found")
-        for f in found:
-            if (key := (os.path.realpath(Path(f).parent), Path(f).name)) not in listed: listed.add(key); out.setdefault(str(f), "")
+        else: out.setdefault(str(p), "file not found")
     if skipped is not None: skipped += left_out.values()
     return list(out.items())
 
@@ -315,7 +327,7 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
                   paths:str|Path|list, # image files, folders (recursive) or glob patterns
                   model:str="both", # "A", "B" or "both" of a run folder
                   detect:bool=False, # detect faces in ordinary photos first, one row per face
-                  batch_size:int=64, # images per model call
+                  batch_size:int=64, # images per model call, at most (a group photo's faces too)
                   progress:bool=True, # progress bar on stderr for long lists
                   mirror:bool=False, # average each image's predictions with its mirror image's (twice the time)
                   skipped:list|None=None, # given, it gets the files in folders left out (see `expand_paths`)
@@ -343,7 +355,8 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
         done = []  # added to `rows` once every model has predicted the batch: an interrupted batch leaves no row
         for n, m in models.items():
             if not ok: break
-            pred = predict_arrays(m, np.stack(arrays[sizes[n]]), mirror)
+            calls = [predict_arrays(m, np.stack(arrays[sizes[n]][i:i+batch_size]), mirror) for i in range(0, len(ok), batch_size)]
+            pred = {k: np.concatenate([c[k] for c in calls]) for k in calls[0]}
             done.extend({**u, "model": n, "p_female": p, "age_pred": a, "error": ""}
                         for u, p, a in zip(ok, pred["p_female"], pred["age_pred"]))
         rows.extend(done); pending.clear()
@@ -426,6 +439,19 @@ def _with_named_outputs(m:keras.Model) -> keras.Model:
     if isinstance(m.output, dict): return m
     return keras.Model(m.inputs, dict(zip(m.output_names, m.outputs)), name=m.name)
 
+@contextlib.contextmanager
+def _replaced_when_done(path:Path): # an export's final file or folder
+    "A temporary name beside `path` to write, moved onto `path` once written: a failed or interrupted export leaves `path` as it was."
+    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # (Keras saves only to names ending in .keras)
+    def remove(p:Path): shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+    remove(tmp)
+    try:
+        yield tmp
+        if path.is_dir() and not path.is_symlink():  # an earlier SavedModel folder is set aside until the new one is in place
+            old = path.with_name(f".{path.name}.old"); remove(old); os.replace(path, old); os.replace(tmp, path); remove(old)
+        else: os.replace(tmp, path)
+    finally: remove(tmp)
+
 def _default_export_dir(model_or_run) -> Path:
     if not isinstance(model_or_run, (str, Path)):
         raise PredictorError("out_dir is needed when exporting a model object")
@@ -455,9 +481,11 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
     for name, m in models.items():
         stem = stems[name]
         if fmt == "keras":
-            path = out_dir/f"{stem}.keras"; m.save(path)
+            path = out_dir/f"{stem}.keras"
+            with _replaced_when_done(path) as partial: m.save(partial)
         elif fmt == "savedmodel":
-            path = out_dir/f"{stem}_savedmodel"; _with_named_outputs(m).export(str(path), verbose=False)
+            path = out_dir/f"{stem}_savedmodel"
+            with _replaced_when_done(path) as partial: _with_named_outputs(m).export(str(partial), verbose=False)
         else:
             path = out_dir/f"{stem}.tflite"
             with tempfile.TemporaryDirectory() as d:
@@ -466,7 +494,7 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
                 except Exception as e:  # (the converter's own errors are not ValueErrors)
                     raise PredictorError(f"TensorFlow Lite could not convert {name} to {path} ({type(e).__name__}: "
                                          f"{(str(e).splitlines() or [''])[0]}); export it as keras or savedmodel") from None
-                path.write_bytes(flat)
+            with _replaced_when_done(path) as partial: partial.write_bytes(flat)
         written.append(path)
     return written
 
@@ -528,6 +556,18 @@ def out_problem(out:Path, # where a command will write a file
     except OSError as e: return f"{parent} cannot hold new files ({e.strerror})"
     return None
 
+def lone_model_note(model_or_run:str|Path, # a run folder or a .keras file, as given on the command line
+                    model:str, # "A", "B" or "both"
+                    doing:str="predicting", # what the command does with the model(s)
+                   ) -> str|None: # e.g. "note: runs/x has no model_B.keras (...); predicting with model A only"
+    "The notice that `--model both` found only one model in a run folder (one trained alone, or a run still training)."
+    p = Path(model_or_run)
+    if model != "both" or not p.is_dir(): return None
+    missing = [n for n in ("A", "B") if not (p/f"model_{n}.keras").exists()]
+    if len(missing) != 1: return None  # (neither: the loading says so)
+    kept = "B" if missing == ["A"] else "A"
+    return f"note: {p} has no model_{missing[0]}.keras (not trained, or not yet); {doing} with model {kept} only"
+
 def write_predictions(df:pd.DataFrame, # from `predict_paths`
                       out:Path|None, # a .csv or .json file; None: CSV on stdout
                      ):
@@ -552,6 +592,7 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         print(f"error: --out must end in .csv or .json, not {out.name!r}", file=sys.stderr); return 2
     if out is not None and (why := out_problem(out)): print(f"error: --out {out}: {why}", file=sys.stderr); return 2
+    if note := lone_model_note(args.model_or_run, args.model): print(note, file=sys.stderr)
     skipped = []  # files in the folders that are not images by their extension, counted in the summary
     try: df = predict_paths(args.model_or_run, args.paths, model=args.model, detect=args.detect,
                             batch_size=args.batch_size, progress=args.progress, mirror=args.mirror, skipped=skipped)
@@ -586,6 +627,7 @@ def export_main(args:argparse.Namespace, # parsed by a parser filled with `add_e
                 tolerance:float=1e-2, # largest accepted output difference between export and original
                ) -> int: # exit code: 0 when every export matches its original
     "Run `face-report export`: write the exports, check each against its original, print one line per export."
+    if note := lone_model_note(args.run, args.model, "exporting"): print(note, file=sys.stderr)
     try:
         out_dir = Path(args.out) if args.out else _default_export_dir(args.run)
         paths = export_model(args.run, args.format, out_dir, args.model)  # which checks it overwrites no trained model
