@@ -386,7 +386,7 @@ def _table(rows:list[dict], names:list[str], detect:bool) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=["order", "face", "box", "model", *COLUMNS[:1], *COLUMNS[2:]])
     df["model_order"] = df["model"].map({n: i for i, n in enumerate(names)})
     df = df.sort_values(["order", "face", "model_order"], na_position="first", kind="stable").reset_index(drop=True)
-    df["age_pred"], df["p_female"] = df["age_pred"].astype(float), df["p_female"].astype(float)
+    df["age_pred"], df["p_female"] = df["age_pred"].astype(float).clip(lower=0), df["p_female"].astype(float)  # (a linear head goes below 0)
     df["gender_pred"] = pd.Series(gender_pred(df["p_female"]), index=df.index, dtype="Int64").where(df["p_female"].notna())
     if not detect: return df[COLUMNS]
     box = [b if isinstance(b, tuple) else (pd.NA,)*4 for b in df["box"]]
