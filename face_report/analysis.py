@@ -20,16 +20,16 @@ from PIL import Image
 from scipy import stats
 
 from .data import AGE_BAND_LABELS, GENDERS, RACES, DataError, ImageError, age_band, load_image, utkface_folder
-from .training import RUN_KEYS_ADDED, gender_correct, read_json, read_table, roc_auc, split_metrics
+from .training import NONE_SPELLED, RUN_KEYS_ADDED, gender_correct, read_json, read_table, roc_auc, split_metrics
 
 # %% auto #0
-__all__ = ['MODELS', 'PREDICTION_COLUMNS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'TEST_NAMES',
+__all__ = ['MODELS', 'PREDICTION_COLUMNS', 'SPLITS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'TEST_NAMES',
            'PAIRED_AGE_TEST', 'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS',
-           'GROUPS', 'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'missing_predictions',
-           'check_metrics', 'save_figure', 'history_phases', 'kept_epoch', 'lr_cuts', 'plot_learning_curves',
-           'format_signed', 'format_p', 'shown_difference', 'ci_digits', 'metrics_table', 'format_metrics_table',
-           'compare_models', 'unsupported_lead', 'summary_sentences', 'performance_paragraph', 'bootstrap_ci',
-           'mcnemar_test', 'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error',
+           'GROUPS', 'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'check_metrics_layout',
+           'missing_predictions', 'check_metrics', 'save_figure', 'history_phases', 'kept_epoch', 'lr_cuts',
+           'plot_learning_curves', 'format_signed', 'format_p', 'shown_difference', 'ci_digits', 'metrics_table',
+           'format_metrics_table', 'compare_models', 'unsupported_lead', 'summary_sentences', 'performance_paragraph',
+           'bootstrap_ci', 'mcnemar_test', 'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error',
            'plot_reliability', 'per_image_results', 'significance_table', 'format_significance_table',
            'paired_p_values', 'against_report', 'format_against_report', 'pair_predictions', 'params_diff',
            'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
@@ -113,6 +113,7 @@ MODELS = ("A", "B")
 
 PREDICTION_COLUMNS = ["file", "age", "gender", "race", "age_pred", "p_female"]  # as `training.evaluate_model` writes them
 _SPLIT_WORDS = {"val": "validation", "test": "test"}
+SPLITS = ("train", "val", "test")  # metrics.json's splits
 
 def _first_bad(path: Path, frame: pd.DataFrame, column: str, bad: np.ndarray, what: str):
     "`ValueError` naming the file, the column and the first row (and file line) where `bad` holds, unless it holds nowhere"
@@ -184,7 +185,26 @@ def load_run(run_dir, # a run folder written by `face_report.training`
     if not any((run_dir / f).exists() for f in ("params.json", "metrics.json", "predictions", *(f"history_{m}.csv" for m in MODELS))):
         raise FileNotFoundError(f"{run_dir} is not a run folder: it has no params.json, metrics.json, history or predictions")
     history = {m: read_table(run_dir / f"history_{m}.csv", "readable training history") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
-    return Run(run_dir, read_json(run_dir / "params.json"), read_json(run_dir / "metrics.json"), history)
+    return Run(run_dir, read_json(run_dir / "params.json"), check_metrics_layout(run_dir / "metrics.json"), history)
+
+def _is_number(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+def check_metrics_layout(path:Path, # a run's metrics.json
+                        ) -> dict: # its contents ({} while missing)
+    "metrics.json read, with `ValueError` naming the file and the entry where its layout is not training's (a model's splits of figures, wall seconds)"
+    metrics, damaged = read_json(path), "the file was edited or damaged; train again (`--retrain`) to write it anew"
+    for m in MODELS:
+        if m not in metrics: continue
+        if not isinstance(entry := metrics[m], dict): raise ValueError(f"{path}: Model {m}'s entry is {entry!r}, not its splits' figures; {damaged}")
+        for split, figures in entry.items():
+            if split not in SPLITS: continue
+            if not isinstance(figures, dict) or (bad := next((k for k, v in figures.items() if not _is_number(v)), None)):
+                said = f"{bad} is {figures[bad]!r}, not a number" if isinstance(figures, dict) else f"figures are {figures!r}"
+                raise ValueError(f"{path}: Model {m}'s {split} {said}; {damaged}")
+    wall = metrics.get("wall_seconds", {})
+    if not isinstance(wall, dict) or not all(map(_is_number, wall.values())):
+        raise ValueError(f"{path}: wall_seconds is {wall!r}, not seconds by stage; {damaged}")
+    return metrics
 
 # %% ../nbs/03_analysis.ipynb #d1e2f3a5
 def missing_predictions(run:Run, # a loaded run
@@ -732,6 +752,7 @@ def pair_predictions(first:pd.DataFrame, # one model's predictions on one split 
                     ) -> tuple: # (first, second), row i of both the same image
     "Line two sets of predictions up image by image, by file name; `ValueError` when they are not of the same images"
     names_a, names_b = [Path(str(f)).name for f in first.file], [Path(str(f)).name for f in second.file]
+    if not names_a and not names_b: raise ValueError(f"{what} hold no images (files with a header and no rows): nothing to pair")
     if names_a != names_b:
         if sorted(names_a) != sorted(names_b):
             raise ValueError(f"{what} are not of the same images ({len(names_a):,} and {len(names_b):,} images, "
@@ -773,8 +794,8 @@ def compare_runs(first:Run|str|Path, # a loaded run, or a run folder
     "Each model of `second` against the same model of `first`, image by image: difference second − first, paired CI and test"
     first, second = (r if isinstance(r, Run) else load_run(r) for r in (first, second))
     rows = []
-    for m in models or MODELS:
-        for split in splits:
+    for m in dict.fromkeys(models or MODELS):  # (each once, however often named)
+        for split in dict.fromkeys(splits):
             if not (m in first.available(split) and m in second.available(split)): continue
             pa, pb = pair_predictions(first.predictions(m, split), second.predictions(m, split),
                                       f"Model {m}'s {_SPLIT_WORDS.get(split, split)} predictions in {first.dir} and {second.dir}")
@@ -808,7 +829,7 @@ def run_labels(folders:list, # run folders
     "Short names for run folders: `paper`, or `exp1/paper` and `exp2/paper` when two share a name"
     parts = [Path(f).resolve().parts for f in folders]
     for k in range(1, max(map(len, parts), default=0) + 1):
-        labels = ["/".join(p[-k:]) for p in parts]
+        labels = [str(Path(*p[-k:])) for p in parts]  # (the whole path, from "/", for one folder listed twice)
         if len(set(labels)) == len(labels): break
     return labels if parts else []
 
@@ -833,16 +854,21 @@ def runs_table(runs:list, # loaded runs or run folders
                    "Minutes": sum(secs) / 60 if secs else nan}
             for split, word in SPLIT_COLUMNS.items():
                 s = run.metrics[m].get(split, {})
-                row[f"{word} gender accuracy (%)"] = 100 * s["gender_accuracy"] if s else nan
-                row[f"{word} age MAE (years)"] = s["age_mae"] if s else nan
+                row[f"{word} gender accuracy (%)"] = 100 * s.get("gender_accuracy", nan)
+                row[f"{word} age MAE (years)"] = s.get("age_mae", nan)
             rows.append(row)
-    return pd.DataFrame(rows).astype({"Epochs": "Int64", "Best epoch": "Int64"}) if rows else pd.DataFrame(rows)
+    if not rows: return pd.DataFrame(rows)
+    df = pd.DataFrame(rows).astype({"Epochs": "Int64", "Best epoch": "Int64"})
+    for k in keys:  # a None (n_images of `full`, a key an older run lacks) stays None, not NaN, and whole numbers beside it whole
+        if any(row[k] is None for row in rows): df[k] = pd.Series([row[k] for row in rows], dtype=object)
+    return df
 
 def format_runs_table(df:pd.DataFrame, # output of `runs_table`
                      ) -> str: # markdown pipe table
     "Markdown rendering: one column per split with gender accuracy / age MAE, minutes to one decimal"
     fixed = {"Run", "Model", "Epochs", "Best epoch", "Minutes"} | {c for c in df.columns if c.startswith(tuple(SPLIT_COLUMNS.values()))}
-    out = df[["Run", "Model", *[c for c in df.columns if c not in fixed]]].astype(str)
+    varying = [c for c in df.columns if c not in fixed]
+    out = df[["Run", "Model"]].assign(**{c: [NONE_SPELLED.get(c, "") if v is None else str(v) for v in df[c]] for c in varying})
     out["Epochs (best)"] = [f"{e} ({b})" if pd.notna(e) else "" for e, b in zip(df.Epochs, df["Best epoch"])]
     out["Minutes"] = ["" if pd.isna(x) else f"{x:.1f}" for x in df.Minutes]
     for word in SPLIT_COLUMNS.values():

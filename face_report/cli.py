@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_cli.ipynb #9a39cb1b
 from __future__ import annotations
-import argparse, ast, json, os, signal, sys, threading
+import argparse, ast, contextlib, json, os, signal, sys, threading
 
 # %% auto #0
 __all__ = ['parse_value', 'cmd_data', 'cmd_cache', 'cmd_train', 'cmd_run', 'cmd_render', 'cmd_compare', 'cmd_runs',
@@ -62,12 +62,15 @@ def cmd_cache(args:argparse.Namespace, # parsed by `build_parser`
     "Print what the cache holds per kind, or clear it (`--clear`, with `--unused-days` and `--kinds`)."
     from face_report.data import cache_root, cache_entries, clear_cache
     if not args.clear and (args.kinds or args.unused_days): raise ValueError("--kinds and --unused-days choose what --clear removes: add --clear")
+    if not 0 <= args.unused_days: raise ValueError(f"--unused-days must be 0 or more, not {args.unused_days}")
     entries = clear_cache(kinds=args.kinds, unused_days=args.unused_days) if args.clear else cache_entries()
     gib = lambda n: f"{n/2**30:.2f} GiB"
     by_kind = entries.groupby("kind").agg(entries=("name", "size"), size=("bytes", "sum"), last_used=("last_used", "max"))
     by_kind["size"] = by_kind["size"].map(gib); by_kind["last_used"] = by_kind["last_used"].dt.strftime("%Y-%m-%d %H:%M")
     print(f"{'removed from' if args.clear else 'cache'} {cache_root()} (FACE_REPORT_CACHE): {len(entries):,} entr{'y' if len(entries) == 1 else 'ies'}, {gib(entries.bytes.sum())}")
     if len(entries): print(by_kind.to_string())
+    if len(writing := entries.attrs.get("writing", [])):
+        print(f"left {len(writing)} being written by a running process ({', '.join(writing.name)}); a killed process's goes after a day")
     return 0
 
 def cmd_train(args:argparse.Namespace, # parsed by `build_parser`
@@ -122,14 +125,15 @@ def cmd_runs(args:argparse.Namespace, # parsed by `build_parser`
     "Print one row per run and model: the parameters that vary among the runs, epochs, minutes and each split's figures."
     from face_report.analysis import MODELS, load_run, runs_table, format_runs_table
     from pathlib import Path
-    folders = [p for p in args.runs if Path(p).is_dir()]  # `runs/*` may match a log file or two
+    folders = list({Path(p).resolve(): p for p in args.runs if Path(p).is_dir()}.values())  # `runs/*` may match a log file or two; a folder named twice is listed once
     if missing := [p for p in args.runs if not Path(p).exists()]: print(f"skipped, no such folder: {', '.join(missing)}", file=sys.stderr)
-    if files := [p for p in args.runs if Path(p).exists() and p not in folders]: print(f"skipped, not a folder: {', '.join(files)}", file=sys.stderr)
+    if files := [p for p in args.runs if Path(p).exists() and not Path(p).is_dir()]: print(f"skipped, not a folder: {', '.join(files)}", file=sys.stderr)
     runs, unread = [], []
     for p in folders:
         try: runs.append(load_run(p))
-        except ValueError as e: unread.append(p); print(f"skipped, damaged: {e}", file=sys.stderr)  # the file and its fault
         except FileNotFoundError: unread.append(p); print(f"skipped, not a run folder: {p}", file=sys.stderr)
+        except (ValueError, OSError) as e:  # the file and its fault (a history_A.csv that is a folder, ...)
+            unread.append(p); print(f"skipped, damaged: {f'{e.filename}: {e.strerror}' if isinstance(e, OSError) and e.filename else e}", file=sys.stderr)
     folders = [p for p in folders if p not in unread]
     table = runs_table(runs)
     if table.empty: raise FileNotFoundError(f"none of the folders {args.runs} holds a trained model's metrics.json entry yet")
@@ -221,6 +225,9 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         print(("terminated" if terminated else "interrupted")
               + (f": {kept}; run the same command again, without --retrain, to resume" if kept else ""), file=sys.stderr)
         return 143 if terminated else 130
+    except BrokenPipeError:  # `face-report runs ... | head`: the reader has what it wanted; 141 as for a process SIGPIPE ends
+        with contextlib.suppress(OSError): os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error at exit)
+        return 141
     except (ValueError, RuntimeError, OSError) as e:  # OSError: a folder that is a file, an --out in no folder, ...
         if os.environ.get("FACE_REPORT_DEBUG"): raise
         said = (f"{e.filename} exists and is not a folder" if isinstance(e, FileExistsError) and e.filename else

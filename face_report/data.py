@@ -148,10 +148,16 @@ def extract_archive(archive:str|Path, # a UTKFace .tar.gz (or .tar)
         with open(archive, "rb") as f: key = hashlib.file_digest(f, "sha1").hexdigest()[:12]
     except OSError as e: raise DataError(f"{archive}: cannot read the archive ({e})") from None
     dest = cache_root(cache_dir)/"extracted"/f"UTKFace-{key}"  # the contents alone name it: one folder for every copy
-    if (dest/".complete").exists(): mark_used(dest); return _image_folder(dest)
+    if _extracted_whole(dest): mark_used(dest); return _image_folder(dest)
     with file_lock(dest.with_name(dest.name + ".lock")):  # one process extracts; the others wait, then re-use its folder
-        if (dest/".complete").exists(): return _image_folder(dest)
+        if _extracted_whole(dest): return _image_folder(dest)
         return _extract(archive, dest)
+
+def _extracted_whole(dest:Path) -> bool:
+    "Whether `dest` holds a finished extraction with every member still there (files removed from the cache by hand are not)."
+    try: members = json.loads((dest/".complete").read_text())["members"]
+    except (OSError, ValueError, KeyError, TypeError): return False
+    return sum(1 for _ in dest.rglob("*")) - 1 >= members  # (less .complete; folders a member implies may add entries)
 
 def _extract(archive:Path, dest:Path) -> Path:
     tmp = dest.with_name(dest.name + ".partial")
@@ -433,7 +439,8 @@ def make_splits(df:pd.DataFrame, # from `load_utkface`
     df = df.sort_values("path").reset_index(drop=True)
     df.attrs = {}
     if test_size + (n_images or 0) > len(df):
-        raise DataError(f"asked for {n_images} + {test_size} test images but only {len(df)} usable images exist")
+        raise DataError(f"asked for {n_images} + {test_size} test images but only {len(df)} usable images exist" if n_images else
+                        f"the test split (test_size={test_size}) is larger than the {len(df)} usable images")
     test_idx = stratified_sample(df, test_size, seed)
     pool = df.drop(test_idx)
     if pool.empty:
@@ -578,7 +585,8 @@ def _entry(kind:Path, e:Path) -> dict|None:
 def cache_entries(cache_dir:str|Path|None=None, # see `cache_root`
                  ) -> pd.DataFrame: # kind (its subfolder), name, path, bytes, last_used (local time); the largest first
     "What the cache holds: one row per decoded array, extracted archive, validation result or converted weights file."
-    rows = [_entry(kind, e) for kind in sorted(cache_root(cache_dir).iterdir()) if kind.is_dir()
+    root = cache_root(cache_dir)  # only the cache's own subfolders: FACE_REPORT_CACHE may name a folder holding other things
+    rows = [_entry(kind, e) for kind in (root/k for k in CACHE_KINDS) if kind.is_dir()
             for e in sorted(kind.iterdir()) if not e.name.endswith(".lock")]  # locks are held by running processes
     cols = ["kind", "name", "path", "bytes", "last_used"]
     df = pd.DataFrame([r for r in rows if r], columns=cols).astype({"bytes": "int64", "last_used": "datetime64[ns]"})
@@ -587,21 +595,22 @@ def cache_entries(cache_dir:str|Path|None=None, # see `cache_root`
 def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
                 unused_days:float=0, # remove only entries unused for this many days; 0: every entry
                 kinds:list[str]|None=None, # e.g. ["arrays"]; None: every kind
-               ) -> pd.DataFrame: # the entries removed, as `cache_entries` lists them
+               ) -> pd.DataFrame: # the entries removed, as `cache_entries` lists them; `attrs["writing"]`: those left to running processes
     "Remove cache entries (all, or those of `kinds` unused for `unused_days`), but not a running extraction or decoding; they are built again when needed."
-    if unused_days < 0: raise ValueError(f"unused_days must be 0 or more, not {unused_days}")
+    if not 0 <= unused_days: raise ValueError(f"unused_days must be 0 or more, not {unused_days}")  # (NaN too)
+    if unknown := sorted(set(kinds or []) - set(CACHE_KINDS)):
+        raise ValueError(f"the cache has no kind {unknown[0]!r}; its kinds are {', '.join(CACHE_KINDS)}")
     entries = cache_entries(cache_dir)
-    if unknown := sorted(set(kinds or []) - set(CACHE_KINDS) - set(entries.kind)):
-        raise ValueError(f"the cache has no kind {unknown[0]!r}; its kinds are {', '.join(sorted({*CACHE_KINDS, *entries.kind}))}")
-    chosen = entries.kind.isin(kinds or entries.kind)
-    if unused_days: chosen &= entries.last_used < pd.Timestamp.now() - pd.Timedelta(days=unused_days)
+    chosen = entries.kind.isin(kinds or CACHE_KINDS)
+    if unused_days:  # (a century is as good as forever, and pandas' dates end in 2262)
+        chosen &= entries.last_used < pd.Timestamp.now() - pd.Timedelta(days=min(unused_days, 36500))
     running = entries.name.str.contains(".partial", regex=False) & (entries.last_used > pd.Timestamp.now() - pd.Timedelta(days=1))
-    chosen &= ~running  # being written by another process (a killed process's is a day old)
-    gone = entries[chosen]
+    gone, writing = entries[chosen & ~running], entries[chosen & running]  # being written by another process (a killed process's is a day old)
     for e in gone.path:
         if e.is_dir() and not e.is_symlink(): shutil.rmtree(e, ignore_errors=True)
         else: e.unlink(missing_ok=True)
-    return gone.reset_index(drop=True)
+    gone = gone.reset_index(drop=True); gone.attrs["writing"] = writing.reset_index(drop=True)
+    return gone
 
 # %% ../nbs/00_data.ipynb #d5b58bbd
 def affine_matrices(flip, # 1 where the image is flipped left-right first, else 0; shape (N,)

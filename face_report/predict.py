@@ -607,6 +607,7 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
     except (PredictorError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
     try: write_predictions(df, out)
     except OSError as e:  # the folder changed meanwhile: the predictions go to stdout rather than being lost
+        if out is None: raise  # (stdout itself: a closed pipe is the command line's to handle)
         print(f"error: cannot write {out} ({e.strerror or e}); the predictions follow on stdout", file=sys.stderr)
         write_predictions(df, None); return 1
     print(f"predicted {_summary(df)}" + (f"; written to {out}" if out else "")

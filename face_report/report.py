@@ -13,17 +13,17 @@ import numpy as np, pandas as pd
 from .data import display_path
 from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, kept_epoch,
     lr_cuts, pair_predictions, TEST_NAMES, run_folder, shown_difference)
-from .training import PATH_PARAMS, REPORT_UNFREEZE, gender_correct, read_json, write_json
+from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, gender_correct, read_json, write_json
 
 # %% auto #0
-__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'NONE_SPELLED', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION',
-           'SHOWN_AS_PATHS', 'NONE_SHOWN', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths',
-           'venv_kernel', 'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page',
-           'page_parameters', 'run_pipeline', 'page_params', 'show_markdown', 'md_escape', 'figure_alt', 'show_figure',
-           'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise',
-           'noisier', 'gender_chance', 'overfitting_level', 'training_end', 'end_sentence', 'curve_paragraph',
-           'precision_text', 'speed_sentences', 'noise_sentence', 'discussion_paragraphs', 'describe_augmentation',
-           'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
+__all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION', 'SHOWN_AS_PATHS',
+           'NONE_SHOWN', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel',
+           'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page', 'page_parameters',
+           'run_pipeline', 'page_params', 'show_markdown', 'md_escape', 'figure_alt', 'show_figure', 'show_table',
+           'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise', 'noisier',
+           'gender_chance', 'overfitting_level', 'training_end', 'end_sentence', 'curve_paragraph', 'precision_text',
+           'speed_sentences', 'noise_sentence', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
+           'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
            'missing_predictions_sentence', 'breakdown_table', 'mirror_sentences', 'label_noise_note', 'params_table',
            'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'notebook_title', 'site_notebook',
            'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page', 'render_pandoc',
@@ -187,8 +187,6 @@ def make_dummy_page(path, # where to write the notebook
     return Path(path)
 
 # %% ../nbs/05_report.ipynb #b91b69d5
-NONE_SPELLED = dict(n_images="all", weights="none")  # None values that mean something, as `resolve_params` reads them
-
 def page_parameters(p:dict, # a run's parameters, from `resolve_params`
                    ) -> dict: # what papermill injects into every page
     "The pages' papermill parameters: the `PARAM_NAMES` of `p`, paths as strings and a meaningful None spelled out (`NONE_SPELLED`)."
@@ -1286,8 +1284,10 @@ def read_page(path:Path, # an executed page notebook
              ) -> "nbformat.NotebookNode": # the page as nbformat reads it
     "Read an executed page, or say which one cannot be read (a pipeline killed while papermill wrote it leaves it cut short)."
     import nbformat
-    try: return nbformat.read(str(path), as_version=4)
-    except (ValueError, OSError) as e:
+    try:
+        nb = nbformat.read(str(path), as_version=4); nbformat.validate(nb)  # (JSON, but not a notebook: `{}`, cells without metadata)
+        return nb
+    except Exception as e:  # (nbformat's and jsonschema's errors are of several kinds)
         raise ValueError(f"{path}: not a readable notebook ({type(e).__name__}: {str(e)[:200]}); run the pipeline again") from None
 
 def render_pandoc(run_dir, # run folder with executed notebooks
@@ -1384,7 +1384,10 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
         raise ValueError(f"{out_dir} holds files and is not a site that face-report built: rendering replaces the folder's "
                          "contents, so choose a new or empty folder")
     state = read_json(run_dir/"pipeline.json")
-    unfinished = [f"{p['page']} ({p['status']})" for p in state.get("pages", []) if p.get("status") != "done"]
+    if not isinstance(pages := state.get("pages", []), list) or not all(isinstance(p, dict) and {"page", "status"} <= set(p) for p in pages):
+        raise ValueError(f"{run_dir/'pipeline.json'}: its pages are {str(pages)[:100]}, not the pipeline's record of each page; it "
+                         "was edited. Run the pipeline again (`face-report run` with the same options) to write it anew")
+    unfinished = [f"{p['page']} ({p['status']})" for p in pages if p.get("status") != "done"]
     if unfinished: raise RuntimeError(f"{run_dir} holds pages that did not finish: {', '.join(unfinished)}. "
                                       "Run the pipeline again (`face-report run` with the same options) before rendering")
     if state.get("metrics_digest", now := metrics_digest(run_dir)) != now:

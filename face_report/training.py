@@ -17,15 +17,15 @@ from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utk
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX', 'NUMBER',
-           'CHOICES', 'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED',
-           'SESSION_FACTS', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges', 'backend_devices',
-           'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice', 'make_strategy',
-           'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history', 'backup_epoch',
-           'settle_backup', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best', 'phase_finished',
-           'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics',
-           'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run', 'run_precision',
-           'check_session', 'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock',
-           'train_model_a', 'train_model_b', 'train_all']
+           'CHOICES', 'NONE_SPELLED', 'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION',
+           'TRAINED', 'SESSION_FACTS', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges',
+           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
+           'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history',
+           'backup_epoch', 'settle_backup', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best',
+           'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct',
+           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run',
+           'run_precision', 'check_session', 'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint',
+           'training_lock', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -91,6 +91,8 @@ def check_params(p:dict, # from `resolve_params`
 class TrainingError(RuntimeError):
     "Training cannot go on; the message says why and what was kept."
 
+NONE_SPELLED = dict(n_images="all", weights="none")  # None values that mean something, and how they are spelled (`-p n_images all`)
+
 def resolve_params(profile:str="quick", # "quick", "paper" or "full"
                    **overrides, # any key of `DEFAULTS`
                   ) -> dict: # every training parameter
@@ -103,8 +105,7 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     if unknown: raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
     p = {**DEFAULTS, **PROFILES[profile], "profile": profile}
     p.update({k: v for k, v in overrides.items() if v is not None})
-    if p["n_images"] == "all": p["n_images"] = None
-    if p["weights"] == "none": p["weights"] = None
+    p.update({k: None for k, word in NONE_SPELLED.items() if p[k] == word})
     if p["run_dir"] is None: p["run_dir"] = f"runs/{profile}"
     if p["backbone"] not in REPORT_UNFREEZE:  # checked first: phase 2's default depth is the backbone's
         raise ValueError(f"parameter backbone={p['backbone']!r} must be one of {', '.join(REPORT_UNFREEZE)}")
