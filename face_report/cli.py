@@ -70,7 +70,7 @@ def cmd_cache(args:argparse.Namespace, # parsed by `build_parser`
     print(f"{'removed from' if args.clear else 'cache'} {cache_root()} (FACE_REPORT_CACHE): {len(entries):,} entr{'y' if len(entries) == 1 else 'ies'}, {gib(entries.bytes.sum())}")
     if len(entries): print(by_kind.to_string())
     if len(writing := entries.attrs.get("writing", [])):
-        print(f"left {len(writing)} being written by a running process ({', '.join(writing.name)}); a killed process's goes after a day")
+        print(f"left {len(writing)} being written by a running process ({', '.join(p.name for p in writing)}); a killed process's goes after a day")
     return 0
 
 def cmd_train(args:argparse.Namespace, # parsed by `build_parser`

@@ -595,7 +595,7 @@ def cache_entries(cache_dir:str|Path|None=None, # see `cache_root`
 def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
                 unused_days:float=0, # remove only entries unused for this many days; 0: every entry
                 kinds:list[str]|None=None, # e.g. ["arrays"]; None: every kind
-               ) -> pd.DataFrame: # the entries removed, as `cache_entries` lists them; `attrs["writing"]`: those left to running processes
+               ) -> pd.DataFrame: # the entries removed, as `cache_entries` lists them; `attrs["writing"]`: the paths left to running processes
     "Remove cache entries (all, or those of `kinds` unused for `unused_days`), but not a running extraction or decoding; they are built again when needed."
     if not 0 <= unused_days: raise ValueError(f"unused_days must be 0 or more, not {unused_days}")  # (NaN too)
     if unknown := sorted(set(kinds or []) - set(CACHE_KINDS)):
@@ -609,7 +609,7 @@ def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
     for e in gone.path:
         if e.is_dir() and not e.is_symlink(): shutil.rmtree(e, ignore_errors=True)
         else: e.unlink(missing_ok=True)
-    gone = gone.reset_index(drop=True); gone.attrs["writing"] = writing.reset_index(drop=True)
+    gone = gone.reset_index(drop=True); gone.attrs["writing"] = writing.path.tolist()
     return gone
 
 # %% ../nbs/00_data.ipynb #d5b58bbd
