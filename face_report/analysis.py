@@ -20,7 +20,7 @@ from PIL import Image
 from scipy import stats
 
 from .data import AGE_BAND_LABELS, GENDERS, RACES, DataError, ImageError, age_band, load_image, utkface_folder
-from .training import NONE_SPELLED, RUN_KEYS_ADDED, gender_correct, read_json, read_table, roc_auc, split_metrics
+from .training import HISTORY_KEYS, NONE_SPELLED, RUN_KEYS_ADDED, gender_correct, read_json, read_table, roc_auc, split_metrics
 
 # %% auto #0
 __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'SPLITS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'TEST_NAMES',
@@ -185,6 +185,10 @@ def load_run(run_dir, # a run folder written by `face_report.training`
     if not any((run_dir / f).exists() for f in ("params.json", "metrics.json", "predictions", *(f"history_{m}.csv" for m in MODELS))):
         raise FileNotFoundError(f"{run_dir} is not a run folder: it has no params.json, metrics.json, history or predictions")
     history = {m: read_table(run_dir / f"history_{m}.csv", "readable training history") for m in MODELS if (run_dir / f"history_{m}.csv").exists()}
+    for m, h in history.items():
+        if missing := [c for c in HISTORY_KEYS if c not in h.columns]:
+            raise ValueError(f"{run_dir / f'history_{m}.csv'} is not a training history (it lacks the column(s) {', '.join(missing)}); "
+                             f"restore it, or train Model {m} again (--retrain)")
     return Run(run_dir, read_json(run_dir / "params.json"), check_metrics_layout(run_dir / "metrics.json"), history)
 
 def _is_number(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool)

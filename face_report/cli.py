@@ -27,7 +27,7 @@ def _overrides(args) -> dict:
     if nones := [k for k, v in p.items() if v is None]:  # None means "not given": the profile's value would be used
         raise ValueError(f"-p {nones[0]} None: every image is `-p n_images all`, random initial weights `-p weights none`")
     for k in PATH_PARAMS:  # --data, --run-dir
-        if getattr(args, k, None): p[k] = getattr(args, k)
+        if getattr(args, k, None) is not None: p[k] = getattr(args, k)  # ("" too, which is refused as no path)
     return p
 
 def _models(chosen) -> str: # e.g. "AB"
@@ -84,7 +84,8 @@ def cmd_train(args:argparse.Namespace, # parsed by `build_parser`
 def cmd_run(args:argparse.Namespace, # parsed by `build_parser`
            ) -> int: # exit code
     "Execute the report pages with papermill, then render the site."
-    from face_report.report import run_pipeline, render_site
+    from face_report.report import run_pipeline, render_site, site_engine
+    if not args.no_render: site_engine(args.engine)  # quarto asked for and missing: said before the pages run
     run_dir = run_pipeline(args.profile, run_dir=args.run_dir, params=_overrides(args), retrain=args.retrain)
     if args.no_render: return 0
     try: index = render_site(run_dir, engine=args.engine)
@@ -220,10 +221,12 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
     try:
         code = args.func(args)
         return 143 if terminated and code == 130 else code  # (`predict` keeps what it finished, and says so, itself)
-    except KeyboardInterrupt:  # (`predict` says what it kept itself)
+    except KeyboardInterrupt as e:  # (`predict` says what it kept itself)
         kept = {"train": "the finished epochs are kept", "run": "the finished epochs and executed pages are kept"}.get(args.command)
-        print(("terminated" if terminated else "interrupted")
-              + (f": {kept}; run the same command again, without --retrain, to resume" if kept else ""), file=sys.stderr)
+        if isinstance(e, getattr(sys.modules.get("face_report.training"), "RetrainNotStarted", ())):  # (imported by train and run)
+            said = ": before --retrain removed anything, so the run folder is as it was; run the same command again, with --retrain"
+        else: said = f": {kept}; run the same command again, without --retrain, to resume" if kept else ""
+        print(("terminated" if terminated else "interrupted") + said, file=sys.stderr)
         return 143 if terminated else 130
     except BrokenPipeError:  # `face-report runs ... | head`: the reader has what it wanted; 141 as for a process SIGPIPE ends
         with contextlib.suppress(OSError): os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error at exit)

@@ -26,8 +26,8 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOI
            'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
            'missing_predictions_sentence', 'breakdown_table', 'mirror_sentences', 'label_noise_note', 'params_table',
            'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'notebook_title', 'site_notebook',
-           'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'executed_pages', 'read_page', 'render_pandoc',
-           'quarto_notebook', 'render_quarto', 'render_site']
+           'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'site_engine', 'executed_pages', 'read_page',
+           'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -202,7 +202,7 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
                 ) -> Path: # the run folder
     """Resolve the parameters, then execute the report pages with papermill into `run_dir/notebooks/`. A run folder
     holding another run, or data that cannot be read, is refused before anything is written (`check_run`)."""
-    from face_report.training import resolve_params, check_run, forget_models
+    from face_report.training import resolve_params, check_run, forget_models, retrain_pending
     overrides = dict(params or {})
     overrides.pop("retrain", None)
     if run_dir is not None: overrides["run_dir"] = str(run_dir)
@@ -211,10 +211,11 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
     p.update(run_dir=str(run_dir), profile=p.get("profile", profile), retrain=bool(retrain))
     if p.get("data") and Path(p["data"]).expanduser().exists(): p["data"] = str(Path(p["data"]).expanduser().resolve())
     paths = page_paths(pages)
-    check_run(p)
-    if retrain:  # once: started again, the command without --retrain resumes
-        forget_models(p, "AB", log); p["retrain"] = False
-        for stale in (run_dir/"notebooks").glob("*.ipynb"): stale.unlink()  # pages showing the models just removed
+    with retrain_pending(retrain):  # (Ctrl-C before the models are removed: the command needs --retrain again)
+        check_run(p)
+        if retrain:  # once: started again, the command without --retrain resumes
+            forget_models(p, "AB", log); p["retrain"] = False
+            for stale in (run_dir/"notebooks").glob("*.ipynb"): stale.unlink()  # pages showing the models just removed
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir/"report_params.json", p)
     log(f"Report run: profile {p['profile']}, {len(paths)} page(s), run folder {run_dir}")
@@ -1273,6 +1274,15 @@ def index_markdown(run_dir, # run folder
             f"## Run\n\n| Setting | Value |\n|---|---|\n{rows}\n\n## Sections\n\n{links}\n")
 
 # %% ../nbs/05_report.ipynb #f4e6a046
+def site_engine(engine:str="auto", # "auto", "quarto" or "pandoc"
+               ) -> str|None: # the quarto executable to render with, or None for pandoc
+    "Check the site builder `engine` before any work (`face-report run` asks before executing the pages)."
+    if engine not in ("auto", "quarto", "pandoc"): raise ValueError(f"engine must be auto, quarto or pandoc, not {engine!r}")
+    quarto = shutil.which("quarto") if engine != "pandoc" else None
+    if engine == "quarto" and not quarto: raise RuntimeError("quarto is not on PATH: install Quarto (https://quarto.org) or use the pandoc "
+                                                   "engine (--engine pandoc, engine='pandoc')")
+    return quarto
+
 def executed_pages(run_dir, # a run folder
                   ) -> list[Path]: # executed page notebooks, in page order
     "The executed notebooks of a run (`run_dir/notebooks/*.ipynb`), sorted by name (pages are numbered)."
@@ -1375,10 +1385,7 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     refused before anything is written."""
     run_dir = run_folder(run_dir)
     out_dir = Path(out_dir).resolve() if out_dir is not None else run_dir/"site"
-    if engine not in ("auto", "quarto", "pandoc"): raise ValueError(f"engine must be auto, quarto or pandoc, not {engine!r}")
-    quarto = shutil.which("quarto")
-    if engine == "quarto" and not quarto: raise RuntimeError("quarto is not on PATH: install Quarto (https://quarto.org) or use the pandoc "
-                                                   "engine (--engine pandoc, engine='pandoc')")
+    quarto = site_engine(engine)
     executed_pages(run_dir)
     if out_dir.exists() and out_dir != run_dir/"site" and any(out_dir.iterdir()) and not (out_dir/SITE_MARKER).exists():
         raise ValueError(f"{out_dir} holds files and is not a site that face-report built: rendering replaces the folder's "
@@ -1397,7 +1404,7 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     # built beside the site, then swapped in: a render stopped half-way leaves the old site whole, never a mix of two
     stage, old = (out_dir.with_name(f".{out_dir.name}.{s}") for s in ("partial", "old"))
     for d in (stage, old): shutil.rmtree(d, ignore_errors=True)
-    render_quarto(run_dir, stage, quarto) if engine == "quarto" or (engine == "auto" and quarto) else render_pandoc(run_dir, stage)
+    render_quarto(run_dir, stage, quarto) if quarto else render_pandoc(run_dir, stage)
     (stage/SITE_MARKER).write_text("A report site built by face-report: rendering again replaces this folder's contents.\n")
     if out_dir.exists(): out_dir.rename(old)
     stage.rename(out_dir); shutil.rmtree(old, ignore_errors=True)

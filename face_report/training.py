@@ -16,15 +16,16 @@ from . import __version__
 from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, DECODE_VERSION
 
 # %% auto #0
-__all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE', 'WHOLE_MAX', 'NUMBER',
-           'CHOICES', 'NONE_SPELLED', 'PHASES', 'HISTORY_COLUMNS', 'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION',
-           'TRAINED', 'SESSION_FACTS', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges',
-           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
-           'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history',
-           'backup_epoch', 'settle_backup', 'best_checkpoint', 'save_validated_weights', 'epochs_since_best',
-           'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred', 'gender_correct',
-           'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder', 'check_run', 'start_run',
-           'run_precision', 'check_session', 'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint',
+__all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE',
+           'WHOLE_MAX', 'NUMBER', 'CHOICES', 'NONE_SPELLED', 'PHASES', 'HISTORY_COLUMNS', 'HISTORY_KEYS',
+           'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'SESSION_FACTS', 'check_params', 'TrainingError',
+           'resolve_params', 'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
+           'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
+           'read_table', 'read_history', 'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint',
+           'save_validated_weights', 'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase',
+           'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json',
+           'check_run_folder', 'check_run', 'start_run', 'run_precision', 'check_session', 'forget_phase',
+           'RetrainNotStarted', 'retrain_pending', 'forget_models', 'splits_params', 'splits_fingerprint',
            'training_lock', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
@@ -40,6 +41,7 @@ DEFAULTS = dict(
 # phase 2's default: the backbone's last layers that hold what the report's last 120 layers of EfficientNetB0 hold,
 # stages 5-7 (from the first 112-channel block) and the top 1x1 convolution
 REPORT_UNFREEZE = dict(efficientnet_b0=120, efficientnet_lite0=77, efficientnet_lite1=97)
+BACKBONE_LAYERS = dict(efficientnet_b0=237, efficientnet_lite0=151, efficientnet_lite1=201)  # the most `n_unfreeze` can unfreeze
 PROFILES = {
     "quick": dict(n_images=2000, test_size=500, image_size=64, epochs_a=20, epochs_b1=5, epochs_b2=5),
     "paper": dict(n_images=5000, test_size=2000, image_size=112),
@@ -79,8 +81,10 @@ def check_params(p:dict, # from `resolve_params`
         if not (lo <= p[k] if lo_ok else lo < p[k]) or not p[k] < hi: bad(k, f"must be in {'[' if lo_ok else '('}{lo}, {hi})")
     for k, allowed in CHOICES.items():
         if p[k] not in allowed: bad(k, f"must be one of {', '.join(map(str, allowed))}")
+    if p["n_unfreeze"] > (n := BACKBONE_LAYERS.get(p["backbone"], math.inf)):  # said before any model is removed or trained
+        bad("n_unfreeze", f"must be at most {n}, the layers of the {p['backbone']} backbone")
     for k in PATH_PARAMS:
-        if p[k] is not None and not isinstance(p[k], (str, Path)): bad(k, "must be a path")
+        if p[k] is not None and (not isinstance(p[k], (str, Path)) or not str(p[k]).strip()): bad(k, "must be a path")
     if p["weights"] not in (None, "imagenet"):  # said before the run folder is written
         if not isinstance(p["weights"], (str, Path)) or not Path(p["weights"]).expanduser().is_file():
             bad("weights", "must be imagenet, none or an existing weights file")
@@ -227,7 +231,7 @@ HISTORY_COLUMNS = ["epoch", "phase", "loss", "gender_loss", "gender_accuracy", "
                    "val_loss", "val_gender_loss", "val_gender_accuracy", "val_gender_auc", "val_age_loss", "val_age_mae",
                    "lr", "wall_seconds"]
 
-_HISTORY_KEYS = ("epoch", "phase", "val_loss")  # what resuming reads in every history, whatever columns were added since
+HISTORY_KEYS = ("epoch", "phase", "val_loss")  # what resuming reads in every history, whatever columns were added since
 
 def read_table(path:str|Path, # a CSV file of a run folder
                what:str, # what it should be, for the message, e.g. "training history"
@@ -244,9 +248,9 @@ def read_history(path:str|Path, # a `history_{A,B}.csv`
     if not (path.exists() and path.stat().st_size): return pd.DataFrame(columns=HISTORY_COLUMNS)
     try: h = read_table(path, "training history")
     except ValueError as e: raise TrainingError(f"{e}{again}") from None
-    if set(_HISTORY_KEYS) <= set(h.columns): return h
+    if set(HISTORY_KEYS) <= set(h.columns): return h
     raise TrainingError(f"{path} is not a training history (it lacks the column(s) "
-                        f"{', '.join(c for c in _HISTORY_KEYS if c not in h.columns)}){again}")
+                        f"{', '.join(c for c in HISTORY_KEYS if c not in h.columns)}){again}")
 
 # %% ../nbs/02_training.ipynb #a6ae5a92
 def backup_epoch(run_dir:Path, # the run folder
@@ -278,6 +282,16 @@ def best_checkpoint(run_dir:Path, # the run folder
                    ) -> Path: # where the phase keeps the weights of its best epoch
     "The file of a phase's `ModelCheckpoint`: the weights of its epoch with the lowest validation loss so far."
     return Path(run_dir)/"checkpoints"/f"{tag}_best.weights.h5"
+
+def load_checkpoint(model, # the model the weights were saved from (rebuilt)
+                    path:Path, # a `.weights.h5` file the training wrote
+                   ):
+    "Load `path`'s weights into `model`; `TrainingError` naming the file when it is damaged (cut short, overwritten)."
+    try: model.load_weights(str(path))
+    except (OSError, ValueError) as e:  # (h5py's "Unable to synchronously open file (truncated file ...)", a mismatch)
+        said = (str(e).strip().splitlines() or [""])[0][:200]
+        raise TrainingError(f"{path} cannot be read ({type(e).__name__}: {said}): it is damaged or cut short; "
+                            "train the model again (--retrain, with --models for one of them)") from None
 
 def save_validated_weights(model, # a compiled model, as a backup restored it (the optimizer built)
                            path:str|Path, # where to save, e.g. `best_checkpoint`
@@ -429,7 +443,7 @@ def _callbacks(run_dir:Path, # the run folder
             if loss is not None and not math.isfinite(float(loss)):
                 # `_model`, not `model`: on JAX the `model` property syncs the training state into the variables, which from
                 # this thread would race the step or validation running meanwhile (they donate those buffers)
-                self._model.stop_training = True; self._model.face_report_nan = True
+                self._model.stop_training = True; self._model.face_report_nan = "NaN" if math.isnan(float(loss)) else "infinite"
 
     # the history row is written before the backup: a process killed between the two re-runs that epoch, whose row the
     # resumed History drops. The backup keeps the trained weights; with `ema_momentum` the averaged ones are then swapped
@@ -484,9 +498,9 @@ def fit_phase(model, # a compiled model
             f"{_hms(h.wall_seconds.sum())}); its best weights are kept")
         if model.optimizer is not None and not model.optimizer.built: model.optimizer.build(model.trainable_variables)  # as fit would
         if repair:  # the best epoch is the last, whose checkpoint may be missing: saved again from the backup (see `best_is_last`)
-            model.load_weights(str(backup)); save_validated_weights(model, ckpt, bool(p["ema_momentum"]))
+            load_checkpoint(model, backup); save_validated_weights(model, ckpt, bool(p["ema_momentum"]))
         shutil.rmtree(bdir, ignore_errors=True)
-        model.load_weights(str(ckpt)); return float(h.wall_seconds.sum())
+        load_checkpoint(model, ckpt); return float(h.wall_seconds.sum())
     if (why := _lost_epochs(bdir, hist, rows, h, restored)):  # said, and the phase starts again
         log(f"{label}: {why}; the phase starts again at epoch 1"); shutil.rmtree(bdir, ignore_errors=True)
     strategy = getattr(model, "distribute_strategy", None)  # TensorFlow backend: the strategy the model was built in
@@ -503,10 +517,10 @@ def fit_phase(model, # a compiled model
     model.fit(train, validation_data=val, epochs=epochs, callbacks=cbs, verbose=0, shuffle=False)
     secs = time.time() - t0 + next(c.earlier_seconds for c in cbs if hasattr(c, "earlier_seconds"))
     if getattr(model, "face_report_nan", False):
-        raise TrainingError(f"{tag}: the loss became NaN; training stopped. Kept: {run_dir/('history_' + tag[0] + '.csv')} "
+        raise TrainingError(f"{tag}: the loss became {model.face_report_nan}; training stopped. Kept: {run_dir/('history_' + tag[0] + '.csv')} "
                             f"(finished epochs) and the best checkpoint so far {ckpt if ckpt.exists() else '(none yet)'}. "
                             "Lower the learning rate or check the data, then start again with --retrain.")
-    if ckpt.exists(): model.load_weights(str(ckpt))
+    if ckpt.exists(): load_checkpoint(model, ckpt)
     return secs
 
 # %% ../nbs/02_training.ipynb #8d44ebc0
@@ -721,6 +735,18 @@ def _forget(run_dir:Path, tag:str):
         if {"A", "B"} & set(m): write_json(run_dir/"metrics.json", m)
         else: (run_dir/"metrics.json").unlink(missing_ok=True)  # no model left: nothing to keep
 
+class RetrainNotStarted(KeyboardInterrupt):
+    "Ctrl-C (or SIGTERM) before a retrain removed any model: the run folder is as it was, and the command needs --retrain again."
+
+@contextlib.contextmanager
+def retrain_pending(retrain:bool, # whether the block ends by removing models (`forget_models`)
+                   ):
+    "Within the block, Ctrl-C raises `RetrainNotStarted` when `retrain` is set: what a retrain does before it removes anything."
+    try: yield
+    except KeyboardInterrupt as e:
+        if retrain and not isinstance(e, RetrainNotStarted): raise RetrainNotStarted() from None
+        raise
+
 def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint` where known
                   models:str="AB", # the models to be trained again
                   log=print, # progress printer
@@ -777,6 +803,7 @@ def _reuse(run_dir:Path, tag:str, splits:Splits, p:dict, log=print) -> dict|None
     if not history.exists():
         raise TrainingError(f"{history} is missing: Model {tag}'s epochs are unknown, so the report cannot draw its learning "
                             f"curves; restore the file, or train Model {tag} again (--retrain)")
+    read_history(history)  # one that is not a history is named now, not by the report's pages
     if _evaluated(m, tag) != EVALUATION:
         log(f"Model {tag}: re-evaluating the saved model ({EVALUATION})")
         model = keras.models.load_model(run_dir/f"model_{tag}.keras")
@@ -906,6 +933,9 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         marker, best1 = run_dir/"phase1_B.json", run_dir/"checkpoints"/"B_phase1_best.weights.h5"
         if marker.exists():
             info, rows = read_json(marker), int((read_history(run_dir/"history_B.csv").phase == 1).sum())
+            if not all(isinstance(info.get(k), (int, float)) and not isinstance(info[k], bool) for k in ("epochs", "seconds")):
+                raise TrainingError(f"{marker} holds {str(info)[:100]}, not phase 1's epochs and seconds: it was edited; delete it "
+                                    "to train phase 1 again, or train Model B again (--retrain --models B)")
             if rows != info["epochs"]:
                 raise TrainingError(f"{run_dir/'history_B.csv'} lists {rows} epoch(s) of phase 1, but {marker.name} says phase 1 "
                                     f"trained {info['epochs']}: the history was edited or replaced; train Model B again (--retrain --models B)")
@@ -926,7 +956,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
             if not best1.exists():
                 raise TrainingError(f"{best1} is missing: Model B's phase 1 finished ({info['epochs']} epochs, see {marker}) "
                                     f"but its best weights are gone; delete {marker} to train phase 1 again")
-            model.load_weights(str(best1))
+            load_checkpoint(model, best1)
         with strategy.scope():
             unfreeze_top(model, p["n_unfreeze"], verbose=False)
             compile_multitask(model, p["lr_b2"]*r, p["age_weight_b"], p["label_smoothing"], p["ema_momentum"])
@@ -944,13 +974,14 @@ def train_all(params:dict, # from `resolve_params`
              ) -> dict: # metrics.json contents
     "Prepare the data and train Model A then Model B (or only one of them) into `params['run_dir']`."
     if not models or set(models) - set("AB"): raise ValueError(f"models={models!r}: choose 'AB', 'A' or 'B'")
-    if splits is None:
-        splits = prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"],
-                                params["seed"], params["image_size"], report=False)
-        log(splits.summary)  # once, with the progress lines
-    if params.get("retrain"):  # removed once, here: started again after an interruption, the command without --retrain resumes
-        forget_models({**params, "splits_fingerprint": splits_fingerprint(splits), "data_source": _where(splits.source)}, models, log)
-        params = {**params, "retrain": False}
+    with retrain_pending(params.get("retrain")):
+        if splits is None:
+            splits = prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"],
+                                    params["seed"], params["image_size"], report=False)
+            log(splits.summary)  # once, with the progress lines
+        if params.get("retrain"):  # removed once, here: started again after an interruption, the command without --retrain resumes
+            forget_models({**params, "splits_fingerprint": splits_fingerprint(splits), "data_source": _where(splits.source)}, models, log)
+            params = {**params, "retrain": False}
     if "A" in models: train_model_a(splits, params=params, log=log)
     if "B" in models: train_model_b(splits, params=params, log=log)
     return read_json(Path(params["run_dir"])/"metrics.json")

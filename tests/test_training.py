@@ -468,3 +468,10 @@ def test_history_without_phase_1_rows_is_refused(tmp_path):
     h = pd.read_csv(run / "history_B.csv"); h[h.phase == 2].to_csv(run / "history_B.csv", index=False)
     with pytest.raises(TrainingError, match=r"history_B.csv lists 0 epoch\(s\) of phase 1, but phase1_B.json says phase 1 trained 1"):
         train_model_b(s, params=p)
+
+
+def test_infinite_loss_is_said_as_such(tmp_path):
+    p = tiny_params(tmp_path)
+    s = tiny_splits(p, tmp_path)
+    with pytest.raises(TrainingError, match="the loss became infinite; training stopped"):  # 1e38 x an MAE of years overflows float32
+        train_model_a(s, params={**p, "age_weight_a": 1e38})
