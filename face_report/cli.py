@@ -223,7 +223,7 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         return 143 if terminated and code == 130 else code  # (`predict` keeps what it finished, and says so, itself)
     except KeyboardInterrupt as e:  # (`predict` says what it kept itself)
         kept = {"train": "the finished epochs are kept", "run": "the finished epochs and executed pages are kept"}.get(args.command)
-        if isinstance(e, getattr(sys.modules.get("face_report.training"), "RetrainNotStarted", ())):  # (imported by train and run)
+        if getattr(args, "retrain", False) and not getattr(sys.modules.get("face_report.training"), "REMOVED_FOR_RETRAIN", []):
             said = ": before --retrain removed anything, so the run folder is as it was; run the same command again, with --retrain"
         else: said = f": {kept}; run the same command again, without --retrain, to resume" if kept else ""
         print(("terminated" if terminated else "interrupted") + said, file=sys.stderr)

@@ -153,11 +153,14 @@ def extract_archive(archive:str|Path, # a UTKFace .tar.gz (or .tar)
         if _extracted_whole(dest): return _image_folder(dest)
         return _extract(archive, dest)
 
+def _entries(folder:Path) -> int: return sum(1 for _ in folder.rglob("*"))  # files and folders below `folder`
+
 def _extracted_whole(dest:Path) -> bool:
-    "Whether `dest` holds a finished extraction with every member still there (files removed from the cache by hand are not)."
-    try: members = json.loads((dest/".complete").read_text())["members"]
-    except (OSError, ValueError, KeyError, TypeError): return False
-    return sum(1 for _ in dest.rglob("*")) - 1 >= members  # (less .complete; folders a member implies may add entries)
+    "Whether `dest` holds a finished extraction with every entry still there (files removed from the cache by hand are not)."
+    try:
+        done = json.loads((dest/".complete").read_text())
+        return _entries(dest) - 1 >= done.get("entries", done["members"])  # (less .complete; extractions before the entries were counted: the members)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError): return False  # (also: another process extracting it again now)
 
 def _extract(archive:Path, dest:Path) -> Path:
     tmp = dest.with_name(dest.name + ".partial")
@@ -189,9 +192,10 @@ def _extract(archive:Path, dest:Path) -> Path:
         raise DataError(f"{archive}: cannot read the archive ({e})") from None
     except DataError:
         shutil.rmtree(tmp, ignore_errors=True); raise
+    entries = _entries(tmp)  # (fewer than the members where a member names the top folder, "./", or a name comes twice)
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)
-    (dest/".complete").write_text(json.dumps({"archive": str(archive), "size": archive.stat().st_size, "members": len(members)}))
+    (dest/".complete").write_text(json.dumps({"archive": str(archive), "size": archive.stat().st_size, "members": len(members), "entries": entries}))
     return _image_folder(dest)
 
 def _image_folder(dest:Path) -> Path:

@@ -57,12 +57,14 @@ def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
     """Turn files, folders (recursive) and glob patterns into a list of files; what matches nothing gets an error. A file is
     listed once per name in its real folder: a path that loops through a linked folder repeats none, a linked file keeps its name.
     A folder a pattern matches is searched like a folder named; a folder that cannot be listed gets an error of its own."""
-    out, listed, left_out = {}, set(), {}
+    out, listed, left_out, searched = {}, set(), {}, set()
     def add(files:list[Path]):
         for f in files:
             if (key := (os.path.realpath(f.parent), f.name)) not in listed: listed.add(key); out.setdefault(str(f), "")
     def search(folder:Path, named:bool) -> bool: # whether it held images; a folder named and empty gets an error, one matched not
-        unreadable = []; files = _walk(folder, unreadable)
+        real = Path(os.path.realpath(folder))
+        if not named and {real, *real.parents} & searched: return False  # "dir/**" matches each folder below dir: walked once
+        searched.add(real); unreadable = []; files = _walk(folder, unreadable)
         found = [f for f in files if _is_image_name(f)]; add(found)
         others = [f for f in files if f.suffix.lower() not in IMAGE_EXTENSIONS]
         left_out.update((os.path.realpath(f), f) for f in others)
@@ -76,7 +78,7 @@ def expand_paths(paths:str|Path|list, # image files, folders or glob patterns
         elif p.exists(): add([p])
         elif any(c in str(arg) for c in "*?["):
             matches, found = [Path(f) for f in sorted(glob.glob(str(arg), recursive=True))], False
-            for m in matches:  # ("dir/**" matches each folder below too: the `listed` check lists their files once)
+            for m in matches:
                 if m.is_dir(): found |= search(m, named=False)
                 elif _is_image_name(m): add([m]); found = True
                 else: left_out[os.path.realpath(m)] = m
@@ -442,13 +444,13 @@ def _with_named_outputs(m:keras.Model) -> keras.Model:
 @contextlib.contextmanager
 def _replaced_when_done(path:Path): # an export's final file or folder
     "A temporary name beside `path` to write, moved onto `path` once written: a failed or interrupted export leaves `path` as it was."
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # (Keras saves only to names ending in .keras)
+    tmp = path.with_name(f".{path.stem}.partial{os.getpid()}{path.suffix}")  # (Keras saves only to names ending in .keras)
     def remove(p:Path): shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
     remove(tmp)
     try:
         yield tmp
         if path.is_dir() and not path.is_symlink():  # an earlier SavedModel folder is set aside until the new one is in place
-            old = path.with_name(f".{path.name}.old"); remove(old); os.replace(path, old); os.replace(tmp, path); remove(old)
+            old = path.with_name(f".{path.name}.old{os.getpid()}"); remove(old); os.replace(path, old); os.replace(tmp, path); remove(old)
         else: os.replace(tmp, path)
     finally: remove(tmp)
 

@@ -202,7 +202,7 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
                 ) -> Path: # the run folder
     """Resolve the parameters, then execute the report pages with papermill into `run_dir/notebooks/`. A run folder
     holding another run, or data that cannot be read, is refused before anything is written (`check_run`)."""
-    from face_report.training import resolve_params, check_run, forget_models, retrain_pending
+    from face_report.training import resolve_params, check_run, forget_models
     overrides = dict(params or {})
     overrides.pop("retrain", None)
     if run_dir is not None: overrides["run_dir"] = str(run_dir)
@@ -211,11 +211,10 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
     p.update(run_dir=str(run_dir), profile=p.get("profile", profile), retrain=bool(retrain))
     if p.get("data") and Path(p["data"]).expanduser().exists(): p["data"] = str(Path(p["data"]).expanduser().resolve())
     paths = page_paths(pages)
-    with retrain_pending(retrain):  # (Ctrl-C before the models are removed: the command needs --retrain again)
-        check_run(p)
-        if retrain:  # once: started again, the command without --retrain resumes
-            forget_models(p, "AB", log); p["retrain"] = False
-            for stale in (run_dir/"notebooks").glob("*.ipynb"): stale.unlink()  # pages showing the models just removed
+    check_run(p)
+    if retrain:  # once: started again, the command without --retrain resumes
+        forget_models(p, "AB", log); p["retrain"] = False
+        for stale in (run_dir/"notebooks").glob("*.ipynb"): stale.unlink()  # pages showing the models just removed
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir/"report_params.json", p)
     log(f"Report run: profile {p['profile']}, {len(paths)} page(s), run folder {run_dir}")

@@ -18,15 +18,15 @@ from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utk
 # %% auto #0
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE',
            'WHOLE_MAX', 'NUMBER', 'CHOICES', 'NONE_SPELLED', 'PHASES', 'HISTORY_COLUMNS', 'HISTORY_KEYS',
-           'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'SESSION_FACTS', 'check_params', 'TrainingError',
-           'resolve_params', 'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
-           'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
-           'read_table', 'read_history', 'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint',
-           'save_validated_weights', 'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase',
-           'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json',
-           'check_run_folder', 'check_run', 'start_run', 'run_precision', 'check_session', 'forget_phase',
-           'RetrainNotStarted', 'retrain_pending', 'forget_models', 'splits_params', 'splits_fingerprint',
-           'training_lock', 'train_model_a', 'train_model_b', 'train_all']
+           'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'SESSION_FACTS', 'REMOVED_FOR_RETRAIN',
+           'backbone_layers', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges',
+           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
+           'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history',
+           'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint', 'save_validated_weights',
+           'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred',
+           'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder',
+           'check_run', 'start_run', 'run_precision', 'check_session', 'forget_phase', 'forget_models', 'splits_params',
+           'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -41,7 +41,7 @@ DEFAULTS = dict(
 # phase 2's default: the backbone's last layers that hold what the report's last 120 layers of EfficientNetB0 hold,
 # stages 5-7 (from the first 112-channel block) and the top 1x1 convolution
 REPORT_UNFREEZE = dict(efficientnet_b0=120, efficientnet_lite0=77, efficientnet_lite1=97)
-BACKBONE_LAYERS = dict(efficientnet_b0=237, efficientnet_lite0=151, efficientnet_lite1=201)  # the most `n_unfreeze` can unfreeze
+BACKBONE_LAYERS = dict(efficientnet_b0=237, efficientnet_lite0=151, efficientnet_lite1=201)  # without ImageNet weights, see `backbone_layers`
 PROFILES = {
     "quick": dict(n_images=2000, test_size=500, image_size=64, epochs_a=20, epochs_b1=5, epochs_b2=5),
     "paper": dict(n_images=5000, test_size=2000, image_size=112),
@@ -67,6 +67,12 @@ NUMBER = dict(val_fraction=_OPEN, lr_a=_OPEN, lr_b1=_OPEN, lr_b2=_OPEN, lr_facto
 CHOICES = dict(precision=("auto", "float32", "mixed_bfloat16", "mixed_float16"), strategy=("none", "mirrored", "multiworker"),
                age_bias=("median", "zero"))
 
+def backbone_layers(backbone:str, # one of `BACKBONE_LAYERS`
+                    weights, # "imagenet", None or a weights file
+                   ) -> int: # the layers of the backbone, the most `n_unfreeze` can unfreeze
+    "How many layers `backbone` has: Keras adds an input scaling to EfficientNetB0 built with its ImageNet weights."
+    return BACKBONE_LAYERS.get(backbone, math.inf) + (backbone == "efficientnet_b0" and weights == "imagenet")
+
 def check_params(p:dict, # from `resolve_params`
                 ) -> dict: # `p`, when every value is usable
     "Refuse a parameter of the wrong type or out of range with a message naming it (`n_images` None means every image)."
@@ -81,7 +87,7 @@ def check_params(p:dict, # from `resolve_params`
         if not (lo <= p[k] if lo_ok else lo < p[k]) or not p[k] < hi: bad(k, f"must be in {'[' if lo_ok else '('}{lo}, {hi})")
     for k, allowed in CHOICES.items():
         if p[k] not in allowed: bad(k, f"must be one of {', '.join(map(str, allowed))}")
-    if p["n_unfreeze"] > (n := BACKBONE_LAYERS.get(p["backbone"], math.inf)):  # said before any model is removed or trained
+    if p["n_unfreeze"] > (n := backbone_layers(p["backbone"], p["weights"])):  # said before any model is removed or trained
         bad("n_unfreeze", f"must be at most {n}, the layers of the {p['backbone']} backbone")
     for k in PATH_PARAMS:
         if p[k] is not None and (not isinstance(p[k], (str, Path)) or not str(p[k]).strip()): bad(k, "must be a path")
@@ -443,7 +449,8 @@ def _callbacks(run_dir:Path, # the run folder
             if loss is not None and not math.isfinite(float(loss)):
                 # `_model`, not `model`: on JAX the `model` property syncs the training state into the variables, which from
                 # this thread would race the step or validation running meanwhile (they donate those buffers)
-                self._model.stop_training = True; self._model.face_report_nan = "NaN" if math.isnan(float(loss)) else "infinite"
+                self._model.stop_training = True  # (the first bad loss is said: on JAX a step or two may follow)
+                if not getattr(self._model, "face_report_nan", None): self._model.face_report_nan = "NaN" if math.isnan(float(loss)) else "infinite"
 
     # the history row is written before the backup: a process killed between the two re-runs that epoch, whose row the
     # resumed History drops. The backup keeps the trained weights; with `ema_momentum` the averaged ones are then swapped
@@ -735,17 +742,9 @@ def _forget(run_dir:Path, tag:str):
         if {"A", "B"} & set(m): write_json(run_dir/"metrics.json", m)
         else: (run_dir/"metrics.json").unlink(missing_ok=True)  # no model left: nothing to keep
 
-class RetrainNotStarted(KeyboardInterrupt):
-    "Ctrl-C (or SIGTERM) before a retrain removed any model: the run folder is as it was, and the command needs --retrain again."
-
-@contextlib.contextmanager
-def retrain_pending(retrain:bool, # whether the block ends by removing models (`forget_models`)
-                   ):
-    "Within the block, Ctrl-C raises `RetrainNotStarted` when `retrain` is set: what a retrain does before it removes anything."
-    try: yield
-    except KeyboardInterrupt as e:
-        if retrain and not isinstance(e, RetrainNotStarted): raise RetrainNotStarted() from None
-        raise
+# the run folders whose models `forget_models` has removed in this process: a command with --retrain interrupted before its
+# folder is here changed nothing, and needs --retrain again; once it is here, the same command without --retrain resumes
+REMOVED_FOR_RETRAIN = []
 
 def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint` where known
                   models:str="AB", # the models to be trained again
@@ -756,7 +755,7 @@ def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint
     metrics.json, when the folder's run has other parameters or images, so that a folder never holds models of two runs.
     It takes the training lock of each model it removes, so a model that another process is training is refused, not removed."""
     run_dir = Path(params["run_dir"])
-    if not run_dir.exists(): return ""
+    if not run_dir.exists(): REMOVED_FOR_RETRAIN.append(run_dir.resolve()); return ""
     try: check_run_folder({**params, "retrain": False}); other = False
     except TrainingError: other = True
     gone = "AB" if other else "".join(sorted(set(models)))
@@ -767,6 +766,7 @@ def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint
         for t in gone: _forget(run_dir, t)
         if gone == "AB":
             for f in ("params.json", "metrics.json"): (run_dir/f).unlink(missing_ok=True)
+    REMOVED_FOR_RETRAIN.append(run_dir.resolve())  # (after the removal: stopped half-way, it is still to be done with --retrain)
     if found: log(f"retrain: removed Model {' and '.join(found)} from {run_dir}" +
                   (" (trained with other parameters or on other images)" if other and found != models else ""))
     return found
@@ -974,14 +974,13 @@ def train_all(params:dict, # from `resolve_params`
              ) -> dict: # metrics.json contents
     "Prepare the data and train Model A then Model B (or only one of them) into `params['run_dir']`."
     if not models or set(models) - set("AB"): raise ValueError(f"models={models!r}: choose 'AB', 'A' or 'B'")
-    with retrain_pending(params.get("retrain")):
-        if splits is None:
-            splits = prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"],
-                                    params["seed"], params["image_size"], report=False)
-            log(splits.summary)  # once, with the progress lines
-        if params.get("retrain"):  # removed once, here: started again after an interruption, the command without --retrain resumes
-            forget_models({**params, "splits_fingerprint": splits_fingerprint(splits), "data_source": _where(splits.source)}, models, log)
-            params = {**params, "retrain": False}
+    if splits is None:
+        splits = prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"],
+                                params["seed"], params["image_size"], report=False)
+        log(splits.summary)  # once, with the progress lines
+    if params.get("retrain"):  # removed once, here: started again after an interruption, the command without --retrain resumes
+        forget_models({**params, "splits_fingerprint": splits_fingerprint(splits), "data_source": _where(splits.source)}, models, log)
+        params = {**params, "retrain": False}
     if "A" in models: train_model_a(splits, params=params, log=log)
     if "B" in models: train_model_b(splits, params=params, log=log)
     return read_json(Path(params["run_dir"])/"metrics.json")
