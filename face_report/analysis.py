@@ -487,9 +487,11 @@ def summary_sentences(metrics:dict, # contents of metrics.json
     return "\n\n".join(paragraphs)
 
 # %% ../nbs/03_analysis.ipynb #646922a6
+def _epochs(n: int) -> str: return f"{n} epoch{'s' * (n != 1)}"  # "1 epoch", "75 epochs"
+
 def _stop_phrase(n_epochs: int, last_epoch: int, budget) -> str:
     if budget is None: return f"ended at epoch {last_epoch}"
-    if n_epochs < budget: return f"was stopped by EarlyStopping at epoch {last_epoch} (budget: {budget} epochs)"
+    if n_epochs < budget: return f"was stopped by EarlyStopping at epoch {last_epoch} (budget: {_epochs(budget)})"
     return f"used its full budget, ending at epoch {last_epoch}"
 
 def _epoch_sentences(history: pd.DataFrame, model: str, params: dict, train: dict) -> str:
@@ -505,9 +507,9 @@ def _epoch_sentences(history: pd.DataFrame, model: str, params: dict, train: dic
     p1, p2 = history.epoch[phase == 1], history.epoch[phase == 2]
     if p2.empty:
         key = "epochs_a" if model == "A" else "epochs_b1"
-        return f"Training lasted {len(p1)} epochs and {_stop_phrase(len(p1), int(p1.max()), params.get(key))}.{best_s}"
-    return (f"Phase 1 (frozen backbone) lasted {len(p1)} epochs and {_stop_phrase(len(p1), int(p1.max()), params.get('epochs_b1'))}; "
-            f"phase 2 (fine-tuning) lasted {len(p2)} epochs and {_stop_phrase(len(p2), int(p2.max()), params.get('epochs_b2'))}.{best_s}")
+        return f"Training lasted {_epochs(len(p1))} and {_stop_phrase(len(p1), int(p1.max()), params.get(key))}.{best_s}"
+    return (f"Phase 1 (frozen backbone) lasted {_epochs(len(p1))} and {_stop_phrase(len(p1), int(p1.max()), params.get('epochs_b1'))}; "
+            f"phase 2 (fine-tuning) lasted {_epochs(len(p2))} and {_stop_phrase(len(p2), int(p2.max()), params.get('epochs_b2'))}.{best_s}")
 
 def performance_paragraph(metrics:dict, # contents of metrics.json
                           history, # the model's history DataFrame (or the `Run.history` dict); None to skip the epoch sentences
@@ -796,6 +798,7 @@ def compare_runs(first:Run|str|Path, # a loaded run, or a run folder
                  seed:int=0, # random seed
                 ) -> pd.DataFrame: # `RUN_COMPARISON_COLUMNS`, two rows (gender, age) per model and split
     "Each model of `second` against the same model of `first`, image by image: difference second − first, paired CI and test"
+    for m in models or MODELS: _check_choice("model", m, MODELS)
     first, second = (r if isinstance(r, Run) else load_run(r) for r in (first, second))
     rows = []
     for m in dict.fromkeys(models or MODELS):  # (each once, however often named)

@@ -19,11 +19,11 @@ from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, gender_correct
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION', 'SHOWN_AS_PATHS',
            'NONE_SHOWN', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel',
            'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page', 'page_parameters',
-           'run_pipeline', 'page_params', 'show_markdown', 'md_escape', 'figure_alt', 'show_figure', 'show_table',
-           'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise', 'noisier',
-           'gender_chance', 'overfitting_level', 'training_end', 'end_sentence', 'curve_paragraph', 'precision_text',
-           'speed_sentences', 'noise_sentence', 'discussion_paragraphs', 'describe_augmentation', 'training_text_a',
-           'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
+           'run_pipeline', 'run_record', 'page_params', 'show_markdown', 'md_escape', 'figure_alt', 'show_figure',
+           'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise',
+           'noisier', 'gender_chance', 'overfitting_level', 'training_end', 'end_sentence', 'curve_paragraph',
+           'precision_text', 'speed_sentences', 'noise_sentence', 'discussion_paragraphs', 'describe_augmentation',
+           'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
            'missing_predictions_sentence', 'breakdown_table', 'mirror_sentences', 'label_noise_note', 'params_table',
            'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'notebook_title', 'site_notebook',
            'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'site_engine', 'executed_pages', 'read_page',
@@ -228,25 +228,40 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
 PREVIEW = dict(run_dir="runs/page_preview", n_images=120, test_size=40, image_size=64, batch_size=16, epochs_a=1,
                epochs_b1=1, epochs_b2=1, patience=2)
 
+def run_record(run_dir, # a run folder
+              ) -> dict: # its parameters as `resolve_params` gives them; {} for a folder holding no run
+    """The parameters a run folder was made with: `report_params.json` (`run_pipeline`'s), else `params.json` (a run of
+    `face-report train` or `train_all`, whose precision is the one asked for), else {}."""
+    from face_report.training import DEFAULTS
+    run_dir = Path(run_dir).expanduser()
+    if saved := read_json(run_dir/"report_params.json"): return saved
+    trained = read_json(run_dir/"params.json")
+    if not trained.get("profile"): return {}
+    return {**{k: v for k, v in trained.items() if k in DEFAULTS}, "precision": trained.get("precision_requested", DEFAULTS["precision"])}
+
 def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES` of its parameters cell, and any other
                          # run parameter papermill injected (`papermill page.ipynb out.ipynb -p lr_a 1e-3`)
                 resolve=None, # `resolve_params`-like function; None: `face_report.training.resolve_params`
                ) -> dict: # the run's full parameters, `run_dir` as an absolute Path (created, with `figures/`)
     """The run parameters of a page: its parameter values, the run's other overrides and the profile's defaults. A page
-    given no profile is a page of the run in `run_dir` (its `report_params.json`), else of the tiny `PREVIEW` run."""
+    given no profile is a page of the run in `run_dir` (see `run_record`), else of the tiny `PREVIEW` run."""
     from face_report.training import DEFAULTS
     if resolve is None: from face_report.training import resolve_params as resolve
+    if (retrain := ns.get("retrain", False)) is None: retrain = False
+    if not isinstance(retrain, bool):  # (papermill's `-p retrain false` is the text 'false', which is not False)
+        raise ValueError(f"parameter retrain={retrain!r} must be True or False (papermill: -p retrain True)")
     profile = ns.get("profile")
     given = {k: ns[k] for k in {*PARAM_NAMES, *DEFAULTS} if ns.get(k) is not None and k not in ("profile", "retrain")}
     if profile is None:
-        run = read_json(Path(given["run_dir"]).expanduser()/"report_params.json") if "run_dir" in given else {}
+        run = run_record(given["run_dir"]) if "run_dir" in given else {}
         if run.get("profile"): profile, given = run["profile"], {**page_parameters(run), **given}
         else: profile, given = "quick", {**PREVIEW, **given}
         given = {k: v for k, v in given.items() if v is not None and k not in ("profile", "retrain")}
-    saved = read_json(Path(resolve(profile, **given)["run_dir"])/"report_params.json")
-    extra = {k: v for k, v in saved.items() if k not in PARAM_NAMES}
+    saved = run_record(resolve(profile, **given)["run_dir"])
+    derived = {"n_unfreeze": REPORT_UNFREEZE.get(saved.get("backbone")), "train_seed": saved.get("seed")}  # filled in, not given:
+    extra = {k: v for k, v in saved.items() if k not in PARAM_NAMES and not (k in derived and v == derived[k])}  # found again
     p = dict(resolve(profile, **{**extra, **given}))
-    p.update(profile=profile, retrain=bool(ns.get("retrain")), run_dir=Path(p["run_dir"]).expanduser().resolve())
+    p.update(profile=profile, retrain=retrain, run_dir=Path(p["run_dir"]).expanduser().resolve())
     (p["run_dir"]/"figures").mkdir(parents=True, exist_ok=True)
     return p
 
