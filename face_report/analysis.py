@@ -20,7 +20,7 @@ from PIL import Image
 from scipy import stats
 
 from .data import AGE_BAND_LABELS, GENDERS, RACES, DataError, ImageError, age_band, load_image, utkface_folder
-from .training import HISTORY_KEYS, NONE_SPELLED, RUN_KEYS_ADDED, gender_correct, read_json, read_table, roc_auc, split_metrics
+from .training import HISTORY_KEYS, NONE_SPELLED, RUN_KEYS_ADDED, gender_correct, is_number, read_json, read_table, roc_auc, split_metrics
 
 # %% auto #0
 __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'SPLITS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'TEST_NAMES',
@@ -191,8 +191,6 @@ def load_run(run_dir, # a run folder written by `face_report.training`
                              f"restore it, or train Model {m} again (--retrain)")
     return Run(run_dir, read_json(run_dir / "params.json"), check_metrics_layout(run_dir / "metrics.json"), history)
 
-def _is_number(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool)
-
 def check_metrics_layout(path:Path, # a run's metrics.json
                         ) -> dict: # its contents ({} while missing)
     "metrics.json read, with `ValueError` naming the file and the entry where its layout is not training's (a model's splits of figures, wall seconds)"
@@ -202,11 +200,11 @@ def check_metrics_layout(path:Path, # a run's metrics.json
         if not isinstance(entry := metrics[m], dict): raise ValueError(f"{path}: Model {m}'s entry is {entry!r}, not its splits' figures; {damaged}")
         for split, figures in entry.items():
             if split not in SPLITS: continue
-            if not isinstance(figures, dict) or (bad := next((k for k, v in figures.items() if not _is_number(v)), None)):
+            if not isinstance(figures, dict) or (bad := next((k for k, v in figures.items() if not is_number(v)), None)):
                 said = f"{bad} is {figures[bad]!r}, not a number" if isinstance(figures, dict) else f"figures are {figures!r}"
                 raise ValueError(f"{path}: Model {m}'s {split} {said}; {damaged}")
     wall = metrics.get("wall_seconds", {})
-    if not isinstance(wall, dict) or not all(map(_is_number, wall.values())):
+    if not isinstance(wall, dict) or not all(map(is_number, wall.values())):
         raise ValueError(f"{path}: wall_seconds is {wall!r}, not seconds by stage; {damaged}")
     return metrics
 

@@ -153,7 +153,7 @@ def extract_archive(archive:str|Path, # a UTKFace .tar.gz (or .tar)
         if _extracted_whole(dest): return _image_folder(dest)
         return _extract(archive, dest)
 
-def _entries(folder:Path) -> int: return sum(1 for _ in folder.rglob("*"))  # files and folders below `folder`
+def _entries(folder:Path) -> int: return sum(len(d) + len(f) for _, d, f in os.walk(folder))  # files and folders below `folder`
 
 def _extracted_whole(dest:Path) -> bool:
     "Whether `dest` holds a finished extraction with every entry still there (files removed from the cache by hand are not)."

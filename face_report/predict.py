@@ -314,16 +314,20 @@ def _faces(file:str, detect:bool) -> list[dict]:
     return [{"file": file, "face": i, "box": tuple(int(v) for v in b),
              "load": functools.partial(resized, face_crop(image, b))} for i, b in enumerate(boxes)]
 
-class PredictionInterrupted(KeyboardInterrupt):
-    "Ctrl-C during `predict_paths`: `table` holds the rows of the `done` files finished before it, of `total`."
-    def __init__(self, table:pd.DataFrame, done:int, total:int):
-        super().__init__(f"interrupted after {done} of {total} files"); self.table, self.done, self.total = table, done, total
+class _FinishedRows:
+    "What `predict_paths` had finished when it stopped: `table` holds the rows of the `done` files of `total`."
+    def __init__(self, message:str, table:pd.DataFrame, done:int, total:int):
+        super().__init__(message); self.table, self.done, self.total = table, done, total
 
-class PredictionFailed(RuntimeError):
-    "An error during `predict_paths` (a failing model call, memory): `table` holds the rows of the `done` files finished before it."
+class PredictionInterrupted(_FinishedRows, KeyboardInterrupt):
+    "Ctrl-C during `predict_paths`, with the rows of the files finished before it."
+    def __init__(self, table:pd.DataFrame, done:int, total:int):
+        super().__init__(f"interrupted after {done} of {total} files", table, done, total)
+
+class PredictionFailed(_FinishedRows, RuntimeError):
+    "An error during `predict_paths` (a failing model call, memory), with the rows of the files finished before it."
     def __init__(self, table:pd.DataFrame, done:int, total:int, error:BaseException):
-        super().__init__(f"stopped after {done} of {total} files by {type(error).__name__}: {error}")
-        self.table, self.done, self.total = table, done, total
+        super().__init__(f"stopped after {done} of {total} files by {type(error).__name__}: {error}", table, done, total)
 
 def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras file, model, or name -> model
                   paths:str|Path|list, # image files, folders (recursive) or glob patterns

@@ -24,9 +24,10 @@ __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_P
            'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history',
            'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint', 'save_validated_weights',
            'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred',
-           'gender_correct', 'split_metrics', 'evaluate_model', 'read_json', 'write_json', 'check_run_folder',
-           'check_run', 'start_run', 'run_precision', 'check_session', 'forget_phase', 'forget_models', 'splits_params',
-           'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b', 'train_all']
+           'gender_correct', 'split_metrics', 'evaluate_model', 'is_number', 'read_json', 'write_json',
+           'check_run_folder', 'check_run', 'start_run', 'run_precision', 'check_session', 'forget_phase',
+           'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
+           'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -596,6 +597,8 @@ def evaluate_model(model, # a trained model
     return out
 
 # %% ../nbs/02_training.ipynb #d7fe181c
+def is_number(x) -> bool: return isinstance(x, (int, float)) and not isinstance(x, bool)  # as JSON holds figures (a bool is not one)
+
 def read_json(path:str|Path, # e.g. `run_dir/"metrics.json"`
              ) -> dict: # its contents, {} when missing
     "A run folder's JSON file, or {} when it does not exist yet; `ValueError` naming the file when it is not a JSON object."
@@ -933,7 +936,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         marker, best1 = run_dir/"phase1_B.json", run_dir/"checkpoints"/"B_phase1_best.weights.h5"
         if marker.exists():
             info, rows = read_json(marker), int((read_history(run_dir/"history_B.csv").phase == 1).sum())
-            if not all(isinstance(info.get(k), (int, float)) and not isinstance(info[k], bool) for k in ("epochs", "seconds")):
+            if not all(is_number(info.get(k)) for k in ("epochs", "seconds")):
                 raise TrainingError(f"{marker} holds {str(info)[:100]}, not phase 1's epochs and seconds: it was edited; delete it "
                                     "to train phase 1 again, or train Model B again (--retrain --models B)")
             if rows != info["epochs"]:
