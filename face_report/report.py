@@ -242,7 +242,7 @@ def run_record(run_dir, # a run folder
 def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES` of its parameters cell, and any other
                          # run parameter papermill injected (`papermill page.ipynb out.ipynb -p lr_a 1e-3`)
                 resolve=None, # `resolve_params`-like function; None: `face_report.training.resolve_params`
-               ) -> dict: # the run's full parameters, `run_dir` as an absolute Path (created, with `figures/`)
+               ) -> dict: # the run's full parameters, `run_dir` as an absolute Path (not created: training and `show_figure` make it)
     """The run parameters of a page: its parameter values, the run's other overrides and the profile's defaults. A page
     given no profile is a page of the run in `run_dir` (see `run_record`), else of the tiny `PREVIEW` run."""
     from face_report.training import DEFAULTS
@@ -262,7 +262,6 @@ def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES`
     extra = {k: v for k, v in saved.items() if k not in PARAM_NAMES and not (k in derived and v == derived[k])}  # found again
     p = dict(resolve(profile, **{**extra, **given}))
     p.update(profile=profile, retrain=retrain, run_dir=Path(p["run_dir"]).expanduser().resolve())
-    (p["run_dir"]/"figures").mkdir(parents=True, exist_ok=True)
     return p
 
 # %% ../nbs/05_report.ipynb #72b34d03
