@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #b93a0804
 from __future__ import annotations
-import contextlib, errno, functools, hashlib, inspect, io, json, logging, math, os, re, shutil, tarfile
+import contextlib, errno, functools, hashlib, inspect, io, json, logging, math, os, re, shutil, tarfile, threading, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +18,14 @@ except ImportError: fcntl = None
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'IMAGE_FAULTS', 'MIN_SIDE',
            'MAX_PIXELS', 'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENTATION',
-           'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'PixelFormatError', 'image_error', 'data_source',
-           'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic', 'extract_archive',
-           'utkface_folder', 'parse_name', 'check_pixels', 'check_image', 'printable_name', 'load_utkface',
-           'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample', 'check_whole',
-           'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image', 'decode_images',
-           'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices', 'random_affine',
-           'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs', 'plot_augmentation_examples',
-           'plot_age_distribution', 'plot_race_counts']
+           'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'PixelFormatError', 'image_error', 'open_image',
+           'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
+           'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels', 'check_image', 'printable_name',
+           'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample',
+           'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image',
+           'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
+           'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
+           'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
 log = logging.getLogger("face_report")
@@ -63,6 +63,27 @@ def image_error(path:str|Path, # the image file
         return ImageError(path, f"image too large (over {Image.MAX_IMAGE_PIXELS/1e6:.0f} megapixels, refused before decoding)")
     if isinstance(e, UnidentifiedImageError): return ImageError(path, "not an image file (unknown format)")
     return ImageError(path, f"unreadable or corrupt image ({e})")
+
+_OPENING = threading.Lock()  # `warnings.catch_warnings` is process-wide, so one thread at a time opens an image under it
+
+@contextlib.contextmanager
+def open_image(path:str|Path, # an image file
+              ):
+    """`PIL.Image.open(path)`, closed at the end of the `with` block. PIL's warnings on opening (damaged EXIF data: "Tag
+    data larger than file", "Corrupt EXIF data") name no file, so they are logged with `path`; `DecompressionBombWarning`
+    and warnings from outside PIL are given again as they came (a caller's filters apply)."""
+    with _OPENING, warnings.catch_warnings(record=True) as seen:  # (opening reads only the header: the lock costs little)
+        warnings.simplefilter("always")
+        im = Image.open(path)
+    with im:
+        for w in seen:
+            if w.category is Image.DecompressionBombWarning or "PIL" not in Path(w.filename).parts:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            else: _say_once(f"{path}: {w.message} (PIL's warning on opening it; the image is read regardless)")
+        yield im
+
+@functools.lru_cache(maxsize=10_000)
+def _say_once(message): log.warning(message)  # a photo opened twice (its size checked, then read) is named once
 
 # %% ../nbs/00_data.ipynb #562c3bc2
 def data_source(source:str|Path|None=None, # archive or folder; None: $FACE_REPORT_DATA, then data/UTKFace.tar.gz
@@ -252,7 +273,7 @@ def check_image(path:str|Path, # an image file
     "Fully decode one UTKFace image; raise `ImageError` with the reason when it cannot be used."
     try:
         if not os.path.getsize(path): raise ImageError(path, "empty file")
-        with Image.open(path) as im:
+        with open_image(path) as im:
             fmt, mode, size = im.format, im.mode, im.size
             if fmt != "JPEG": raise ImageError(path, f"content is {fmt or 'unknown'}, not JPEG")
             check_pixels(path, *size)
@@ -495,7 +516,7 @@ def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
     "Read one image as RGB, resized to `image_size` x `image_size`; `ImageError` names the file and the reason when it cannot."
     path = check_file(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             check_pixels(path, im.width, im.height)
             if im.format == "JPEG": im.draft("RGB", (image_size, image_size))
             upright = ImageOps.exif_transpose(im)  # a photo's EXIF orientation (UTKFace's chips have none)

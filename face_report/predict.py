@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 import face_report.models  # registers the package's custom layers, so saved models deserialize
 from .data import (IMAGE_FAULTS, ImageError, MAX_PIXELS, check_file, check_pixels, decode_images, image_error, load_image,
-                              printable_name, to_rgb, write_text_atomic)
+                              open_image, printable_name, to_rgb, write_text_atomic)
 from .training import gender_pred, read_json
 from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
                                   paired_age_test, per_image_results)
@@ -99,7 +99,7 @@ def check_photo_size(path:str|Path, # an image file
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im: w, h = im.size
+            with open_image(path) as im: w, h = im.size
     except IMAGE_FAULTS as e: raise image_error(path, e) from None
     check_pixels(path, w, h, max_pixels)
     if min(w, h) < min_side: raise ImageError(path, f"image too small ({w}x{h} px, minimum {min_side} px a side)")
@@ -110,7 +110,7 @@ def read_photo(path:str|Path, # an image file
     "Read a whole photo as RGB (EXIF orientation applied, alpha composited on white); `ImageError` when it cannot be used."
     check_photo_size(path)
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return np.asarray(to_rgb(ImageOps.exif_transpose(im)), dtype=np.uint8)
     except IMAGE_FAULTS as e: raise image_error(path, e) from None
 
