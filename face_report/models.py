@@ -7,19 +7,22 @@ __all__ = ['LITE_STAGES', 'LITE_REPEATS', 'LITE_BN_EPSILON', 'LITE_BN_MOMENTUM',
            'BACKBONES', 'FusedBatchNormalization', 'FoldableBatchNormalization', 'FoldingConv2D',
            'depthwise_kernel_grad', 'DepthwiseConv2DFastGrad', 'FusedAdam', 'check_image_size', 'build_model_a',
            'read_torch_state_dict', 'lite_package', 'lite_weights_file', 'lite_block_specs', 'efficientnet_lite',
-           'lite_keras_weights', 'weights_cache_dir', 'convert_lite_weights', 'weights_problem',
+           'lite_keras_weights', 'weights_cache_dir', 'random_state_kept', 'convert_lite_weights', 'weights_problem',
            'backbone_weights_source', 'keras_efficientnet_b0', 'build_backbone', 'imagenet_classifier',
            'lite_numpy_reference', 'build_model_b', 'freeze_backbone', 'report_unfreeze', 'unfreeze_top',
            'parameter_table', 'plot_architecture']
 
 # %% ../nbs/01_models.ipynb #25aec673
 import collections
+import contextlib
 import hashlib
 import importlib
 import os
 import pickle
+import random
 import shutil
 import struct
+import zipfile
 from importlib import metadata
 from pathlib import Path
 
@@ -28,7 +31,7 @@ import numpy as np
 import pandas as pd
 from keras import layers, ops, regularizers
 
-from .data import cache_root, mark_used
+from .data import _cached, cache_root, log, mark_used
 
 # %% ../nbs/01_models.ipynb #3001520f
 @keras.saving.register_keras_serializable(package="face_report")
@@ -456,29 +459,50 @@ def _file_digest(path) -> str:
     return h.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def random_state_kept():
+    """Within it, building a model leaves the random draws of later code as they were: Keras draws each layer's default
+    seed from Python's `random` (`keras.utils.set_random_seed` seeds it), so an extra model built first would change them."""
+    kept = random.getstate(), np.random.get_state()
+    try: yield
+    finally: random.setstate(kept[0]); np.random.set_state(kept[1])
+
+
+def _whole_weights(path) -> bool: # whether `path` opens as an HDF5 file with something in it
+    import h5py
+    with h5py.File(path, "r") as f: return len(f) > 0
+
+def _top_arrays(path) -> dict: # a classifier `.npz`'s arrays; `ValueError` when it is no zip (`BadZipFile` is neither of `_cached`'s)
+    try:
+        with np.load(path) as z: return {k: z[k] for k in z.files}
+    except zipfile.BadZipFile as e: raise ValueError(e) from None
+
+
 def convert_lite_weights(variant:str="efficientnet_lite0", # a key of `LITE_REPEATS`
                          source:str|Path|None=None, # `.pth` state dict; None: the installed package's file
                          cache_dir:str|Path|None=None, # where to write; None: `weights_cache_dir()`
                         ) -> tuple[Path, Path]: # (backbone `.weights.h5`, classifier `.npz`)
-    "Convert an EfficientNet-Lite's PyTorch weights to Keras once and return the cached files."
+    """Convert an EfficientNet-Lite's PyTorch weights to Keras once and return the cached files. A damaged cached file is
+    said in one line and converted again; files being written carry `.partial` in their names (`cache --clear` spares them)."""
     source = Path(source or lite_weights_file(variant))
     folder = Path(cache_dir) if cache_dir else weights_cache_dir()
     digest = _file_digest(source)
     backbone_path = folder / f"{variant}-{digest}.weights.h5"
     top_path = folder / f"{variant}-{digest}.top.npz"
-    if backbone_path.exists() and top_path.exists():
+    if (_cached(backbone_path, _whole_weights, bool) is not None and
+        _cached(top_path, _top_arrays, lambda t: set(t) == {"kernel", "bias"}) is not None):
         mark_used(backbone_path); mark_used(top_path); return backbone_path, top_path
     folder.mkdir(parents=True, exist_ok=True)
     weights = lite_keras_weights(read_torch_state_dict(source), variant)
-    backbone = efficientnet_lite(variant)
+    with random_state_kept(): backbone = efficientnet_lite(variant)  # a first conversion changes no seeded build after it
     for name, values in weights.items():
         if name != "logits": backbone.get_layer(name).set_weights(values)
-    tmp = folder / f".{os.getpid()}-{backbone_path.name}"
-    backbone.save_weights(tmp)
-    os.replace(tmp, backbone_path)
-    tmp = folder / f".{os.getpid()}-{top_path.name}"
-    with open(tmp, "wb") as f: np.savez(f, kernel=weights["logits"][0], bias=weights["logits"][1])
-    os.replace(tmp, top_path)
+    def write(path, save): # `save(tmp)`, then moved into place
+        tmp = path.with_name(path.name.replace(digest, f"{digest}.partial{os.getpid()}"))
+        try: save(tmp); os.replace(tmp, path)
+        finally: tmp.unlink(missing_ok=True)
+    write(backbone_path, backbone.save_weights)
+    write(top_path, lambda tmp: np.savez(tmp, kernel=weights["logits"][0], bias=weights["logits"][1]))
     return backbone_path, top_path
 
 # %% ../nbs/01_models.ipynb #db54666e
@@ -506,6 +530,12 @@ def weights_problem(backbone:str, # one of `BACKBONES`
     import h5py, zipfile
     if not (h5py.is_hdf5(path) or zipfile.is_zipfile(path)):  # (read before a run folder records them)
         return f"{weights}: not a Keras weights file (a .weights.h5 HDF5 file, or a .keras zip)"
+    with random_state_kept(): trial = efficientnet_lite(backbone, 32)  # loaded now, not when Model B is built after Model A
+    try: trial.load_weights(path)
+    except Exception as e:
+        renamed = (" (Keras reads a file named *.h5 in Keras 2's layout: a file of Keras 3's `save_weights` must be named "
+                   "*.weights.h5)") if path.suffix in (".h5", ".hdf5") and not path.name.endswith(".weights.h5") else ""
+        return f"{weights}: not weights of {backbone} ({str(e).strip().splitlines()[0]}){renamed}"
     return None
 
 
@@ -545,7 +575,12 @@ def build_backbone(backbone:str="efficientnet_lite0", # one of `BACKBONES`
         model = keras_efficientnet_b0(weights, include_top=False, input_shape=(image_size, image_size, 3))
         model.name = "backbone"; return model
     model = efficientnet_lite(backbone, image_size)
-    if weights == "imagenet": model.load_weights(convert_lite_weights(backbone)[0])
+    if weights == "imagenet":
+        converted = convert_lite_weights(backbone)[0]
+        try: model.load_weights(converted)
+        except Exception as e:  # damaged in a way opening it does not show: converted again, once
+            log.warning(f"{converted}: damaged cache file ({str(e).strip().splitlines()[0]}); converting the weights again")
+            converted.unlink(missing_ok=True); model.load_weights(convert_lite_weights(backbone)[0])
     elif weights is not None:
         path = Path(weights).expanduser()
         try: model.load_weights(path)
@@ -685,6 +720,8 @@ def unfreeze_top(model:keras.Model, # a Model B (has a layer named `backbone`)
     "Phase 2: make the last `n_layers` backbone layers trainable, keeping every BatchNormalization frozen."
     bb = model.get_layer("backbone")
     if n_layers is None: n_layers = report_unfreeze(bb)
+    if isinstance(n_layers, bool) or not isinstance(n_layers, (int, np.integer)):  # (checked before any flag changes)
+        raise ValueError(f"n_unfreeze={n_layers!r}: give a whole number of layers, 0 to {len(bb.layers)}")
     if not 0 <= n_layers <= len(bb.layers):
         raise ValueError(f"n_unfreeze={n_layers}: the backbone has {len(bb.layers)} layers; choose 0 to {len(bb.layers)}")
     bb.trainable = True
@@ -711,12 +748,14 @@ def parameter_table(model_a:keras.Model, # a Model A
     if n_layers is None: n_layers = report_unfreeze(bb)
     saved = [(l, l.trainable) for l in [bb, *bb.layers]]
     rows = {"A": (model_a.count_params(), _count(model_a.trainable_weights))}
-    freeze_backbone(model_b)
-    rows["B phase 1 (backbone frozen)"] = (model_b.count_params(), _count(model_b.trainable_weights))
-    unfreeze_top(model_b, n_layers, verbose=False)
-    rows[f"B phase 2 (last {n_layers} backbone layers, BN frozen)"] = (model_b.count_params(),
-                                                                       _count(model_b.trainable_weights))
-    for layer, flag in saved: layer.trainable = flag
+    try:
+        freeze_backbone(model_b)
+        rows["B phase 1 (backbone frozen)"] = (model_b.count_params(), _count(model_b.trainable_weights))
+        unfreeze_top(model_b, n_layers, verbose=False)
+        rows[f"B phase 2 (last {n_layers} backbone layers, BN frozen)"] = (model_b.count_params(),
+                                                                           _count(model_b.trainable_weights))
+    finally:  # (an `n_layers` refused leaves the model as it was too)
+        for layer, flag in saved: layer.trainable = flag
     table = pd.DataFrame.from_dict(rows, orient="index", columns=["total", "trainable"])
     table["non_trainable"] = table["total"] - table["trainable"]
     table.index.name = "model"

@@ -926,7 +926,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         if done: return done
         r = strategy.num_replicas_in_sync
         if p["weights"] == "imagenet" and p["backbone"] in LITE_REPEATS:
-            convert_lite_weights(p["backbone"])  # once, before any seed: a first conversion draws random numbers too
+            convert_lite_weights(p["backbone"])  # once, outside the strategy's scope (its model's variables are not mirrored)
 
         def build(phase):  # Model B under `phase`'s precision, the age output's bias set by `age_bias`
             _use_precision(p, phase); _seed_weights(p)
