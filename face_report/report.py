@@ -25,9 +25,9 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOI
            'precision_text', 'speed_sentences', 'noise_sentence', 'discussion_paragraphs', 'describe_augmentation',
            'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
            'missing_predictions_sentence', 'breakdown_table', 'mirror_sentences', 'label_noise_note', 'params_table',
-           'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'notebook_title', 'site_notebook',
-           'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'site_engine', 'executed_pages', 'read_page',
-           'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
+           'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'stream_fold', 'notebook_title',
+           'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'site_engine', 'executed_pages',
+           'read_page', 'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -1077,17 +1077,22 @@ def png_size(b64:str, # a base64-encoded image
     head = base64.b64decode(b64[:44] + "=" * (-len(b64[:44]) % 4))
     return (int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")) if head[:8] == b"\x89PNG\r\n\x1a\n" else None
 
+def stream_fold(out, # a stream output (printed text)
+               ) -> tuple[str, str]|None: # (its text without terminal colours, its fold's summary); None when blank
+    "What a page's printed output shows folded: \"Printed output (12 lines, folded)\", or the line a log announces itself with."
+    text = _ANSI.sub("", _text(out.get("text"))).rstrip()
+    if not text: return None
+    n = text.count("\n") + 1
+    first = text.split("\n", 1)[0].strip()  # a log that announces itself ("…; its training log (log_A.txt):") is named so
+    what = html.escape(first[:-1], quote=False) if first.endswith(":") and len(first) < 160 else "Printed output"
+    return text, f"{what} ({n} line{'s' if n > 1 else ''}, folded)"
+
 def _output_markdown(out, figure_link=None) -> str|None:
     "Markdown for one notebook output (None to drop it); `figure_link(b64, mime)` saves an image and returns the link to it."
     kind = out.get("output_type")
     if kind == "stream":
-        if out.get("name") == "stderr": return None
-        text = _ANSI.sub("", _text(out.get("text"))).rstrip()
-        if not text: return None
-        n = text.count("\n") + 1
-        first = text.split("\n", 1)[0].strip()  # a log that announces itself ("…; its training log (log_A.txt):") is named so
-        what = html.escape(first[:-1], quote=False) if first.endswith(":") and len(first) < 160 else "Printed output"
-        return _folded(f"{what} ({n} line{'s' if n > 1 else ''}, folded)", _fence(text, "text"), "output-fold")  # <details> closed
+        if out.get("name") == "stderr" or not (fold := stream_fold(out)): return None
+        return _folded(fold[1], _fence(fold[0], "text"), "output-fold")  # <details> closed
     if kind == "error":
         tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
         return _raw_html('<div class="error">') + "\n\n" + _fence(tb or f"{out.get('ename')}: {out.get('evalue')}", "text") + "\n\n" + _raw_html("</div>")
@@ -1346,13 +1351,19 @@ def render_pandoc(run_dir, # run folder with executed notebooks
 # %% ../nbs/05_report.ipynb #6115ce0d
 def quarto_notebook(nb, # an executed notebook node
                    ) -> "nbformat.NotebookNode": # the copy; `nb` is left as it was
-    "A copy of `nb` for Quarto: papermill's parameter cells excluded (`#| include: false`), stderr streams dropped."
-    import copy
+    """A copy of `nb` for Quarto: papermill's parameter cells excluded (`#| include: false`), stderr streams dropped, printed
+    output folded in a closed `<details>` as on the pandoc site (Quarto's `code-fold` folds code, not output)."""
+    import copy, nbformat
+    def folded(o): # a stream as HTML output, folded
+        text, summary = stream_fold(o)
+        return nbformat.v4.new_output("display_data", data={"text/html": f'<details class="output-fold"><summary>{summary}</summary>'
+                                                                          f'<pre>{html.escape(text, quote=False)}</pre></details>'})
     nb = copy.deepcopy(nb)
     for c in nb.cells:
         if c.cell_type != "code": continue
         if set(c.get("metadata", {}).get("tags", [])) & _DROP_TAGS: c.source = "#| include: false\n" + _text(c.source)
-        c.outputs = merged_streams([o for o in c.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")])
+        c.outputs = [folded(o) if o.get("output_type") == "stream" else o for o in merged_streams(c.get("outputs", []))
+                     if not (o.get("output_type") == "stream" and (o.get("name") == "stderr" or not stream_fold(o)))]
     return nb
 
 # %% ../nbs/05_report.ipynb #e00aa56c
