@@ -22,12 +22,13 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOI
            'run_pipeline', 'run_record', 'page_params', 'show_markdown', 'md_escape', 'figure_alt', 'show_figure',
            'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise',
            'noisier', 'gender_chance', 'overfitting_level', 'training_end', 'end_sentence', 'curve_paragraph',
-           'precision_text', 'speed_sentences', 'noise_sentence', 'discussion_paragraphs', 'describe_augmentation',
-           'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts', 'significance_sentences',
-           'missing_predictions_sentence', 'breakdown_table', 'mirror_sentences', 'label_noise_note', 'params_table',
-           'wall_time_table', 'environment_table', 'merged_streams', 'png_size', 'stream_fold', 'notebook_title',
-           'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'site_engine', 'executed_pages',
-           'read_page', 'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
+           'curve_marks', 'precision_text', 'speed_sentences', 'noise_sentence', 'discussion_paragraphs',
+           'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts',
+           'significance_sentences', 'missing_predictions_sentence', 'breakdown_table', 'mirror_sentences',
+           'label_noise_note', 'params_table', 'wall_time_table', 'environment_table', 'merged_streams', 'png_size',
+           'stream_fold', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown',
+           'site_engine', 'executed_pages', 'read_page', 'render_pandoc', 'quarto_notebook', 'render_quarto',
+           'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -465,22 +466,25 @@ def end_sentence(end:dict|None, # `training_end(...)`
     where = f" for phase {end['phase']}" if end["phase"] > 1 else ""
     ep = lambda n: _count_of(n, "epoch")
     if end["budget"] is None or end["best_epoch"] is None: return f"Training ended at epoch {end['last_epoch']}."
+    best_at = (f"at epoch {end['best_epoch']}, {ep(end['since_best'])} before the end" if end["since_best"] else  # (not "0 epochs")
+               f"at its last epoch, {end['best_epoch']}")
     if end["epochs"] < end["budget"] and not end["early_stopped"]:  # stopped before EarlyStopping could have: interrupted
         return (f"Training ended at epoch {end['last_epoch']}, after {ep(end['epochs'])} of its {end['budget']}-epoch budget and "
-                f"{ep(end['since_best'])} after its lowest validation loss (epoch {end['best_epoch']}), before EarlyStopping would have ended it.")
+                f"{ep(end['since_best']) + ' after' if end['since_best'] else 'at'} its lowest validation loss (epoch {end['best_epoch']}), "
+                "before EarlyStopping would have ended it.")
     if end["early_stopped"]:
         return (f"EarlyStopping ended {'phase 2' if end['phase'] > 1 else 'training'} at epoch {end['last_epoch']}, after "
                 f"{ep(end['epochs'])} of its {end['budget']}-epoch budget and {ep(end['since_best'])} after its lowest validation loss (epoch {end['best_epoch']}).")
     why = []
     if end["best_epoch"] is not None and params.get("lr_patience") is not None and end["since_best"] <= params["lr_patience"]:
-        why.append(f"its lowest validation loss came at epoch {end['best_epoch']}, {ep(end['since_best'])} before the end (within the "
+        why.append(f"its lowest validation loss came {best_at} (within the "
                    f"{params['lr_patience']} epochs `ReduceLROnPlateau` waits before cutting the rate)")
     if end["lr_cut"] is False: why.append(f"the learning rate{' of phase ' + str(end['phase']) if end['phase'] > 1 else ''} was never cut")
     if end["not_converged"]:
         return (f"Model {model} used its full {end['budget']}-epoch budget{where} and had not clearly converged when it stopped: "
                 f"{', and '.join(why)}, so more epochs might have helped.")
-    return (f"Model {model} used its full {end['budget']}-epoch budget{where}; its lowest validation loss came at epoch "
-            f"{end['best_epoch']}, {ep(end['since_best'])} before the end, after its learning rate had been cut, so it had levelled off.")
+    return (f"Model {model} used its full {end['budget']}-epoch budget{where}; its lowest validation loss came {best_at}, after its "
+            "learning rate had been cut, so it had levelled off.")
 
 def _signed_small(x:float, digits:int) -> str:
     "`x` signed with `digits` decimals, or with two significant digits when below one unit of the last decimal (below 1e-9: float noise, zero)."
@@ -557,6 +561,15 @@ def curve_paragraph(history, # one model's history DataFrame
                    f"{_signed_small(change, 3)}, {_signed_small(100*rel, 1)}%){below}.")
     out.append(end_sentence(training_end(h, model, params), model, params))
     return " ".join(s for s in out if s)
+
+# %% ../nbs/05_report.ipynb #6d062d09
+def curve_marks(history:pd.DataFrame|None, # one model's history
+               ) -> str: # for a learning-curve figure's caption: "The dotted line marks ... cut. " or ""
+    "What the marks of `plot_learning_curves` show, said only for the marks the figure has (a rate never cut draws no triangle)."
+    said = ([] if history is None or kept_epoch(history) is None else ["the dotted line marks the epoch whose weights were kept"]) + \
+           (["the triangles the epochs from which the learning rate was cut"] if lr_cuts(history) else [])
+    text = ", ".join(said)
+    return f"{text[:1].upper()}{text[1:]}. " if said else ""
 
 # %% ../nbs/05_report.ipynb #c7e1a005
 def precision_text(precision:str|dict|None, # params.json's `precision`: one policy, or one per model or phase
