@@ -194,7 +194,8 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
     c.add_argument("first", help="a run folder"); c.add_argument("second", help="a run folder on the same splits")
     c.add_argument("--models", nargs="+", choices=["A", "B", "AB"], metavar="MODEL",
                    help="models to pair: A, B, or A B (also AB) (default: each one both runs have)")
-    c.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"])
+    c.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"],
+                   help="the splits whose predictions are paired (default: val test)")
     c.add_argument("--n-boot", type=_at_least_one, default=2000, help="bootstrap resamples per confidence interval")
     c.add_argument("--out", metavar="CSV", help="also write the table, unrounded, to this CSV file")
     c.set_defaults(func=cmd_compare)
