@@ -339,8 +339,9 @@ def format_p(p:float, # a p-value
              alpha:float=0.05, # the significance level the text decides with
             ) -> str: # 3 significant digits ("0.210", "1.00"), more where those would print as `alpha` itself ("0.049995", not "0.0500")
     "A p-value as the text prints it, never rounded onto the level it is compared with"
-    s = f"{p:#.3g}"
-    return f"{p:.6g}" if float(s) == alpha and p != alpha else s
+    s, digits = f"{p:#.3g}", 3
+    while float(s) == alpha and p != alpha and digits < 17: digits += 1; s = f"{p:.{digits}g}"
+    return s
 
 def shown_difference(a:float, # the first figure
                      b:float, # the second figure
@@ -557,7 +558,7 @@ def mcnemar_test(correct_a, # per-image correctness (bool) of model A
     if b + c < 25:
         p = 1.0 if b + c == 0 else min(1.0, 2 * stats.binom.cdf(min(b, c), b + c, 0.5))
         return dict(b=b, c=c, statistic=float(min(b, c)), p_value=float(p), method="exact binomial")
-    stat = (abs(b - c) - 1) ** 2 / (b + c)
+    stat = max(abs(b - c) - 1, 0) ** 2 / (b + c)  # (b == c: no evidence either way, statistic 0 and p 1, as R's mcnemar.test)
     return dict(b=b, c=c, statistic=float(stat), p_value=float(stats.chi2.sf(stat, 1)), method="chi-squared with continuity correction")
 
 # %% ../nbs/03_analysis.ipynb #b1f2c3d4
@@ -816,12 +817,15 @@ def compare_runs(first:Run|str|Path, # a loaded run, or a run folder
 
 def format_run_comparison(df:pd.DataFrame, # output of `compare_runs`
                          ) -> str: # markdown pipe table
-    "Markdown rendering: both runs' figures, the difference second − first with its 95% CI (2 decimals), the test and its p-value"
+    """Markdown rendering: both runs' figures (2 decimals), the difference second − first of the figures as printed with its
+    95% CI (bounds with `ci_digits`, so that their side of zero shows), the test and its p-value"""
     f2 = functools.partial(format_signed, digits=2)
+    def difference(first, second, lo, hi):
+        d = ci_digits(lo, hi, 2)
+        return f"{format_signed(shown_difference(first, second, 2), plus=True)} [{format_signed(lo, d)}, {format_signed(hi, d)}]"
     out = pd.DataFrame({"Model": df.Model, "Split": df.Split.map(lambda s: _SPLIT_WORDS.get(s, s)), "Quantity": df.Quantity,
                         "First": df.First.map(f2), "Second": df.Second.map(f2),
-                        "Second − first [95% CI]": [f"{format_signed(x, plus=True)} [{f2(lo)}, {f2(hi)}]"
-                                                    for x, lo, hi in zip(df.Difference, df["CI low"], df["CI high"])],
+                        "Second − first [95% CI]": [difference(*row) for row in zip(df.First, df.Second, df["CI low"], df["CI high"])],
                         "Test": df.Test, "p-value": [format_p(p) for p in df["p-value"]], "n": df.n})
     return _markdown(out)
 
