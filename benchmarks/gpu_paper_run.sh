@@ -10,8 +10,9 @@
 #   locally: cat run.tar.gz.part-* | tar -xz -C runs/gpu; then python benchmarks/gpu_evaluate.py runs/gpu/s128
 set -u
 case "${1:-}" in -h|--help) sed -n '2,10s/^# \{0,1\}//p' "$0"; exit 0;; esac
-if ! [[ "${1:-520}" =~ ^[0-9]+$ && "${2:-128}" =~ ^[0-9]+(,[0-9]+)*$ ]]; then
-  echo "usage: bash $0 BUDGET_SECONDS SIZES [KEY=VALUE ...], e.g. 540 128,200 (whole seconds; sizes in px, comma-separated)" >&2; exit 2
+# (60 s of the budget are kept for packing, so a budget of 60 s or less leaves nothing to train in)
+if ! [[ "${1:-520}" =~ ^[0-9]+$ && "${2:-128}" =~ ^[0-9]+(,[0-9]+)*$ && "${1:-520}" -gt 60 ]]; then
+  echo "usage: bash $0 BUDGET_SECONDS SIZES [KEY=VALUE ...], e.g. 540 128,200 (whole seconds, more than 60; sizes in px, comma-separated)" >&2; exit 2
 fi
 budget=${1:-520}; IFS=, read -ra sizes <<< "${2:-128}"; shift $(( $# < 2 ? $# : 2 ))
 params=(); for kv in "$@"; do params+=(-p "${kv%%=*}" "${kv#*=}"); done
@@ -32,6 +33,9 @@ for backend in jax torch; do
     KERAS_BACKEND=$backend python3 -c "from benchmarks.gpu_paper_run import bundle_splits as b; from pathlib import Path; b(Path('.bundle'), Path('/tmp/runs/bundle'), $s)"
   done
   left=$(( budget - 60 - ($(date +%s) - start) ))  # 60 s kept for packing
+  if [ "$left" -lt 1 ]; then  # (`timeout` refuses a negative limit, and every training would fail at once)
+    echo "no time left to train: $(( $(date +%s) - start )) s of the ${budget} s budget went before training (60 s are kept for packing)" >&2; exit 1
+  fi
   for s in "${sizes[@]}"; do
     for m in A B; do
       KERAS_BACKEND=$backend timeout $left python3 benchmarks/gpu_paper_run.py --image-size "$s" --run-dir /tmp/runs/s$s \

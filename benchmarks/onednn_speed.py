@@ -13,18 +13,18 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 KINDS = ("A", "B1", "B2")
 
 def child(a):
-    "Measure every model/phase and precision under this process's TF_ENABLE_ONEDNN_OPTS; print one JSON line."
-    from face_report.data import prepare_splits, make_dataset
+    """Measure every model/phase and precision under this process's TF_ENABLE_ONEDNN_OPTS; print one JSON line.
+    The images are `train_speed`'s, whole batches only: every timed step is a full batch."""
+    from face_report.data import make_dataset
     from face_report.training import onednn_enabled
-    from train_speed import build, timed_fit
-    sp = prepare_splits(a.data, n_images=max(a.images, 100) + 50, val_fraction=0.1, test_size=50, seed=0, image_size=a.size)
-    frame, images = sp.frames["train"].iloc[:a.images], sp.images["train"][:a.images]
+    from train_speed import build, timed_fit, training_images
+    frame, images = training_images(a)
     res = {}
     for kind in KINDS:
         for precision in ("float32",) + (() if a.skip_bf16 else ("mixed_bfloat16",)):
             ds = make_dataset(images, frame, a.batch, shuffle=True, augment=True, seed=0).repeat()
             res[f"{kind} {precision}"] = a.steps*a.batch/timed_fit(build(kind, a.size, precision), ds, a.steps)
-    print(json.dumps({"onednn": onednn_enabled(), "images_per_s": res}))
+    print(json.dumps({"onednn": onednn_enabled(), "training_images": len(frame), "images_per_s": res}))
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -33,17 +33,23 @@ def main():
     ap.add_argument("--data", default=None); ap.add_argument("--skip-bf16", action="store_true")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.steps < 1: ap.error(f"--steps {a.steps}: time at least one step")
+    if a.batch < 1 or a.images < a.batch: ap.error(f"--images {a.images} must be at least --batch {a.batch}, and that at least 1: each step trains a whole batch")
     if a.child: return child(a)
     runs = {}
     for setting in ("1", "0"):
         out = subprocess.run([sys.executable, __file__, "--child", *sys.argv[1:]], capture_output=True, text=True,
                              env={**os.environ, "TF_ENABLE_ONEDNN_OPTS": setting})
-        if out.returncode: sys.exit(f"TF_ENABLE_ONEDNN_OPTS={setting} run failed:\n{out.stderr[-3000:]}")
+        if out.returncode:  # its error is the last line (the exception, not the traceback above it)
+            said = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit code {out.returncode}"
+            sys.exit(f"TF_ENABLE_ONEDNN_OPTS={setting} run failed: {said}")
         runs[setting] = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"TF_ENABLE_ONEDNN_OPTS={setting}: oneDNN {'on' if runs[setting]['onednn'] else 'off'}", flush=True)
         for k, v in runs[setting]["images_per_s"].items(): print(f"  {k:20s} {v:7.1f} images/s", flush=True)
     on, off = runs["1"]["images_per_s"], runs["0"]["images_per_s"]
-    print(f"\nsize {a.size}px, batch {a.batch}, {a.steps} steps, {os.cpu_count()} CPU cores; oneDNN / Eigen:")
+    print(f"\nsize {a.size}px, batch {a.batch}, {a.steps} steps over {runs['1']['training_images']} training images, {os.cpu_count()} CPU cores; oneDNN / Eigen:")
     for k in on: print(f"  {k:20s} {on[k]/off[k]:5.2f}x")
 
-if __name__ == "__main__": sys.exit(main())
+if __name__ == "__main__":
+    from _cli import run_main
+    sys.exit(run_main(main))

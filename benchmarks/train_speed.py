@@ -6,9 +6,12 @@ Naive baseline: the same Keras models fed by a plain Python generator that decod
 step, per-image augmentation, float32, and phase 1 with the whole network trainable in the graph but the backbone
 frozen the same way, and Keras's own layer code in the backbone (BatchNormalization not folded into the convolutions,
 no `depthwise_kernel_grad`: the naive part is the input side and the stock layers). Also prints our pipeline in the
-other precision (float32 vs mixed_bfloat16; --skip-other leaves it out), Model B's phases in our pipeline with Keras's
-layers (what the layers add) and phase 2 without BN folding only, and a forward-only pass of Model B for comparison
-with phase 1.
+other precision (mixed_bfloat16 where auto picks float32, else float32; --skip-other leaves it out), Model B's phases
+in our pipeline with Keras's layers (what the layers add) and phase 2 without BN folding only, and a forward-only pass
+of Model B for comparison with phase 1.
+
+Each figure trains on the first `--images` training images, in whole batches of `--batch`; the training split holds
+90% of the max(--images, 100) + 50 images drawn, so fewer than `--images` above 450. The summary says how many.
 
 Each figure is measured in a fresh process (`--one KIND LABEL PRECISION`), so no earlier pipeline competes for the cores.
 
@@ -56,13 +59,22 @@ def build(kind, size, precision="float32", fast_grad=True, fold=True, n_unfreeze
     else: unfreeze_top(m, resolve_params(backbone=backbone, n_unfreeze=n_unfreeze)["n_unfreeze"], verbose=False)
     compile_multitask(m, 1e-4, 0.2, **compile_kwargs); return m
 
+def training_images(a):
+    """The frame and decoded images of the training images every figure uses: the first `a.images` of the training split,
+    cut to whole batches of `a.batch`. `make_dataset` keeps a last, short batch, and `.repeat()` would put it among the
+    timed steps, counted as a whole one (the naive generator drops it)."""
+    from _cli import prepare_splits_naming_data
+    sp = prepare_splits_naming_data(a.data, n_images=max(a.images, 100) + 50, val_fraction=0.1, test_size=50, seed=0, image_size=a.size)
+    n = min(a.images, len(sp.frames["train"])) // a.batch * a.batch
+    if n == 0: raise ValueError(f"--batch {a.batch} is more than the {len(sp.frames['train'])} training images drawn for --images {a.images}")
+    return sp.frames["train"].iloc[:n], sp.images["train"][:n]
+
 def measure(kind, label, precision, a):
     """Images/s of one configuration, in this process: `kind` A, B1 or B2, `label` one of "ours", "naive", `STOCK`,
     `NO_FOLD`, or "forward" (Model B's inference, `precision` float32)."""
-    from face_report.data import prepare_splits, make_dataset, load_image, build_augmenter
-    sp = prepare_splits(a.data, n_images=max(a.images, 100) + 50, val_fraction=0.1, test_size=50, seed=0, image_size=a.size)
-    frame, images = sp.frames["train"].iloc[:a.images], sp.images["train"][:a.images]
-    steps = a.images // a.batch
+    from face_report.data import make_dataset, load_image, build_augmenter
+    frame, images = training_images(a)
+    steps = len(frame) // a.batch
     if label == "forward":
         m = build("B1", a.size, precision, backbone=a.backbone); x = np.asarray(images[:a.batch*4], "float32")
         for _ in range(3): m.predict(x, batch_size=a.batch, verbose=0)  # the first two calls are still warming up
@@ -89,9 +101,12 @@ def measure(kind, label, precision, a):
 def fresh_figure(script, *args):
     """The figure (the last number printed) of `python script *args`, run in a fresh process: an endless tf.data
     pipeline or generator of an earlier measurement can keep working in the background and slow the next one down
-    (seen as 235-241 instead of 270-276 images/s for phase 2). Exits with the child's error if it fails."""
+    (seen as 235-241 instead of 270-276 images/s for phase 2). Exits with the child's error (its last line: the
+    exception, not the traceback above it) if it fails."""
     out = subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True)
-    if out.returncode: sys.exit(f"{' '.join(map(str, args))} failed:\n{out.stderr[-3000:]}")
+    if out.returncode:
+        said = out.stderr.strip().splitlines()[-1] if out.stderr.strip() else f"exit code {out.returncode}"
+        sys.exit(f"{os.path.basename(script)} {' '.join(map(str, args))} failed: {said}")
     return float(out.stdout.split()[-1])
 
 def isolated(kind, label, precision, a):
@@ -111,7 +126,9 @@ def main():
     ap.add_argument("--skip-other", action="store_true", help="do not time our pipeline in the precision auto did not pick")
     ap.add_argument("--one", nargs=3, metavar=("KIND", "LABEL", "PRECISION"), help="time one configuration in this process")
     a = ap.parse_args()
+    if a.batch < 1 or a.images < a.batch: ap.error(f"--images {a.images} must be at least --batch {a.batch}, and that at least 1: each figure times whole batches")
     if a.one: print(measure(*a.one, a)); return
+    n_images = len(training_images(a)[0])  # (also checks the data before the first child starts)
     from face_report.training import choose_precision, resolve_params
     n_unfreeze = resolve_params(backbone=a.backbone, n_unfreeze=a.n_unfreeze)["n_unfreeze"]
     rows = []
@@ -122,16 +139,18 @@ def main():
                                 ([(STOCK, auto)] if kind != "A" else []) + ([(NO_FOLD, auto)] if kind == "B2" else []):
             res[label, precision] = isolated(kind, label, precision, a)
             print(f"{kind:3s} {label:5s} {precision:16s} {res[label, precision]:7.1f} images/s", flush=True)
-        rows.append((kind, auto, res))
+        rows.append((kind, auto, other, res))
     fwd = isolated("B1", "forward", "float32", a)
     print(f"B forward only (inference)   {fwd:7.1f} images/s")
-    print(f"\n{a.backbone}, size {a.size}px, batch {a.batch}, phase 2 trains the last {n_unfreeze} backbone layers, {a.images // a.batch} steps, {os.cpu_count()} CPU cores, each figure in a fresh process")
-    for kind, auto, res in rows:
-        extra = "" if a.skip_other else f"  ours bf16/fp32 {res['ours', 'mixed_bfloat16']/res['ours', 'float32']:.2f}x"
+    print(f"\n{a.backbone}, size {a.size}px, batch {a.batch}, phase 2 trains the last {n_unfreeze} backbone layers, {n_images} training images ({n_images // a.batch} steps), {os.cpu_count()} CPU cores, each figure in a fresh process")
+    for kind, auto, other, res in rows:
+        extra = "" if a.skip_other else f"  ours {auto}/{other} {res['ours', auto]/res['ours', other]:.2f}x"
         print(f"{kind:3s} ours ({auto})/naive {res['ours', auto]/res['naive', 'float32']:5.2f}x{extra}")
         if kind != "A": print(f"    of which the backbone's layers (BN folding, depthwise gradient): {res['ours', auto]/res[STOCK, auto]:.2f}x")
         if kind == "B2": print(f"    of which BN folding: {res['ours', auto]/res[NO_FOLD, auto]:.2f}x")
-    b1 = next(res for kind, _, res in rows if kind == "B1").get(("ours", "float32"))  # float32, as the forward pass
+    b1 = next(res for kind, _, _, res in rows if kind == "B1").get(("ours", "float32"))  # float32, as the forward pass
     if b1: print(f"B phase 1 step vs forward-only: {fwd/b1:.2f}x the cost of inference (a backward pass through the backbone would be ~3x)")
 
-if __name__ == "__main__": sys.exit(main())
+if __name__ == "__main__":
+    from _cli import run_main
+    sys.exit(run_main(main))
