@@ -113,7 +113,7 @@ def cmd_compare(args:argparse.Namespace, # parsed by `build_parser`
     diff = params_diff(first, second)
     print("parameters that differ:" if diff else "parameters: the same", *(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()), sep="\n")
     models = list(_models(args.models)) if args.models else None
-    table = compare_runs(first, second, models=models, splits=args.splits, n_boot=args.n_boot)
+    table = compare_runs(first, second, models=models, splits=args.splits, n_boot=args.n_boot, seed=args.seed)
     print(format_run_comparison(table))
     paired = set(zip(table.Model, table.Split))
     if left := [f"Model {m} on {s}" for m in (models or "AB") for s in args.splits if (m, s) not in paired]:
@@ -197,6 +197,7 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
     c.add_argument("--splits", nargs="+", default=["val", "test"], choices=["val", "test"],
                    help="the splits whose predictions are paired (default: val test)")
     c.add_argument("--n-boot", type=_at_least_one, default=2000, help="bootstrap resamples per confidence interval")
+    c.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap and the permutation test (default: 0)")
     c.add_argument("--out", metavar="CSV", help="also write the table, unrounded, to this CSV file")
     c.set_defaults(func=cmd_compare)
     t = sub.add_parser("runs", help="one row per run and model: what differs, epochs, minutes, each split's figures")
