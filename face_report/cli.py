@@ -176,7 +176,7 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
                             "(and 2,000) at 112 px, about an hour on 2 CPU cores; full: every image outside the test split, at 128 px")
         s.add_argument("--data", help="UTKFace.tar.gz or a folder of images")
         s.add_argument("--run-dir", help="run folder (default runs/<profile>)")
-        s.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override a run parameter: any key of face_report.training.DEFAULTS, e.g. -p image_size 128 -p lr_a 1e-3")
+        s.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="override a run parameter: any key of face_report.training.DEFAULTS but profile and retrain (--profile, --retrain), e.g. -p image_size 128 -p lr_a 1e-3")
         s.add_argument("--retrain", action="store_true", help="remove the run folder's trained models and train again (after an interruption, leave it out to resume)")
         if name == "train":
             s.add_argument("--models", nargs="+", default=["AB"], choices=["A", "B", "AB"], metavar="MODEL",

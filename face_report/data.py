@@ -100,7 +100,7 @@ def data_source(source:str|Path|None=None, # archive or folder; None: $FACE_REPO
 
 def cache_root(cache_dir:str|Path|None=None, # explicit cache folder; None: $FACE_REPORT_CACHE or ~/.cache/face_report
               ) -> Path: # the cache folder, created when missing
-    "The folder where extracted images, validation results and decoded arrays are kept."
+    "The folder where extracted images, image checks, decoded arrays and converted backbone weights are kept."
     p = Path(cache_dir or os.environ.get("FACE_REPORT_CACHE") or Path.home()/".cache"/"face_report").expanduser()
     p.mkdir(parents=True, exist_ok=True)
     return p

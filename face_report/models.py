@@ -230,7 +230,7 @@ def check_image_size(image_size, # the image side in pixels
 
 
 def build_model_a(image_size:int=128, # side of the square RGB input image (values 0..255)
-                  l2:float=1e-4, # L2 factor on the two Dense(128) layers (not given in the report; see `training.DEFAULTS`)
+                  l2:float=1e-4, # L2 factor on the two Dense(128) layers (not given in the report; 1e-4 is chosen in the studies, see Profiles in `face_report.training`)
                   spatial_dropout:float=0.1, # SpatialDropout2D rate in the gender head
                   gender_dropout:float=0.4, # Dropout rate after the gender Dense layer
                   age_dropout:float=0.3, # Dropout rate after the age Dense layer

@@ -591,7 +591,7 @@ def _summary(df:pd.DataFrame) -> str:
             + (f", {df[df.error != ''].file.nunique()} with errors" if (df.error != "").any() else ""))
 
 def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_predict_arguments`
-                ) -> int: # exit code: 0 when at least one image was predicted, 1 when none or an error stopped it, 2 for unusable arguments, 130 interrupted
+                ) -> int: # exit code: 0 when at least one image was predicted, 1 when none or an error stopped it, 2 for unusable arguments, models or a face detector that cannot load, 130 interrupted
     "Run `face-report predict`: predictions as CSV on stdout or in `--out` (.csv or .json); a summary on stderr."
     out = Path(args.out) if args.out else None
     if args.batch_size < 1: print(f"error: --batch-size must be at least 1, not {args.batch_size}", file=sys.stderr); return 2

@@ -1018,7 +1018,7 @@ def wall_time_table(metrics:dict, # metrics.json contents
         h = (history or {}).get(k[0])
         if h is None or k == "total": return ""
         return str(int((h.phase == int(k[-1])).sum())) if k.startswith("B_") and "phase" in h else str(len(h))
-    w = metrics.get("wall_seconds", {})  # stored in the order the stages finished (a re-used Model A is written last)
+    w = metrics.get("wall_seconds", {})  # stored in the order the stages finished (a Model A trained after Model B is written last)
     order = [k for k in names if k in w and k != "total"] + [k for k in w if k not in names] + [k for k in ("total",) if k in w]
     rows = [(names.get(k, k), epochs(k), f"{w[k]:.0f}", f"{w[k]/60:.1f}") for k in order]
     return pd.DataFrame(rows, columns=["Stage", "Epochs", "Seconds", "Minutes"])

@@ -754,8 +754,9 @@ def forget_models(params:dict, # from `resolve_params`, with `splits_fingerprint
                   log=print, # progress printer
                   held:str="", # the models whose `training_lock` the caller holds already
                  ) -> str: # the models whose artefacts were removed
-    """Retrain's first step: remove the artefacts of `models` from the run folder; of every model, with params.json and
-    metrics.json, when the folder's run has other parameters or images, so that a folder never holds models of two runs.
+    """Retrain's first step: remove the artefacts of `models` from the run folder, with params.json and metrics.json when
+    both models go (both asked for, or the folder's run has other parameters or images: then every model is removed, so
+    that a folder never holds models of two runs).
     It takes the training lock of each model it removes, so a model that another process is training is refused, not removed."""
     run_dir = Path(params["run_dir"])
     if not run_dir.exists(): REMOVED_FOR_RETRAIN.append(run_dir.resolve()); return ""
