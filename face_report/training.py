@@ -429,7 +429,10 @@ def _callbacks(run_dir:Path, # the run folder
         not these, so that a resumed training draws the dropout masks an uninterrupted one would have."""
         async_safe = True  # epoch ends only
         path = run_dir/"backup"/tag/"seed_states.npz"  # (removed with the backup when the phase ends)
-        def states(self): return {v.path: v for v in self.model.variables if v.path.endswith("seed_generator_state")}
+        def states(self):  # by their order in the model, which its architecture fixes: their paths ("seed_generator_3/...")
+            # number them in the order the process made them, so a Model B built after Model A or after a conversion of its
+            # backbone's weights, or in a process that did neither, would name them otherwise
+            return {str(i): v for i, v in enumerate(v for v in self.model.variables if v.path.endswith("seed_generator_state"))}
         def on_train_begin(self, logs=None):  # runs after the backup is restored
             if not restored: return
             with contextlib.suppress(OSError, ValueError, KeyError), np.load(self.path) as saved:

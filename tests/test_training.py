@@ -117,6 +117,53 @@ def test_resume_after_kill(tmp_path, backend, ema_momentum):
         assert (Path(p["run_dir"]) / "predictions" / f"A_{split}.csv").read_bytes() == (whole / "predictions" / f"A_{split}.csv").read_bytes()
 
 
+@pytest.mark.parametrize("killed_in, before", [("B_phase1", [1]), ("B_phase2", [1, 2, 3])])
+def test_model_b_resume_after_kill(tmp_path, killed_in, before):
+    """Model B killed after the first epoch of phase 1 or of phase 2, started again with the same folder: both phases in
+    one history (epochs 1-5, phases 1, 1, 2, 2, 2), no duplicated rows, and the history and predictions of an
+    uninterrupted training; its artefacts are all there."""
+    p = tiny_params(tmp_path, epochs_b1=2, epochs_b2=3, patience=10)
+    tiny_splits(p, tmp_path)
+    code = f"""
+        import time, keras, face_report.training as T
+        from face_report.training import train_model_b
+        from face_report.data import prepare_splits
+        def paused(run_dir, tag, *a, **k):  # after the killed phase's first epoch (after its backup), said by a file
+            cbs, ckpt = callbacks(run_dir, tag, *a, **k)
+            def pause(epoch, logs):
+                if PAUSE and tag == {killed_in!r} and epoch == 0: open("paused", "w").close(); time.sleep(600)
+            return cbs + [keras.callbacks.LambdaCallback(on_epoch_end=pause)], ckpt
+        callbacks, T._callbacks = T._callbacks, paused
+        p = {p!r}
+        s = prepare_splits(p["data"], p["n_images"], p["val_fraction"], p["test_size"], p["seed"], p["image_size"])
+        train_model_b(s, params=p)
+    """
+    run = Path(p["run_dir"]); hist = run / "history_B.csv"
+    child = run_child(code.replace("PAUSE", "True"), tmp_path)
+    t0 = time.time()
+    while not (tmp_path / "paused").exists():
+        assert child.poll() is None, child.stdout.read()
+        assert time.time() - t0 < 300, "no epoch finished in time"
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL); child.wait()
+    assert pd.read_csv(hist).epoch.tolist() == before and not (run / "model_B.keras").exists()
+    code = code.replace("PAUSE", "False")
+    done = run_child(code, tmp_path); out, _ = done.communicate(timeout=300)
+    assert done.returncode == 0 and "resuming at epoch 2/" in out, out
+    h = pd.read_csv(hist)
+    assert h.epoch.tolist() == [1, 2, 3, 4, 5] and h.phase.tolist() == [1, 1, 2, 2, 2], h
+    for f in ["model_B.keras", "phase1_B.json", "log_B.txt", "predictions/B_val.csv", "predictions/B_test.csv"]:
+        assert (run / f).exists(), f
+    pred = pd.read_csv(run / "predictions/B_test.csv")
+    assert list(pred.columns) == ["file", "age", "gender", "race", "age_pred", "p_female"] and len(pred) == p["test_size"]
+    whole = Path(p["run_dir"] + "_whole")  # the same training, not interrupted
+    straight = run_child(code.replace(repr(p), repr({**p, "run_dir": str(whole)})), tmp_path); out, _ = straight.communicate(timeout=300)
+    assert straight.returncode == 0, out
+    pd.testing.assert_frame_equal(h.drop(columns="wall_seconds"), pd.read_csv(whole / "history_B.csv").drop(columns="wall_seconds"), check_exact=True)
+    for split in ("val", "test"):
+        assert (run / "predictions" / f"B_{split}.csv").read_bytes() == (whole / "predictions" / f"B_{split}.csv").read_bytes()
+
+
 @pytest.mark.parametrize("epochs, ema_momentum", [(2, 0.0), (2, 0.5), (1, 0.5)])
 def test_kill_between_backup_and_best_checkpoint(tmp_path, epochs, ema_momentum):
     """Killed after epoch 1's backup, before its best checkpoint was written: started again, the checkpoint holds the
@@ -298,6 +345,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tmp_path):
     assert child.returncode == 0 and "REPLICAS OK" in out and "FUSED ADAM OK" in out, out
     h = pd.read_csv(Path(p["run_dir"]) / "history_A.csv")
     assert np.isfinite(h[["loss", "val_loss"]].to_numpy()).all()
+    recorded = json.loads((Path(p["run_dir"]) / "params.json").read_text())
+    assert recorded["replicas"] == 2, recorded  # trained on both logical CPUs, not under the default strategy
 
 
 
