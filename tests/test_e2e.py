@@ -18,7 +18,8 @@ def test_quick_profile_end_to_end(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "Report site:" in r.stdout
     for f in ["params.json", "metrics.json", "history_A.csv", "history_B.csv", "model_A.keras", "model_B.keras",
-              "predictions/A_test.csv", "predictions/B_val.csv", "log_A.txt", "log_B.txt"]:
+              "predictions/A_val.csv", "predictions/A_test.csv", "predictions/B_val.csv", "predictions/B_test.csv",
+              "phase1_B.json", "log_A.txt", "log_B.txt"]:
         assert (run / f).exists(), f
     site = run / "site"
     index = (site / "index.html").read_text()
