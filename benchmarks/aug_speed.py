@@ -18,7 +18,7 @@ def keras_six(seed=42):
                              layers.RandomRotation(0.05, fill_mode="reflect", seed=seed + 1),
                              layers.RandomZoom(0.1, fill_mode="reflect", seed=seed + 2),
                              layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
-                             layers.RandomContrast(0.2, value_range=(0, 255), seed=seed + 4),
+                             layers.RandomContrast((0.2, 0.2), value_range=(0, 255), seed=seed + 4),
                              layers.RandomBrightness(0.2, value_range=(0, 255), seed=seed + 5)], name="keras_six")
 
 def main():

@@ -18,8 +18,8 @@ except ImportError: fcntl = None
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'IMAGE_FAULTS', 'MIN_SIDE',
            'MAX_PIXELS', 'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENTATION',
-           'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'PixelFormatError', 'image_error', 'open_image',
-           'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
+           'AUGMENT_VERSION', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'PixelFormatError', 'image_error',
+           'open_image', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
            'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels', 'check_image', 'printable_name',
            'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample',
            'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image',
@@ -706,7 +706,7 @@ def build_augmenter(seed:int=42, # random seed
                     rotation:float=0.05, # fraction of a full turn (0.05 = +-18 degrees)
                     zoom:float=0.1, # zoom range
                     translation:float=0.1, # shift as a fraction of the side
-                    contrast:float=0.2, # contrast factor range
+                    contrast:float=0.2, # contrast factor range: 1 - contrast to 1 + contrast
                     brightness:float=0.2, # brightness factor range (of 0..255)
                    ) -> keras.Sequential: # the augmentation, applied with `training=True`
     """The report's on-the-fly augmentation as one Keras `Sequential` (images in 0..255): horizontal flip, rotation,
@@ -715,11 +715,13 @@ def build_augmenter(seed:int=42, # random seed
     from keras import layers
     return keras.Sequential([
         random_affine(True, rotation, zoom, translation, "reflect", seed=seed),
-        layers.RandomContrast(contrast, value_range=(0, 255), seed=seed + 4),
+        # (both bounds given: Keras 3 reads one number as 0 to `contrast`, so contrast was only ever raised until 6 December 2026)
+        layers.RandomContrast((contrast, contrast), value_range=(0, 255), seed=seed + 4),
         layers.RandomBrightness(brightness, value_range=(0, 255), seed=seed + 5),
     ], name="augmentation")
 
 AUGMENTATION = tuple(inspect.signature(build_augmenter).parameters)[1:]  # `build_augmenter`'s ranges, every parameter after the seed (training's `aug_*`)
+AUGMENT_VERSION = 2  # of `build_augmenter`'s draws (training's `SESSION_FACTS`); 1: contrast drawn from 1 to 1 + contrast only
 
 # %% ../nbs/00_data.ipynb #8637ced2
 AUGMENT_STEP_STRIDE = 1024  # seed-counter values reserved per batch: `build_augmenter`'s layers draw 5, 1 and 1 times
@@ -810,11 +812,12 @@ def _array_batches(images, y, batch_size, shuffle, augment, seed):
     "The `keras.utils.PyDataset` behind `make_dataset` on the JAX and PyTorch backends (no TensorFlow needed)."
     import keras
     aug = _augmenter(augment, seed)
-    compiled = aug is not None and keras.backend.backend() == "jax"
-    if compiled: aug = stateless_augmenter(aug, images.shape[1:])
+    on_jax = keras.backend.backend() == "jax"
+    if aug is not None: aug = stateless_augmenter(aug, images.shape[1:])  # each batch's draws: a function of its step, also on
+    # PyTorch, where the layers drew one batch after another and a resumed run (`skip_epochs`) drew other ones until 6 December 2026
     class ArrayBatches(keras.utils.PyDataset):
-        """Float32 batches from a uint8 array, reshuffled every epoch, augmented by `build_augmenter`: on JAX by
-        `stateless_augmenter` (one compiled call per batch, left on the device), on PyTorch layer by layer."""
+        """Float32 batches from a uint8 array, reshuffled every epoch, augmented by `stateless_augmenter` (on JAX one
+        compiled call per batch, left on the device)."""
         def __init__(self):
             super().__init__()
             self.rng, self.order, self.epoch = np.random.default_rng(seed), np.arange(len(images)), 0
@@ -823,9 +826,9 @@ def _array_batches(images, y, batch_size, shuffle, augment, seed):
         def __getitem__(self, i):
             idx = np.sort(self.order[i*batch_size:(i + 1)*batch_size])  # sorted: sequential reads of the memory map
             x = np.asarray(images[idx])
-            if compiled: x = aug(x, self.epoch*len(self) + i)  # uint8 to the device; not waited for
-            elif aug is not None: x = np.clip(keras.ops.convert_to_numpy(aug(x.astype(np.float32), training=True)), 0., 255.)
-            else: x = x.astype(np.float32)
+            if aug is None: x = x.astype(np.float32)
+            elif on_jax: x = aug(x, self.epoch*len(self) + i)  # uint8 to the device; not waited for
+            else: x = np.asarray(keras.ops.convert_to_numpy(aug(x, self.epoch*len(self) + i)))
             return x if y is None else (x, {k: v[idx] for k, v in y.items()})
         def on_epoch_end(self):
             self.epoch += 1

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, DECODE_VERSION
+from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, AUGMENT_VERSION, DECODE_VERSION
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE',
@@ -699,7 +699,8 @@ def run_precision(params:dict, # from `resolve_params`
 # what every epoch of a run must share (recorded in params.json before its first), and why
 SESSION_FACTS = dict(replicas="the global batch and the learning rates scale with the replicas",
                      decode_version="`load_image` has changed, so its images would be decoded into other pixels",
-                     keras_backend="another backend cannot go on from this one's backups")
+                     keras_backend="another backend cannot go on from this one's backups",
+                     augment_version="the augmentation draws otherwise now (until version 2, contrast was only ever raised)")
 
 def check_session(run_dir:Path, # the run folder, its params.json written (`start_run`)
                   replicas:int, # devices the strategy trains on (`num_replicas_in_sync`)
@@ -708,7 +709,8 @@ def check_session(run_dir:Path, # the run folder, its params.json written (`star
     other decoded images or on another Keras backend; a run that has trained nothing yet records this session's facts."""
     import keras
     path = Path(run_dir)/"params.json"; rec = read_json(path)
-    now = dict(replicas=replicas, decode_version=DECODE_VERSION, keras_backend=keras.backend.backend())  # (SESSION_FACTS' keys)
+    now = dict(replicas=replicas, decode_version=DECODE_VERSION, keras_backend=keras.backend.backend(),  # (SESSION_FACTS' keys)
+               augment_version=AUGMENT_VERSION)
     trained = [f.name for f in (Path(run_dir)/f"history_{m}.csv" for m in "AB") if f.exists() and len(read_history(f))]
     if not trained:
         if any(rec.get(k) != v for k, v in now.items()): write_json(path, {**rec, **now})
