@@ -5,7 +5,9 @@
 # %% ../nbs/05_report.ipynb #65c9c8ba
 from __future__ import annotations
 
-import contextlib, datetime, hashlib, html, json, logging, math, os, platform, re, shutil, subprocess, sys, tempfile, time
+import contextlib, datetime, errno, hashlib, html, json, logging, math, os, platform, re, shutil, subprocess, sys, tempfile, time
+try: import fcntl  # POSIX file locks (`pipeline_lock`)
+except ImportError: fcntl = None
 from pathlib import Path
 
 import numpy as np, pandas as pd
@@ -18,17 +20,17 @@ from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, gender_correct
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION', 'SHOWN_AS_PATHS',
            'NONE_SHOWN', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel',
-           'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page', 'page_parameters',
-           'run_pipeline', 'run_record', 'page_params', 'show_markdown', 'md_escape', 'figure_alt', 'show_figure',
-           'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b', 'curve_noise',
-           'noisier', 'gender_chance', 'overfitting_level', 'training_end', 'end_sentence', 'curve_paragraph',
-           'curve_marks', 'precision_text', 'speed_sentences', 'noise_sentence', 'discussion_paragraphs',
-           'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence', 'model_parameter_counts',
-           'significance_sentences', 'missing_predictions_sentence', 'breakdown_table', 'mirror_sentences',
-           'label_noise_note', 'params_table', 'wall_time_table', 'environment_table', 'merged_streams', 'png_size',
-           'stream_fold', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path', 'run_tool', 'index_markdown',
-           'site_engine', 'executed_pages', 'read_page', 'render_pandoc', 'quarto_notebook', 'render_quarto',
-           'render_site']
+           'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page', 'pipeline_lock',
+           'page_parameters', 'run_pipeline', 'run_record', 'page_params', 'show_markdown', 'md_escape', 'figure_alt',
+           'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b',
+           'curve_noise', 'noisier', 'gender_chance', 'overfitting_level', 'training_end', 'end_sentence',
+           'curve_paragraph', 'curve_marks', 'precision_text', 'speed_sentences', 'noise_sentence',
+           'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence',
+           'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence', 'breakdown_table',
+           'mirror_sentences', 'label_noise_note', 'params_table', 'wall_time_table', 'environment_table',
+           'merged_streams', 'png_size', 'stream_fold', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path',
+           'run_tool', 'index_markdown', 'site_engine', 'executed_pages', 'read_page', 'render_pandoc',
+           'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -188,6 +190,30 @@ def make_dummy_page(path, # where to write the notebook
     return Path(path)
 
 # %% ../nbs/05_report.ipynb #b91b69d5
+_LOCKED = set()  # run folders whose `pipeline_lock` this process holds
+
+@contextlib.contextmanager
+def pipeline_lock(run_dir:Path, # a run folder
+                 ):
+    """Hold `run_dir/.pipeline.lock` while its pages execute or its site is built: a second `face-report run` or `render`
+    of the folder is refused at once, instead of writing pages that the first one renders half-done. This process may
+    take it again (`run` executes, then renders); a folder that cannot be written needs none."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _LOCKED or fcntl is None: yield; return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try: f = open(run_dir/".pipeline.lock", "a")
+    except OSError as e:
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM): raise
+        yield; return  # (a read-only run folder: nobody writes pages there)
+    with f:
+        try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another face-report run or render is using {run_dir}: wait for it to end, or use another "
+                               "run folder") from None
+        _LOCKED.add(run_dir)
+        try: yield
+        finally: _LOCKED.discard(run_dir)
+
 def page_parameters(p:dict, # a run's parameters, from `resolve_params`
                    ) -> dict: # what papermill injects into every page
     "The pages' papermill parameters: the `PARAM_NAMES` of `p`, paths as strings and a meaningful None spelled out (`NONE_SPELLED`)."
@@ -213,15 +239,17 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
     if p.get("data") and Path(p["data"]).expanduser().exists(): p["data"] = str(Path(p["data"]).expanduser().resolve())
     paths = page_paths(pages)
     check_run(p)
-    if retrain:  # once: started again, the command without --retrain resumes
-        forget_models(p, "AB", log); p["retrain"] = False
-        for stale in (run_dir/"notebooks").glob("*.ipynb"): stale.unlink()  # pages showing the models just removed
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir/"report_params.json", p)
-    log(f"Report run: profile {p['profile']}, {len(paths)} page(s), run folder {run_dir}")
-    t0 = time.time()
-    execute_pages(paths, run_dir, page_parameters(p), log=log)
-    log(f"All {len(paths)} page(s) executed in {time.time() - t0:.1f} s; notebooks in {run_dir/'notebooks'}")
+    with pipeline_lock(run_dir):
+        if retrain:  # once: started again, the command without --retrain resumes
+            forget_models(p, "AB", log); p["retrain"] = False
+            for stale in (run_dir/"notebooks").glob("*.ipynb"): stale.unlink()  # pages showing the models just removed
+            shutil.rmtree(run_dir/"site", ignore_errors=True)  # and the site of those pages
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir/"report_params.json", p)
+        log(f"Report run: profile {p['profile']}, {len(paths)} page(s), run folder {run_dir}")
+        t0 = time.time()
+        execute_pages(paths, run_dir, page_parameters(p), log=log)
+        log(f"All {len(paths)} page(s) executed in {time.time() - t0:.1f} s; notebooks in {run_dir/'notebooks'}")
     return run_dir
 
 # %% ../nbs/05_report.ipynb #c276d6e9
@@ -1421,6 +1449,9 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     pages, or a run whose pipeline stopped at a failed or interrupted page (its site would show the traceback), is
     refused before anything is written."""
     run_dir = run_folder(run_dir)
+    with pipeline_lock(run_dir): return _render_site(run_dir, out_dir, engine)
+
+def _render_site(run_dir:Path, out_dir, engine:str) -> Path:
     out_dir = Path(out_dir).resolve() if out_dir is not None else run_dir/"site"
     quarto = site_engine(engine)
     executed_pages(run_dir)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_training.ipynb #da8e17e1
 from __future__ import annotations
-import contextlib, hashlib, json, math, os, platform, shutil, sys, time, zipfile
+import contextlib, errno, hashlib, json, math, os, platform, shutil, sys, time, zipfile
 from pathlib import Path
 try: import fcntl  # POSIX file locks (`training_lock`)
 except ImportError: fcntl = None
@@ -854,7 +854,12 @@ def training_lock(run_dir:Path, # the run folder (created)
     """Hold `run_dir/.train_{tag}.lock` while Model `tag` is trained: a second process that would train it in the same
     folder (and write the same history) is refused; the two models may train in two processes at once."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir/f".train_{tag}.lock", "a") as f:
+    lock = run_dir/f".train_{tag}.lock"
+    try: f = open(lock, "a")
+    except OSError as e:  # a read-only run folder, whose finished models are re-used: its lock file is read (flock works so)
+        if e.errno not in (errno.EROFS, errno.EACCES, errno.EPERM) or not lock.exists(): raise
+        f = open(lock)
+    with f:
         if fcntl:
             try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
