@@ -1403,8 +1403,9 @@ def quarto_notebook(nb, # an executed notebook node
     for c in nb.cells:
         if c.cell_type != "code": continue
         if set(c.get("metadata", {}).get("tags", [])) & _DROP_TAGS: c.source = "#| include: false\n" + _text(c.source)
-        c.outputs = [folded(o) if o.get("output_type") == "stream" else o for o in merged_streams(c.get("outputs", []))
-                     if not (o.get("output_type") == "stream" and (o.get("name") == "stderr" or not stream_fold(o)))]
+        kept = merged_streams([o for o in c.get("outputs", []) if not (o.get("output_type") == "stream" and o.get("name") == "stderr")])
+        c.outputs = [folded(o) if o.get("output_type") == "stream" else o for o in kept
+                     if not (o.get("output_type") == "stream" and not stream_fold(o))]  # (blank prints dropped)
     return nb
 
 # %% ../nbs/05_report.ipynb #e00aa56c

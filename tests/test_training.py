@@ -28,6 +28,17 @@ def run_child(code, tmp_path, **env):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def kill_when_paused(code, tmp_path, **env):
+    "Run `code` in a child process and SIGKILL it once it has written the file `paused` (after the epoch to be cut)."
+    child = run_child(code, tmp_path, **env)
+    t0 = time.time()
+    while not (tmp_path / "paused").exists():
+        assert child.poll() is None, child.stdout.read()
+        assert time.time() - t0 < 300, "no epoch finished in time"
+        time.sleep(0.2)
+    child.send_signal(signal.SIGKILL); child.wait()
+
+
 def test_model_a_artefacts(tmp_path):
     p = tiny_params(tmp_path)
     m = train_model_a(tiny_splits(p, tmp_path), params=p)
@@ -94,13 +105,7 @@ def test_resume_after_kill(tmp_path, backend, ema_momentum):
         train_model_a(s, params=p)
     """
     hist = Path(p["run_dir"]) / "history_A.csv"
-    child = run_child(code.replace("PAUSE", "True"), tmp_path, KERAS_BACKEND=backend)
-    t0 = time.time()
-    while not (tmp_path / "paused").exists():
-        assert child.poll() is None, child.stdout.read()
-        assert time.time() - t0 < 300, "no epoch finished in time"
-        time.sleep(0.2)
-    child.send_signal(signal.SIGKILL); child.wait()
+    kill_when_paused(code.replace("PAUSE", "True"), tmp_path, KERAS_BACKEND=backend)
     assert pd.read_csv(hist).epoch.tolist() == [1] and not (Path(p["run_dir"]) / "model_A.keras").exists()
     code = code.replace("PAUSE", "False")
     done = run_child(code, tmp_path, KERAS_BACKEND=backend); out, _ = done.communicate(timeout=300)
@@ -139,13 +144,7 @@ def test_model_b_resume_after_kill(tmp_path, killed_in, before):
         train_model_b(s, params=p)
     """
     run = Path(p["run_dir"]); hist = run / "history_B.csv"
-    child = run_child(code.replace("PAUSE", "True"), tmp_path)
-    t0 = time.time()
-    while not (tmp_path / "paused").exists():
-        assert child.poll() is None, child.stdout.read()
-        assert time.time() - t0 < 300, "no epoch finished in time"
-        time.sleep(0.2)
-    child.send_signal(signal.SIGKILL); child.wait()
+    kill_when_paused(code.replace("PAUSE", "True"), tmp_path)
     assert pd.read_csv(hist).epoch.tolist() == before and not (run / "model_B.keras").exists()
     code = code.replace("PAUSE", "False")
     done = run_child(code, tmp_path); out, _ = done.communicate(timeout=300)
