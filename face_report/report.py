@@ -1450,12 +1450,12 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     pages, or a run whose pipeline stopped at a failed or interrupted page (its site would show the traceback), is
     refused before anything is written."""
     run_dir = run_folder(run_dir)
+    site_engine(engine); executed_pages(run_dir)  # checked first: a folder without pages gets nothing, not even the lock's file
     with pipeline_lock(run_dir): return _render_site(run_dir, out_dir, engine)
 
 def _render_site(run_dir:Path, out_dir, engine:str) -> Path:
     out_dir = Path(out_dir).resolve() if out_dir is not None else run_dir/"site"
     quarto = site_engine(engine)
-    executed_pages(run_dir)
     if out_dir.exists() and out_dir != run_dir/"site" and any(out_dir.iterdir()) and not (out_dir/SITE_MARKER).exists():
         raise ValueError(f"{out_dir} holds files and is not a site that face-report built: rendering replaces the folder's "
                          "contents, so choose a new or empty folder")
