@@ -15,6 +15,7 @@ __all__ = ['LITE_STAGES', 'LITE_REPEATS', 'LITE_BN_EPSILON', 'LITE_BN_MOMENTUM',
 # %% ../nbs/01_models.ipynb #25aec673
 import collections
 import contextlib
+import functools
 import hashlib
 import importlib
 import os
@@ -530,12 +531,20 @@ def weights_problem(backbone:str, # one of `BACKBONES`
     import h5py, zipfile
     if not (h5py.is_hdf5(path) or zipfile.is_zipfile(path)):  # (read before a run folder records them)
         return f"{weights}: not a Keras weights file (a .weights.h5 HDF5 file, or a .keras zip)"
-    with random_state_kept(): trial = efficientnet_lite(backbone, 32)  # loaded now, not when Model B is built after Model A
-    try: trial.load_weights(path)
-    except Exception as e:
+    if why := _load_problem(backbone, str(path.resolve()), path.stat().st_size, path.stat().st_mtime_ns):
         renamed = (" (Keras reads a file named *.h5 in Keras 2's layout: a file of Keras 3's `save_weights` must be named "
                    "*.weights.h5)") if path.suffix in (".h5", ".hdf5") and not path.name.endswith(".weights.h5") else ""
-        return f"{weights}: not weights of {backbone} ({str(e).strip().splitlines()[0]}){renamed}"
+        return f"{weights}: not weights of {backbone} ({why}){renamed}"
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _load_problem(backbone:str, path:str, size:int, mtime_ns:int) -> str|None:
+    """Keras's first line of error loading the weights file `path` into `backbone`, or None: loaded now, not when Model B
+    is built after Model A. Remembered per version of the file (`check_params` runs on every `resolve_params`)."""
+    with random_state_kept(): trial = efficientnet_lite(backbone, 32)
+    try: trial.load_weights(path)
+    except Exception as e: return str(e).strip().splitlines()[0]
     return None
 
 
