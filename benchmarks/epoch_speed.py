@@ -17,7 +17,7 @@ def one(kind, autotune, epochs, size, data):
     from face_report.training import resolve_params, choose_precision
     from train_speed import build  # the models as train_speed.py times them (this folder is on sys.path)
     p = resolve_params("paper")
-    sp = prepare_splits(data, p["n_images"], p["val_fraction"], p["test_size"], p["seed"], size)
+    sp = prepare_splits(data, p["n_images"], p["val_fraction"], p["test_size"], p["seed"], size, duplicates=p["duplicates"])
     def feed(split, batch, train):
         ds = make_dataset(sp.images[split], sp.frames[split], batch, shuffle=train, augment=train, seed=p["seed"])
         if autotune:

@@ -30,7 +30,7 @@ def main(argv=None):
     if unknown := [s for s in packed if s not in SPLITS]: ap.error(f"--splits {a.splits}: unknown split(s) {', '.join(map(repr, unknown))}; choose from {', '.join(SPLITS)}")
     if missing := [s for s in ("train", "val") if s not in packed]: ap.error(f"--splits {a.splits}: the GPU run needs {' and '.join(missing)} too")
     p = resolve_params(a.profile, data=a.data, **{k: parse_value(v) for k, v in a.param})
-    df = load_utkface(p["data"])
+    df = load_utkface(p["data"], duplicates=p["duplicates"])
     try: frames = make_splits(df, p["n_images"], p["val_fraction"], p["test_size"], p["seed"])
     except DataError as e: raise DataError(f"{df.attrs['source']}: {e}") from None  # (the message names no file)
     frames = {k: f for k, f in frames.items() if k in packed}
@@ -42,7 +42,7 @@ def main(argv=None):
             rows.append(f.assign(split=split, file=f["path"].map(lambda s: Path(s).name)).drop(columns="path"))
     pd.concat(rows).to_csv(out / "splits.csv", index=False)
     # how the splits were drawn: the GPU run records its seed and val_fraction from here, gpu_evaluate.py its test_size and data
-    write_json(out / "bundle.json", {**{k: p[k] for k in ("profile", "seed", "val_fraction", "n_images", "test_size")},
+    write_json(out / "bundle.json", {**{k: p[k] for k in ("profile", "seed", "val_fraction", "n_images", "test_size", "duplicates")},
                                      "data": str(Path(df.attrs["source"]).resolve()), "splits": list(frames)})
     print(f"{out}: {sum(len(f) for f in frames.values())} images, "
           f"{(out / 'images.tar').stat().st_size / 2**20:.1f} MiB; splits " + ", ".join(f"{k} {len(v)}" for k, v in frames.items()))

@@ -17,7 +17,7 @@ import keras
 
 from face_report.data import DataError, data_source, prepare_splits
 from face_report.predict import load_predictor
-from face_report.training import evaluate_model, read_json, resolve_params, splits_fingerprint, write_json
+from face_report.training import RUN_KEYS_ADDED, evaluate_model, read_json, resolve_params, splits_fingerprint, write_json
 
 
 def only(splits, *keep:str):
@@ -41,11 +41,12 @@ def main(argv=None):
     test_size = (a.test_size if a.test_size is not None else p["test_size"] or  # (0: the run had no test split)
                  drawn.get("test_size", resolve_params(p["profile"])["test_size"]))
     source = data_source(a.data or (drawn["data"] if drawn.get("data") and Path(drawn["data"]).exists() else None))
-    try: splits = prepare_splits(source, p["n_images"], p["val_fraction"], test_size, p["seed"], p["image_size"], report=False)
+    duplicates = p.get("duplicates", RUN_KEYS_ADDED["duplicates"])  # (a run made before the parameter kept every copy)
+    try: splits = prepare_splits(source, p["n_images"], p["val_fraction"], test_size, p["seed"], p["image_size"], report=False, duplicates=duplicates)
     except DataError as e: raise DataError(f"{run}: cannot draw the run's splits again from {source} with test_size {test_size}: {e}") from None
     # compare like with like: the run's fingerprint holds its test split only where the bundle packed one
     if splits_fingerprint(splits.frames if p["test_size"] else only(splits, "train", "val").frames) != p["splits_fingerprint"]:
-        here = dict(test_size=test_size, data=str(source.resolve()), seed=p["seed"], val_fraction=p["val_fraction"])
+        here = dict(test_size=test_size, data=str(source.resolve()), seed=p["seed"], val_fraction=p["val_fraction"], duplicates=duplicates)
         differ = [f"{k} {v} here, {drawn[k]} in {run/'bundle.json'}" for k, v in here.items() if k in drawn and v != drawn[k]]
         why = ("; ".join(differ) if differ else f"{source} holds other images than the bundle's" if drawn else
                f"{run} has no bundle.json to say how they were drawn; give the --test-size and --data the bundle was made with")

@@ -32,7 +32,7 @@ def bundle_splits(bundle:Path, work:Path, image_size:int):
               for s, f in frames.items()}
     drawn = read_json(bundle / "bundle.json")
     return Splits(frames, images, source=str(bundle), summary=", ".join(f"{s} {len(f)}" for s, f in frames.items()),
-                  seed=drawn.get("seed"), val_fraction=drawn.get("val_fraction"))
+                  seed=drawn.get("seed"), val_fraction=drawn.get("val_fraction"), duplicates=drawn.get("duplicates"))
 
 
 def main(argv=None):

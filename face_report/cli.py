@@ -46,7 +46,7 @@ def cmd_data(args:argparse.Namespace, # parsed by `build_parser`
     if not 0 < args.val_fraction < 1: raise ValueError(f"--val-fraction {args.val_fraction}: give a share between 0 and 1, e.g. 0.2")
     if not 0 <= args.image_size <= MAX_IMAGE_SIZE:
         raise ValueError(f"--image-size {args.image_size}: give 0 (no decoded-image cache) or a side of 1 to {MAX_IMAGE_SIZE} pixels")
-    df = load_utkface(args.data, report=False)
+    df = load_utkface(args.data, report=False, duplicates=args.duplicates)
     print(rejected_summary(df))
     rej = rejected_files(df)
     if len(rej): print("Rejected files:"); print(rej.to_string(index=False, max_rows=20))
@@ -162,6 +162,8 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
     d.add_argument("--test-size", type=int, default=2000, help="images in the fixed test split, drawn first")
     d.add_argument("--seed", type=int, default=42, help="seed of the draw of the splits")
     d.add_argument("--image-size", type=int, default=0, help="also build the decoded-image cache at this size")
+    d.add_argument("--duplicates", choices=("drop", "keep"), default="drop", help="the same image under other names: drop (one "
+                   "kept where the labels agree, none where they disagree; the default) or keep every copy (runs made before 6 December 2026)")
     d.set_defaults(func=cmd_data)
     k = sub.add_parser("cache", help="show what the cache of extracted, checked and decoded images and converted weights holds, or clear it")
     k.add_argument("--clear", action="store_true", help="remove entries (all, or those --kinds and --unused-days choose); they are built again when needed")

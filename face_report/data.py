@@ -17,13 +17,13 @@ except ImportError: fcntl = None
 
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'IMAGE_FAULTS', 'MIN_SIDE',
-           'MAX_PIXELS', 'CHECK_VERSION', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS', 'AUGMENTATION',
-           'AUGMENT_VERSION', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'PixelFormatError', 'image_error',
-           'open_image', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
-           'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels', 'check_image', 'printable_name',
-           'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample',
-           'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image',
-           'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
+           'MAX_PIXELS', 'CHECK_VERSION', 'DUPLICATES', 'LABELS', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS',
+           'AUGMENTATION', 'AUGMENT_VERSION', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'PixelFormatError',
+           'image_error', 'open_image', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock',
+           'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels', 'check_image',
+           'printable_name', 'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band',
+           'stratified_sample', 'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file',
+           'load_image', 'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
            'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
            'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
@@ -257,7 +257,7 @@ def parse_name(name:str, # a file name such as `25_1_3_20170116.jpg.chip.jpg`
 # %% ../nbs/00_data.ipynb #0ff3c39c
 MIN_SIDE = 32
 MAX_PIXELS = 50_000_000  # larger images are refused before they are decoded
-CHECK_VERSION = 3  # of `check_image`: a change bumps it, and every image is checked again
+CHECK_VERSION = 4  # of `check_image` and what `_validate` keeps (4: each file's content digest): a change bumps it, and every image is checked again
 
 def check_pixels(path:str|Path, # the image file, for the message
                  width:int, # its width in pixels, from its header
@@ -308,15 +308,20 @@ def _cached(path:Path, # a cache file
     return None
 
 def _validate(files:list[Path], cache_dir) -> dict:
-    "Full-decode check of `files`, keyed by path and cached under `CHECK_VERSION` and the files' fingerprint."
+    """Full-decode check of `files` and their content digests (`[check, sha1]`, the digest "" for a rejected file), keyed by
+    path and cached under `CHECK_VERSION` and the files' fingerprint."""
     cache = cache_root(cache_dir)/"validation"/f"v{CHECK_VERSION}-{_fingerprint(files)}.json"
     keys = [str(f) for f in files]
-    def usable(r): return isinstance(r, dict) and set(r) == set(keys) and all(isinstance(v, str) for v in r.values())
+    def usable(r): return (isinstance(r, dict) and set(r) == set(keys) and
+                           all(isinstance(v, list) and len(v) == 2 and all(isinstance(s, str) for s in v) for v in r.values()))
     if (res := _cached(cache, lambda p: json.loads(p.read_text(encoding="utf-8")), usable)) is not None:
         mark_used(cache); return res
     def one(f):
-        try: return check_image(f)
-        except ImageError as e: return "rejected: " + e.reason
+        try: check = check_image(f)
+        except ImageError as e: return ["rejected: " + e.reason, ""]
+        try:
+            with open(f, "rb") as fh: return [check, hashlib.file_digest(fh, "sha1").hexdigest()]
+        except OSError as e: return [f"rejected: unreadable ({e.strerror or e})", ""]
     with ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as ex: res = dict(zip(keys, ex.map(one, files)))
     cache.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(cache, json.dumps(res))
@@ -327,28 +332,54 @@ def printable_name(text:str, # a file name (or a text quoting one) as Python rea
     "`text` with the bytes of a name that is not UTF-8 shown as escapes (`\\xff`), so that it can be printed."
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
+DUPLICATES = ("drop", "keep")  # what `load_utkface` does with the same image under other names
+LABELS = ("age", "gender", "race")  # the labels the copies of one image must agree on
+
+def _without_duplicates(rows:list[dict], # the usable images, in order
+                        files:list[Path], # their files, as found
+                        digests:list[str], # their content digests
+                        rejected:list, # (file, reason) pairs: the copies dropped are added
+                       ) -> list[dict]: # `rows` less the copies dropped, in order
+    "One of each set of byte-identical images whose labels agree, and none of a set whose labels disagree."
+    sets = {}
+    for i, d in enumerate(digests): sets.setdefault(d, []).append(i)
+    dropped = set()
+    for same in (s for s in sets.values() if len(s) > 1):
+        values = {k: list(dict.fromkeys(rows[i][k] for i in same)) for k in LABELS}  # in the files' order
+        differ = ", ".join(f"{k} {' vs '.join('none' if v is None else str(v) for v in vs)}" for k, vs in values.items() if len(vs) > 1)
+        for i in (same if differ else same[1:]):
+            if differ:
+                others = ", ".join(str(files[j]) for j in same if j != i)
+                rejected.append((files[i], f"same image as other files, with other labels: none is kept ({differ}; {others})"))
+            else: rejected.append((files[i], f"same image and labels as another file, which is kept ({files[same[0]]})"))
+            dropped.add(i)
+    return [r for i, r in enumerate(rows) if i not in dropped]
+
 def load_utkface(source:str|Path|None=None, # archive or folder; see `data_source`
                  cache_dir:str|Path|None=None, # see `cache_root`
                  report:bool=True, # log the one-line `rejected_summary` (a warning of the `face_report` logger)
+                 duplicates:str="drop", # the same image under other names: "drop" (one kept where the labels agree) or "keep"
                 ) -> pd.DataFrame: # path, age, gender, race, timestamp, note; see `rejected_files`
     "All usable UTKFace images with their labels; every rejected file is listed with its reason."
+    if duplicates not in DUPLICATES: raise DataError(f"duplicates must be one of {', '.join(DUPLICATES)}, not {duplicates!r}")
     src = data_source(source)
     folder = utkface_folder(src, cache_dir)
     found = sorted(p for p in folder.rglob("*") if not p.name.startswith("."))
     files = [p for p in found if p.is_file()]
     checks = _validate(files, cache_dir)
-    rows, first = [], {}
+    rows, row_files, first = [], [], {}
     rejected = [(p, "broken link (its target is missing)") for p in found if p.is_symlink() and not p.exists()]
     for f in files:
         info = parse_name(f.name)
         if "reason" in info: rejected.append((f, info["reason"])); continue
-        check = checks[str(f)]
+        check = checks[str(f)][0]
         if check.startswith("rejected: "): rejected.append((f, check[len("rejected: "):])); continue
         if (kept := first.get(f.name)):  # the same image in another subfolder: it would be drawn into two splits
             where = kept.parent.relative_to(folder).as_posix() if kept.parent != folder else folder.name
             rejected.append((f, f"second copy of a file in {where}/ ({kept}, the same name)")); continue
         first[f.name] = f
-        rows.append(dict(path=str(f.resolve()), **info, note=check))
+        rows.append(dict(path=str(f.resolve()), **info, note=check)); row_files.append(f)
+    if duplicates == "drop": rows = _without_duplicates(rows, row_files, [checks[str(f)][1] for f in row_files], rejected)
     df = pd.DataFrame(rows, columns=["path", "age", "gender", "race", "timestamp", "note"])
     df["race"] = df["race"].astype("Int64")
     df.attrs["rejected"] = [{"file": printable_name(str(f)), "reason": printable_name(r)} for f, r in sorted(rejected)]  # plain records: attrs must compare with ==
@@ -580,6 +611,7 @@ class Splits:
     summary: str = ""
     seed: int|None = None  # the seed that drew the splits
     val_fraction: float|None = None  # the validation share of the pool
+    duplicates: str|None = None  # what was done with the same image under other names (`load_utkface`)
 
 def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_source`
                    n_images:int|None=5000, # train+validation pool size
@@ -589,13 +621,14 @@ def prepare_splits(source:str|Path|None=None, # archive or folder; see `data_sou
                    image_size:int=128, # side of the decoded images in pixels
                    cache_dir:str|Path|None=None, # see `cache_root`
                    report:bool=True, # log the data's one-line summary (`load_utkface`); False when the caller shows `Splits.summary`
+                   duplicates:str="drop", # the same image under other names: see `load_utkface`
                   ) -> Splits: # frames, decoded images and how they were drawn
     "Load UTKFace, draw the seeded splits and decode their images (cached)."
     check_whole("image_size", image_size); check_split_args(n_images, val_fraction, test_size, seed)  # before the data is read
-    df = load_utkface(source, cache_dir, report)
+    df = load_utkface(source, cache_dir, report, duplicates)
     frames = make_splits(df, n_images, val_fraction, test_size, seed)
     images = {k: decode_images(f["path"].tolist(), image_size, cache_dir) for k, f in frames.items()}
-    return Splits(frames, images, df.attrs["source"], rejected_summary(df), seed, val_fraction)
+    return Splits(frames, images, df.attrs["source"], rejected_summary(df), seed, val_fraction, duplicates)
 
 # %% ../nbs/00_data.ipynb #c4c1e0a2
 CACHE_KINDS = ("arrays", "extracted", "validation", "weights")  # the cache's subfolders: decoded images, archives, image checks, converted weights

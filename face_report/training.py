@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, AUGMENT_VERSION, DECODE_VERSION
+from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, AUGMENT_VERSION, DECODE_VERSION, DUPLICATES
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE',
@@ -25,14 +25,14 @@ __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_P
            'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint', 'save_validated_weights',
            'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred',
            'gender_correct', 'split_metrics', 'evaluate_model', 'is_number', 'read_json', 'write_json',
-           'check_run_folder', 'check_run', 'start_run', 'run_precision', 'check_session', 'forget_phase',
+           'check_run_folder', 'check_run', 'run_splits', 'start_run', 'run_precision', 'check_session', 'forget_phase',
            'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
            'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
     profile="quick", data=None, run_dir=None, retrain=False,
-    n_images=5000, val_fraction=0.2, test_size=2000, seed=42, train_seed=None, image_size=128,
+    duplicates="drop", n_images=5000, val_fraction=0.2, test_size=2000, seed=42, train_seed=None, image_size=128,
     batch_size=32, label_smoothing=0.05, patience=15, lr_patience=7, lr_factor=0.5, min_lr=1e-7, ema_momentum=0.0,
     epochs_a=80, lr_a=2e-4, age_weight_a=0.3, l2=1e-4,
     epochs_b1=40, lr_b1=1e-4, epochs_b2=80, lr_b2=1e-5, age_weight_b=0.2, n_unfreeze=None, age_bias="median",
@@ -52,10 +52,10 @@ PATH_PARAMS = ("data", "run_dir")  # parameters that name a file or folder (None
 # parameters that change what is learned: a run folder holding other values for these is refused
 RUN_KEYS = ("n_images", "val_fraction", "test_size", "seed", "train_seed", "image_size", "batch_size", "label_smoothing", "epochs_a",
             "lr_a", "age_weight_a", "l2", "epochs_b1", "lr_b1", "epochs_b2", "lr_b2", "age_weight_b", "n_unfreeze",
-            "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias", "ema_momentum",
+            "backbone", "weights", "patience", "lr_patience", "lr_factor", "min_lr", "age_bias", "ema_momentum", "duplicates",
             *(f"aug_{k}" for k in AUGMENTATION))
 # run keys added later, with the value that runs made before them trained with
-RUN_KEYS_ADDED = dict(ema_momentum=0.0, age_bias="zero", **{f"aug_{k}": DEFAULTS[f"aug_{k}"] for k in AUGMENTATION})  # (the ranges were `build_augmenter`'s defaults)
+RUN_KEYS_ADDED = dict(ema_momentum=0.0, age_bias="zero", duplicates="keep", **{f"aug_{k}": DEFAULTS[f"aug_{k}"] for k in AUGMENTATION})  # (the ranges were `build_augmenter`'s defaults)
 
 # what each parameter may be: a whole number from a minimum (and to a maximum), a number in an interval, or one of some choices
 WHOLE = dict(n_images=1, test_size=0, seed=0, train_seed=0, image_size=32, batch_size=1, eval_batch_size=1, patience=0, lr_patience=0,
@@ -66,7 +66,7 @@ NUMBER = dict(val_fraction=_OPEN, lr_a=_OPEN, lr_b1=_OPEN, lr_b2=_OPEN, lr_facto
               ema_momentum=_FROM, age_weight_a=(0, math.inf, True), age_weight_b=(0, math.inf, True), l2=(0, math.inf, True),
               **{f"aug_{k}": _FROM for k in AUGMENTATION})
 CHOICES = dict(precision=("auto", "float32", "mixed_bfloat16", "mixed_float16"), strategy=("none", "mirrored", "multiworker"),
-               age_bias=("median", "zero"))
+               age_bias=("median", "zero"), duplicates=DUPLICATES)
 
 def backbone_layers(backbone:str, # one of `BACKBONE_LAYERS`
                     weights, # "imagenet", None or a weights file
@@ -644,8 +644,9 @@ def check_run_folder(params:dict, # from `resolve_params`
     if old.get("precision_requested", params.get("precision")) != params.get("precision"):
         diff["precision"] = (old["precision_requested"], params.get("precision"))
     if diff and not params.get("retrain"):
+        its = " ".join(f"-p {k} {NONE_SPELLED[k] if a is None and k in NONE_SPELLED else a}" for k, (a, _) in diff.items())
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
-                            "use another run folder, or retrain=True (--retrain) to replace it"
+                            f"give its values ({its}), use another run folder, or retrain=True (--retrain) to replace it"
                             + ("" if left else " (it has trained nothing yet: its start stopped before a first epoch ended, "
                                "or another process is starting it now)"))
     new, was = params.get("splits_fingerprint"), old.get("splits_fingerprint")
@@ -662,10 +663,17 @@ def check_run(params:dict, # from `resolve_params`
     """What a run needs before anything is written: a run folder free for `params` (`check_run_folder`) and readable data,
     whose splits are the images the run folder's models were trained on."""
     run_dir = check_run_folder(params)  # other parameters are refused before the data is read (the first read extracts and checks every image)
-    df = load_utkface(params.get("data"))
+    df = load_utkface(params.get("data"), duplicates=params["duplicates"])
     frames = make_splits(df, params["n_images"], params["val_fraction"], params["test_size"], params["seed"])
     check_run_folder({**params, "splits_fingerprint": splits_fingerprint(frames), "data_source": _where(df.attrs["source"])})
     return run_dir
+
+def run_splits(params:dict, # from `resolve_params`
+               report:bool=True, # log the data's one-line summary (`load_utkface`); False when the caller shows `Splits.summary`
+              ) -> Splits: # frames, decoded images and how they were drawn
+    "The splits of a run: `prepare_splits` with its data, split parameters and image size."
+    return prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"], params["seed"],
+                          params["image_size"], report=report, duplicates=params["duplicates"])
 
 def start_run(params:dict, # from `resolve_params`
              ) -> Path: # the run folder
@@ -833,10 +841,10 @@ def _log_to_file(path:Path, # the run folder's `log_{A,B}.txt`
     return both
 
 def splits_params(splits:Splits, # from `prepare_splits`
-                 ) -> dict: # image_size, n_images (train + val), test_size; seed, val_fraction and data where recorded
+                 ) -> dict: # image_size, n_images (train + val), test_size; seed, val_fraction, data and duplicates where recorded
     "The parameters that `splits` show they were prepared with."
     n = {k: len(f) for k, f in splits.frames.items()}
-    recorded = dict(seed=splits.seed, val_fraction=splits.val_fraction, data=splits.source or None)
+    recorded = dict(seed=splits.seed, val_fraction=splits.val_fraction, data=splits.source or None, duplicates=splits.duplicates)
     return dict(image_size=int(splits.images["train"].shape[1]), n_images=n["train"] + n["val"], test_size=n["test"],
                 **{k: v for k, v in recorded.items() if v is not None})
 
@@ -989,8 +997,7 @@ def train_all(params:dict, # from `resolve_params`
     "Prepare the data and train Model A then Model B (or only one of them) into `params['run_dir']`."
     if not models or set(models) - set("AB"): raise ValueError(f"models={models!r}: choose 'AB', 'A' or 'B'")
     if splits is None:
-        splits = prepare_splits(params["data"], params["n_images"], params["val_fraction"], params["test_size"],
-                                params["seed"], params["image_size"], report=False)
+        splits = run_splits(params, report=False)
         log(splits.summary)  # once, with the progress lines
     if params.get("retrain"):  # removed once, here: started again after an interruption, the command without --retrain resumes
         forget_models({**params, "splits_fingerprint": splits_fingerprint(splits), "data_source": _where(splits.source)}, models, log)

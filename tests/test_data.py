@@ -1,11 +1,11 @@
 """Data: generated samples with every awkward case, the command line, and the real archive when it is present."""
-import os, subprocess, sys, tarfile
+import hashlib, os, subprocess, sys, tarfile
 from pathlib import Path
 
 import pytest
 
 from face_report.data import (DataError, extract_archive, load_utkface, make_sample_utkface, make_splits,
-                              rejected_files)
+                              rejected_files, rejected_summary)
 
 FACE_REPORT = str(Path(sys.executable).parent / "face-report")
 
@@ -64,8 +64,15 @@ def test_real_archive_counts_and_deterministic_splits(tmp_path):
     assert n_files == 21707
     assert len(df) + len(rejected_files(df)) == n_files          # every file accounted for
     assert df.age.between(0, 120).all() and df.gender.isin([0, 1]).all()
+    # the same image under other names (319 sets): one kept of the 98 sets whose labels agree, none of the 221 others
+    assert rejected_summary(df) == ("UTKFace: 21,153 images usable (0 converted), 554 rejected: 454 same image as other files, "
+                                    "with other labels: none is kept; 100 same image and labels as another file, which is kept")
     a, b = make_splits(df, 5000, 0.2, 2000, 42), make_splits(df, 5000, 0.2, 2000, 42)
     assert [len(a[k]) for k in ("train", "val", "test")] == [4000, 1000, 2000]
+    digest = lambda f: {hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in f.path}
+    assert not digest(a["test"]) & (digest(a["train"]) | digest(a["val"])) and not digest(a["val"]) & digest(a["train"])  # no image in two splits
+    kept = load_utkface(REAL, duplicates="keep", report=False)
+    assert len(kept) == n_files and kept.path.map(lambda p: hashlib.sha1(Path(p).read_bytes()).hexdigest()).nunique() == n_files - 333  # 306 pairs, 12 triples, one four
     for k in a: assert a[k].path.tolist() == b[k].path.tolist()
     assert make_splits(df, 5000, 0.2, 2000, 7)["val"].path.tolist() != a["val"].path.tolist()
 

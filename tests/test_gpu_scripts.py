@@ -122,7 +122,7 @@ def test_bundle_records_its_draw_and_gpu_evaluate_redraws_it(tmp_path):
                         "--splits", "train,val,test", "-p", "n_images", "24", "-p", "test_size", "8", "-p", "seed", "7"],
                        env=env, cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r
-    assert json.loads((bundle / "bundle.json").read_text()) == dict(profile="quick", seed=7, val_fraction=0.2, n_images=24, test_size=8,
+    assert json.loads((bundle / "bundle.json").read_text()) == dict(profile="quick", seed=7, val_fraction=0.2, n_images=24, test_size=8, duplicates="drop",
                                                                      data=str(data.resolve()), splits=["train", "val", "test"])
     run = tmp_path / "runs/s32"  # the run folder gpu_paper_run.py starts: its params.json, and bundle.json copied
     make_run = f"""
