@@ -150,7 +150,7 @@ def _at_least_one(text:str) -> int:
     return n
 
 def build_parser(command:str|None=None, # the subcommand to parse; None: all. `predict` and `export` bring their arguments
-                                        # with `face_report.predict`, which imports TensorFlow (seconds): only when needed
+                                        # with `face_report.predict` (NumPy, pandas; it imports TensorFlow only to predict and export)
                 ) -> argparse.ArgumentParser: # with one sub-parser per command
     "The `face-report` argument parser."
     ap = argparse.ArgumentParser(prog="face-report", description="Train, evaluate and compare two CNNs for age and gender on UTKFace.")

@@ -7,20 +7,16 @@ from __future__ import annotations
 import argparse, contextlib, functools, glob, os, shutil, sys, tempfile, warnings, zipfile
 from pathlib import Path
 
-import cv2
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-import face_report.models  # registers the package's custom layers, so saved models deserialize
 from .data import (IMAGE_FAULTS, ImageError, MAX_PIXELS, check_file, check_pixels, decode_images, image_error, load_image,
                               open_image, printable_name, to_rgb, write_text_atomic)
 from .training import gender_pred, read_json
-from .analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
-                                  paired_age_test, per_image_results)
+# TensorFlow, Keras, OpenCV, `face_report.models` (Keras) and `face_report.analysis` (SciPy, matplotlib) are imported in the
+# functions that use them: `face-report predict --help` builds its parser from this module, and must not wait seconds for them
 
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
@@ -118,6 +114,7 @@ def read_photo(path:str|Path, # an image file
 @functools.cache
 def face_cascade() -> cv2.CascadeClassifier: # OpenCV's frontal-face Haar cascade
     "Load the frontal-face Haar cascade shipped inside opencv-python-headless 4.x."
+    import cv2
     xml = Path(getattr(cv2.data, "haarcascades", ""))/"haarcascade_frontalface_default.xml"
     if not xml.exists() or not hasattr(cv2, "CascadeClassifier"):
         raise RuntimeError(f"face detection needs OpenCV's Haar cascades, which opencv-python-headless 4.x ships "
@@ -130,6 +127,7 @@ def detect_faces(image:np.ndarray, # uint8 (H, W, 3) RGB, (H, W, 4) RGBA or (H, 
                  pad:float=0.3, # gray border added before scanning, as a fraction of the longest side
                 ) -> np.ndarray: # int (n, 4) boxes x, y, w, h in image pixels, left to right
     "Find frontal faces with OpenCV's Haar cascade."
+    import cv2
     image = np.asarray(image)
     if image.dtype != np.uint8 or not (image.ndim == 2 or image.ndim == 3 and image.shape[2] in (3, 4)) or min(image.shape[:2]) < 1:
         raise ValueError(f"detect_faces needs a uint8 RGB (H, W, 3), RGBA (H, W, 4) or grayscale (H, W) image, not {image.dtype} {image.shape}")
@@ -195,6 +193,7 @@ def check_outputs(m:keras.Model, # a model to predict with
                   where:str|Path|None=None, # the file it came from, for the message
                  ) -> keras.Model: # `m`, when it has the two outputs of this project's models
     "Refuse a model without outputs named `gender` and `age` of one value per image, naming it and the outputs it has."
+    import keras
     have = list(getattr(m, "output_names", None) or [])  # a Sequential model names none
     if not {"gender", "age"} <= set(have):
         raise PredictorError(f"{where or f'model {m.name!r}'}: its outputs are {have or 'unnamed'}, "
@@ -206,6 +205,7 @@ def check_outputs(m:keras.Model, # a model to predict with
     return m
 
 def _load_keras(path:Path) -> keras.Model:
+    import keras, face_report.models  # noqa: F401 (registers the package's custom layers, so saved models deserialize)
     if not path.exists(): raise PredictorError(f"{path}: model file not found")
     if not zipfile.is_zipfile(path):
         raise PredictorError(f"{path}: not a readable Keras model file (a .keras file is a zip archive; this one is not, or is damaged or cut short)")
@@ -246,6 +246,7 @@ def as_predictors(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
                   model:str="both", # "A", "B" or "both" of a run folder; a name of the dict's, or "both" for all of them
                  ) -> dict[str, keras.Model]: # name -> model
     "Accept a run folder, a `.keras` file, a loaded model or a dict of names to models or `.keras` files; all compute in float32."
+    import keras
     if isinstance(model_or_run, keras.Model):
         if model != "both": raise PredictorError(f"model={model!r} chooses within a run folder or a dict of models, not one loaded model")
         return {model_or_run.name: float32_model(check_outputs(model_or_run))}
@@ -263,12 +264,14 @@ FACE_COLUMNS = ["face", "box_x", "box_y", "box_w", "box_h"]
 
 def _named_outputs(out, names:list[str]) -> dict[str, np.ndarray]:
     "The outputs by name: a dict's own keys, else `names` (the output layers', in the order Keras flattens the outputs)."
+    import keras
     out = out if isinstance(out, dict) and {"gender", "age"} <= set(out) else dict(zip(names, keras.tree.flatten(out)))
     return {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in out.items()}
 
 @functools.lru_cache(maxsize=8)
 def _inference_function(m:keras.Model):
     "One compiled inference graph per model, for any batch size (3-4x faster on CPU than calling the model eagerly)."
+    import tensorflow as tf
     size = model_image_size(m)
     return tf.function(lambda x: m(x, training=False), autograph=False).get_concrete_function(
         tf.TensorSpec((None, size, size, 3), tf.float32))
@@ -288,6 +291,7 @@ def image_batch(images:np.ndarray, # one (S, S, 3) image or a batch (N, S, S, 3)
     return x
 
 def _predict_batch(m:keras.Model, x:np.ndarray) -> dict[str, np.ndarray]:
+    import keras, tensorflow as tf
     out = _named_outputs(keras.tree.map_structure(lambda t: t.numpy(), _inference_function(m)(tf.constant(x))), m.output_names)
     return {"p_female": out["gender"], "age_pred": out["age"]}
 
@@ -408,6 +412,8 @@ def mirror_comparison(run:Run|str|Path, # a loaded run, or a run folder with mod
                       seed:int=0, # random seed
                      ) -> pd.DataFrame: # `SIGNIFICANCE_COLUMNS`: Model, Quantity, Estimate, CI low, CI high, Test, Statistic, p-value, n
     "Gender accuracy and age MAE of each model on `split` from single images and mirror-averaged, with paired tests."
+    from face_report.analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
+                                      paired_age_test, per_image_results)
     run = run if isinstance(run, Run) else load_run(run)
     rows, nan = [], float("nan")
     for name in run.available(split):
@@ -442,6 +448,7 @@ def mirror_comparison(run:Run|str|Path, # a loaded run, or a run folder with mod
 EXPORT_FORMATS = ("keras", "savedmodel", "tflite")
 
 def _with_named_outputs(m:keras.Model) -> keras.Model:
+    import keras
     if isinstance(m.output, dict): return m
     return keras.Model(m.inputs, dict(zip(m.output_names, m.outputs)), name=m.name)
 
@@ -470,6 +477,7 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
                  model:str="both", # "A", "B" or "both" of a run folder
                 ) -> list[Path]: # one file or folder per model: model_A.keras, model_A_savedmodel/, model_A.tflite, ...
     "Export models for serving: Keras file, TensorFlow SavedModel or TFLite."
+    import tensorflow as tf
     if fmt not in EXPORT_FORMATS: raise PredictorError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
     models = as_predictors(model_or_run, model)
     out_dir = Path(out_dir) if out_dir is not None else _default_export_dir(model_or_run)
@@ -507,6 +515,7 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
 def exported_predictor(path:str|Path, # a .keras file, SavedModel folder or .tflite file from `export_model`
                       ) -> callable: # images (N, S, S, 3) or one image, 0..255 -> {"p_female": (N,), "age_pred": (N,)}
     "Load an exported model as a function of a batch of images (or of one image)."
+    import tensorflow as tf
     path = Path(path)
     if path.suffix == ".keras":
         m = _load_keras(path)
@@ -634,6 +643,7 @@ def export_main(args:argparse.Namespace, # parsed by a parser filled with `add_e
                 tolerance:float=1e-2, # largest accepted output difference between export and original
                ) -> int: # exit code: 0 when every export matches its original
     "Run `face-report export`: write the exports, check each against its original, print one line per export."
+    import tensorflow as tf  # (for its own file errors, caught below)
     if note := lone_model_note(args.run, args.model, "exporting"): print(note, file=sys.stderr)
     try:
         out_dir = Path(args.out) if args.out else _default_export_dir(args.run)

@@ -12,6 +12,7 @@ from face_report.data import make_sample_utkface
 from face_report.models import build_model_a, build_model_b
 from face_report import predict as P
 import keras  # after face_report, which turns on TensorFlow's oneDNN kernels before TensorFlow is imported
+import tensorflow as tf
 
 UTKFACE = Path(os.environ.get("FACE_REPORT_DATA") or Path(__file__).resolve().parents[2] / "shared/data/UTKFace.tar.gz")
 SIZE = 32
@@ -215,7 +216,7 @@ def test_tflite_converter_error_names_the_model(run, tmp_path, monkeypatch):
     class Refusing:
         @staticmethod
         def from_saved_model(d): raise RuntimeError("ConverterError: op not supported\nmore detail")
-    monkeypatch.setattr(P.tf.lite, "TFLiteConverter", Refusing)
+    monkeypatch.setattr(tf.lite, "TFLiteConverter", Refusing)
     with pytest.raises(P.PredictorError, match=r"TensorFlow Lite could not convert A to .*model_A.tflite \(RuntimeError: ConverterError: op not supported\); export it as keras"):
         P.export_model(run, "tflite", tmp_path, model="A")
 
