@@ -189,7 +189,7 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
                            help="site builder (default: quarto when on the PATH, else pandoc)")
         s.set_defaults(func=func)
     r = sub.add_parser("render", help="build the report site from a run folder's executed notebooks")
-    r.add_argument("run", help="a run folder with executed pages"); r.add_argument("--out", help="site folder (default: RUN/site)")
+    r.add_argument("run", help="a run folder with executed pages"); r.add_argument("--out", help="site folder (default: RUN/site; give one elsewhere when RUN is read-only)")
     r.add_argument("--engine", default="auto", choices=["auto", "quarto", "pandoc"], help="site builder (default: quarto when on the PATH, else pandoc)")
     r.set_defaults(func=cmd_render)
     c = sub.add_parser("compare", help="pair two runs' models on the same images: differences, CIs, McNemar and paired permutation tests")

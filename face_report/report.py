@@ -20,11 +20,11 @@ from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, gender_correct
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION', 'SHOWN_AS_PATHS',
            'NONE_SHOWN', 'SITE_CSS', 'SITE_TEMPLATE', 'SITE_MARKER', 'repo_root', 'page_paths', 'venv_kernel',
-           'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page', 'pipeline_lock',
-           'page_parameters', 'run_pipeline', 'run_record', 'page_params', 'show_markdown', 'md_escape', 'figure_alt',
-           'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b', 'architecture_title_b',
-           'curve_noise', 'noisier', 'gender_chance', 'overfitting_level', 'training_end', 'end_sentence',
-           'curve_paragraph', 'curve_marks', 'precision_text', 'speed_sentences', 'noise_sentence',
+           'papermill_log', 'PageError', 'metrics_digest', 'execute_pages', 'make_dummy_page', 'read_only_folder',
+           'pipeline_lock', 'page_parameters', 'run_pipeline', 'run_record', 'page_params', 'show_markdown',
+           'md_escape', 'figure_alt', 'show_figure', 'show_table', 'sci', 'describe_model_a', 'describe_model_b',
+           'architecture_title_b', 'curve_noise', 'noisier', 'gender_chance', 'overfitting_level', 'training_end',
+           'end_sentence', 'curve_paragraph', 'curve_marks', 'precision_text', 'speed_sentences', 'noise_sentence',
            'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence',
            'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence', 'breakdown_table',
            'mirror_sentences', 'label_noise_note', 'params_table', 'wall_time_table', 'environment_table',
@@ -192,6 +192,21 @@ def make_dummy_page(path, # where to write the notebook
 # %% ../nbs/05_report.ipynb #b91b69d5
 _LOCKED = set()  # run folders whose `pipeline_lock` this process holds
 
+def read_only_folder(folder, # a folder, or one still to be made
+             ) -> tuple[Path, str]|None: # (the nearest existing folder, "read-only" or "read-only to this user (...)"), or None
+    """Whether `folder` (or, when it does not exist yet, the nearest existing folder above it, where it would be made)
+    refuses new files: tried with a probe file, since root passes `os.access` everywhere but a read-only mount still
+    refuses. A file where a folder should be is not said here: writing there says so."""
+    folder = Path(folder).expanduser().absolute()
+    near = next(p for p in (folder, *folder.parents) if p.exists())
+    if not near.is_dir(): return None
+    try:
+        with tempfile.NamedTemporaryFile(dir=near, prefix=".face_report_probe"): pass
+    except OSError as e:
+        if e.errno == errno.EROFS: return near, "read-only"
+        return (near, f"read-only to this user ({e.strerror})") if e.errno in (errno.EACCES, errno.EPERM) else None
+    return None
+
 @contextlib.contextmanager
 def pipeline_lock(run_dir:Path, # a run folder
                  ):
@@ -228,7 +243,8 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
                  log=print, # progress function
                 ) -> Path: # the run folder
     """Resolve the parameters, then execute the report pages with papermill into `run_dir/notebooks/`. A run folder
-    holding another run, or data that cannot be read, is refused before anything is written (`check_run`)."""
+    holding another run, or data that cannot be read, is refused before anything is written (`check_run`), and so is
+    a read-only one (the pages and their parameters are written there)."""
     from face_report.training import resolve_params, check_run, forget_models
     overrides = dict(params or {})
     overrides.pop("retrain", None)
@@ -238,6 +254,12 @@ def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "f
     p.update(run_dir=str(run_dir), profile=p.get("profile", profile), retrain=bool(retrain))
     if p.get("data") and Path(p["data"]).expanduser().exists(): p["data"] = str(Path(p["data"]).expanduser().resolve())
     paths = page_paths(pages)
+    if ro := read_only_folder(run_dir):
+        near, why = ro
+        raise PermissionError((f"the run folder {run_dir} is {why}: the pipeline writes its parameters and executed pages "
+                               "there" if near == run_dir else f"the run folder {run_dir} cannot be made: {near} is {why}") +
+                              ". Give a writable run folder (--run-dir, run_dir=)" +
+                              (", e.g. a copy of this one: its trained models are re-used" if any(run_dir.glob("model_*.keras")) else ""))
     check_run(p)
     with pipeline_lock(run_dir):
         if retrain:  # once: started again, the command without --retrain resumes
@@ -1361,11 +1383,12 @@ def read_page(path:Path, # an executed page notebook
 
 def render_pandoc(run_dir, # run folder with executed notebooks
                   out_dir, # where the HTML pages go
+                  src_dir=None, # scratch folder for the pages' sources (emptied first); None: `run_dir/site_src`
                  ) -> Path: # the site's index.html
     "Build the site with pandoc: one self-contained HTML page per executed notebook plus an index page."
     import nbformat
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    src = run_dir/"site_src"
+    src = Path(src_dir) if src_dir is not None else run_dir/"site_src"
     shutil.rmtree(src, ignore_errors=True); src.mkdir(parents=True); out_dir.mkdir(parents=True, exist_ok=True)
     nbs = [(p, read_page(p)) for p in executed_pages(run_dir)]
     pages = [(p.with_suffix(".html").name, notebook_title(nb, p.stem)) for p, nb in nbs]
@@ -1412,6 +1435,7 @@ def quarto_notebook(nb, # an executed notebook node
 def render_quarto(run_dir, # run folder with executed notebooks
                   out_dir, # where the site goes
                   quarto:str="quarto", # the quarto executable
+                  src_dir=None, # scratch folder for the project quarto renders (emptied first); None: `run_dir/site_src`
                  ) -> Path: # the site's index.html
     "Build the site with `quarto render` from the top-level `_quarto.yml` and the executed notebooks."
     import nbformat, yaml
@@ -1419,7 +1443,7 @@ def render_quarto(run_dir, # run folder with executed notebooks
     cfg_path = repo_root()/"_quarto.yml"
     if not cfg_path.exists(): raise FileNotFoundError(f"{cfg_path} not found: the Quarto site needs the source checkout")
     cfg = yaml.safe_load(cfg_path.read_text())
-    src = run_dir/"site_src"
+    src = Path(src_dir) if src_dir is not None else run_dir/"site_src"
     shutil.rmtree(src, ignore_errors=True); src.mkdir(parents=True)
     nbs, pages = executed_pages(run_dir), []
     for p in nbs:
@@ -1448,13 +1472,24 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
                ) -> Path: # the site's index.html
     """Build the report website from a run's executed notebooks (nothing is executed again). A folder without executed
     pages, or a run whose pipeline stopped at a failed or interrupted page (its site would show the traceback), is
-    refused before anything is written."""
+    refused before anything is written. A read-only run folder is only read: its site goes to `out_dir`, and the
+    sources built for it to a scratch folder beside it (removed afterwards) instead of `run_dir/site_src`."""
     run_dir = run_folder(run_dir)
     site_engine(engine); executed_pages(run_dir)  # checked first: a folder without pages gets nothing, not even the lock's file
-    with pipeline_lock(run_dir): return _render_site(run_dir, out_dir, engine)
+    out_dir = Path(out_dir).expanduser().resolve() if out_dir is not None else run_dir/"site"
+    if (ro := read_only_folder(run_dir)) and out_dir.is_relative_to(run_dir):
+        raise PermissionError(f"the run folder {run_dir} is {ro[1]}: the site cannot be built in it. "
+                              "Give a writable folder for the site elsewhere (--out, out_dir=)")
+    if ro_out := read_only_folder(out_dir.parent):  # (the site is staged beside `out_dir`, then swapped in)
+        raise PermissionError(f"the site folder {out_dir} cannot be written: {ro_out[0]} is {ro_out[1]}. "
+                              "Give a writable folder for the site (--out, out_dir=)")
+    src = out_dir.with_name(f".{out_dir.name}.src") if ro else None
+    with pipeline_lock(run_dir):
+        try: return _render_site(run_dir, out_dir, engine, src)
+        finally:
+            if src is not None: shutil.rmtree(src, ignore_errors=True)
 
-def _render_site(run_dir:Path, out_dir, engine:str) -> Path:
-    out_dir = Path(out_dir).resolve() if out_dir is not None else run_dir/"site"
+def _render_site(run_dir:Path, out_dir:Path, engine:str, src_dir=None) -> Path:
     quarto = site_engine(engine)
     if out_dir.exists() and out_dir != run_dir/"site" and any(out_dir.iterdir()) and not (out_dir/SITE_MARKER).exists():
         raise ValueError(f"{out_dir} holds files and is not a site that face-report built: rendering replaces the folder's "
@@ -1473,7 +1508,7 @@ def _render_site(run_dir:Path, out_dir, engine:str) -> Path:
     # built beside the site, then swapped in: a render stopped half-way leaves the old site whole, never a mix of two
     stage, old = (out_dir.with_name(f".{out_dir.name}.{s}") for s in ("partial", "old"))
     for d in (stage, old): shutil.rmtree(d, ignore_errors=True)
-    render_quarto(run_dir, stage, quarto) if quarto else render_pandoc(run_dir, stage)
+    render_quarto(run_dir, stage, quarto, src_dir) if quarto else render_pandoc(run_dir, stage, src_dir)
     (stage/SITE_MARKER).write_text("A report site built by face-report: rendering again replaces this folder's contents.\n")
     if out_dir.exists(): out_dir.rename(old)
     stage.rename(out_dir); shutil.rmtree(old, ignore_errors=True)

@@ -2,7 +2,7 @@
 
 Fast: no training. The pipeline tests use tiny dummy pages and a stand-in for `face_report.training.resolve_params`.
 """
-import ast, json, os, re, shutil, sys, types
+import ast, json, os, re, shutil, subprocess, sys, types
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -312,6 +312,66 @@ def test_refused_run_changes_nothing(tmp_path):
 def test_run_pipeline_unknown_page(stand_in_training, tmp_path):
     with pytest.raises(FileNotFoundError, match="9_missing.ipynb"):
         report.run_pipeline(run_dir=tmp_path/"run", pages=["9_missing.ipynb"])
+
+
+# ---------------------------------------------------------------- read-only run folders
+
+@pytest.fixture
+def make_read_only():
+    "Makes folders read-only: as root a read-only bind mount (root writes past chmod), unmounted afterwards; else chmod."
+    undo = []
+    def make(folder):
+        folder = Path(folder)
+        if os.geteuid() != 0:
+            mode = folder.stat().st_mode; folder.chmod(0o555); undo.append(lambda: folder.chmod(mode)); return folder
+        if subprocess.run(["mount", "--bind", str(folder), str(folder)]).returncode: pytest.skip("cannot bind-mount here")
+        undo.append(lambda: subprocess.run(["umount", str(folder)], check=True))
+        if subprocess.run(["mount", "-o", "remount,ro,bind", str(folder), str(folder)]).returncode:
+            pytest.skip("cannot remount read-only here")
+        return folder
+    yield make
+    for f in reversed(undo): f()
+
+
+def _files(folder): return {f: f.read_bytes() for f in Path(folder).rglob("*") if f.is_file()}
+
+
+def test_render_site_of_a_read_only_run_folder(rendered, tmp_path, make_read_only, capsys):
+    "No site in a read-only run folder, said in one line; with --out elsewhere it renders, and writes nothing in the run folder."
+    from face_report.cli import main
+    run_dir, _ = rendered  # (its site/ and site_src/ exist, as in a finished run)
+    make_read_only(run_dir); before = _files(run_dir)
+    said = rf"the run folder {re.escape(str(run_dir.resolve()))} is read-only.*: the site cannot be built in it\. Give a writable folder for the site elsewhere \(--out, out_dir=\)"
+    with pytest.raises(PermissionError, match=said): report.render_site(run_dir, engine="pandoc")
+    with pytest.raises(PermissionError, match=said): report.render_site(run_dir, run_dir/"site2", engine="pandoc")
+    assert main(["render", str(run_dir), "--engine", "pandoc"]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(f"face-report render: error: {said}\n", err) and "Traceback" not in err, err
+    index = report.render_site(run_dir, tmp_path/"elsewhere"/"site", engine="pandoc")
+    assert index == tmp_path/"elsewhere"/"site"/"index.html" and (index.parent/"1_introduction.html").exists()
+    assert sorted(p.name for p in (tmp_path/"elsewhere").iterdir()) == ["site"]  # its scratch folder is removed
+    assert _files(run_dir) == before
+    make_read_only(tmp_path/"elsewhere")
+    with pytest.raises(PermissionError, match=rf"the site folder .*elsewhere/site2 cannot be written: .*elsewhere is read-only.*\(--out, out_dir=\)"):
+        report.render_site(run_dir, tmp_path/"elsewhere"/"site2", engine="pandoc")
+
+
+def test_run_in_a_read_only_run_folder(tmp_path, make_read_only, capsys):
+    "`face-report run` in a read-only folder (holding a run, or in which the run folder would be made): one line, nothing written."
+    from face_report.cli import main
+    run_dir = make_synthetic_run(tmp_path/"run", n=40); (run_dir/"model_A.keras").write_bytes(b"a model")
+    empty = tmp_path/"empty"; empty.mkdir()
+    make_read_only(run_dir); make_read_only(empty); before = _files(run_dir)
+    held = rf"the run folder {re.escape(str(run_dir.resolve()))} is read-only.*: the pipeline writes its parameters and executed pages there\. Give a writable run folder \(--run-dir, run_dir=\), e\.g\. a copy of this one: its trained models are re-used"
+    with pytest.raises(PermissionError, match=held): report.run_pipeline("quick", run_dir)
+    assert main(["run", "--run-dir", str(run_dir), "--no-render"]) == 1
+    assert re.fullmatch(f"face-report run: error: {held}\n", err := capsys.readouterr().err), err
+    new = rf"the run folder {re.escape(str(empty.resolve()))}/sub cannot be made: {re.escape(str(empty.resolve()))} is read-only.*\. Give a writable run folder \(--run-dir, run_dir=\)"
+    for folder, said in ((empty, rf"the run folder {re.escape(str(empty.resolve()))} is read-only.*there\. Give a writable run folder \(--run-dir, run_dir=\)"),
+                         (empty/"sub", new)):
+        assert main(["run", "--run-dir", str(folder)]) == 1
+        assert re.fullmatch(f"face-report run: error: {said}\n", err := capsys.readouterr().err), err
+    assert _files(run_dir) == before and list(empty.iterdir()) == []
 
 
 # ---------------------------------------------------------------- run-dependent discussion
