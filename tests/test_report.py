@@ -299,7 +299,7 @@ def test_refused_run_changes_nothing(tmp_path):
     from face_report.training import TrainingError
     from face_report.data import DataError
     run_dir = tmp_path/"run"; (run_dir/"notebooks").mkdir(parents=True)
-    (run_dir/"params.json").write_text(json.dumps({"image_size": 64, "age_bias": "median"}))  # (without age_bias: a run from before it, zero)
+    (run_dir/"params.json").write_text(json.dumps({"image_size": 64, "age_bias": "median", "duplicates": "drop"}))  # (without age_bias and duplicates: a run from before them)
     (run_dir/"report_params.json").write_text("{}"); (run_dir/"notebooks"/"1_introduction.ipynb").write_text("kept")
     before = {f: f.read_bytes() for f in run_dir.rglob("*") if f.is_file()}
     with pytest.raises(TrainingError, match="image_size: 64 -> 48"):
