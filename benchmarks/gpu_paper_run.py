@@ -15,7 +15,8 @@ import pandas as pd
 
 def bundle_splits(bundle:Path, work:Path, image_size:int):
     """The `Splits` of a bundle: its JPEGs extracted to `work`, decoded at `image_size` (cached), with the seed and
-    val_fraction that drew them where its bundle.json records them (bundles made before it: None, the profile's)."""
+    val_fraction that drew them where its bundle.json records them (bundles made before it: None, the profile's), and
+    `duplicates` (bundles made before it was recorded kept every copy: "keep")."""
     from face_report.data import Splits, decode_images
     from face_report.training import read_json
     if missing := [f for f in ("images.tar", "splits.csv") if not (bundle / f).is_file()]:
@@ -32,7 +33,7 @@ def bundle_splits(bundle:Path, work:Path, image_size:int):
               for s, f in frames.items()}
     drawn = read_json(bundle / "bundle.json")
     return Splits(frames, images, source=str(bundle), summary=", ".join(f"{s} {len(f)}" for s, f in frames.items()),
-                  seed=drawn.get("seed"), val_fraction=drawn.get("val_fraction"), duplicates=drawn.get("duplicates"))
+                  seed=drawn.get("seed"), val_fraction=drawn.get("val_fraction"), duplicates=drawn.get("duplicates", "keep"))
 
 
 def main(argv=None):

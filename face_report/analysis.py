@@ -762,7 +762,7 @@ def pair_predictions(first:pd.DataFrame, # one model's predictions on one split 
         if sorted(names_a) != sorted(names_b):
             raise ValueError(f"{what} are not of the same images ({len(names_a):,} and {len(names_b):,} images, "
                              f"{len(set(names_a) & set(names_b)):,} names in common): paired tests need the same images, and a "
-                             "run with another archive, seed, test size, number of images or validation fraction draws other splits")
+                             "run with another archive, seed, test size, number of images, validation fraction or duplicates draws other splits")
         if len(set(names_a)) < len(names_a):
             raise ValueError(f"{what} hold the same file names in another order, some of them more than once, so they "
                              "cannot be lined up by name")

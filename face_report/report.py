@@ -198,7 +198,8 @@ def read_only_folder(folder, # a folder, or one still to be made
     refuses new files: tried with a probe file, since root passes `os.access` everywhere but a read-only mount still
     refuses. A file where a folder should be is not said here: writing there says so."""
     folder = Path(folder).expanduser().absolute()
-    near = next(p for p in (folder, *folder.parents) if p.exists())
+    try: near = next(p for p in (folder, *folder.parents) if p.exists())
+    except PermissionError as e: return folder, f"read-only to this user ({e.strerror})"  # (a folder above it cannot be searched)
     if not near.is_dir(): return None
     try:
         with tempfile.NamedTemporaryFile(dir=near, prefix=".face_report_probe"): pass

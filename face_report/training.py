@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_training.ipynb #da8e17e1
 from __future__ import annotations
-import contextlib, errno, hashlib, json, math, os, platform, shutil, sys, time, zipfile
+import contextlib, errno, hashlib, json, math, os, platform, shlex, shutil, sys, time, zipfile
 from pathlib import Path
 try: import fcntl  # POSIX file locks (`training_lock`)
 except ImportError: fcntl = None
@@ -644,7 +644,7 @@ def check_run_folder(params:dict, # from `resolve_params`
     if old.get("precision_requested", params.get("precision")) != params.get("precision"):
         diff["precision"] = (old["precision_requested"], params.get("precision"))
     if diff and not params.get("retrain"):
-        its = " ".join(f"-p {k} {NONE_SPELLED[k] if a is None and k in NONE_SPELLED else a}" for k, (a, _) in diff.items())
+        its = " ".join(f"-p {k} {shlex.quote(str(NONE_SPELLED[k] if a is None and k in NONE_SPELLED else a))}" for k, (a, _) in diff.items())
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
                             f"give its values ({its}), use another run folder, or retrain=True (--retrain) to replace it"
                             + ("" if left else " (it has trained nothing yet: its start stopped before a first epoch ended, "

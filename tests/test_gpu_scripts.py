@@ -131,6 +131,11 @@ from benchmarks.gpu_paper_run import bundle_splits
 from face_report.training import resolve_params, splits_params, splits_fingerprint, start_run
 splits = bundle_splits(Path({str(bundle)!r}), Path({str(run.parent / "bundle")!r}), 32)
 start_run({{**resolve_params("quick", run_dir={str(run)!r}, **splits_params(splits)), "splits_fingerprint": splits_fingerprint(splits)}})
+assert splits.duplicates == "drop"
+import json, shutil  # a bundle made before bundle.json recorded `duplicates` kept every copy
+old = Path({str(tmp_path / "old_bundle")!r}); shutil.copytree(Path({str(bundle)!r}), old)
+drawn = json.loads((old / "bundle.json").read_text()); del drawn["duplicates"]; (old / "bundle.json").write_text(json.dumps(drawn))
+assert bundle_splits(old, Path({str(tmp_path / "old_work")!r}), 32).duplicates == "keep"
 """
     subprocess.run([sys.executable, "-c", make_run], env=env, cwd=tmp_path, check=True)
     shutil.copy(bundle / "bundle.json", run / "bundle.json")
