@@ -37,16 +37,16 @@ def main(argv=None):
     a = ap.parse_args(argv)
     run = Path(a.run_dir); p = read_json(run/"params.json")
     if not p: raise SystemExit(f"{run}: no params.json; give a run folder of gpu_paper_run.sh")
+    p = {**RUN_KEYS_ADDED, **p}  # a run made before a key was added trained with its old value (`duplicates`: every copy kept)
     drawn = read_json(run/"bundle.json")  # how the bundle's splits were drawn
     test_size = (a.test_size if a.test_size is not None else p["test_size"] or  # (0: the run had no test split)
                  drawn.get("test_size", resolve_params(p["profile"])["test_size"]))
     source = data_source(a.data or (drawn["data"] if drawn.get("data") and Path(drawn["data"]).exists() else None))
-    duplicates = p.get("duplicates", RUN_KEYS_ADDED["duplicates"])  # (a run made before the parameter kept every copy)
-    try: splits = prepare_splits(source, p["n_images"], p["val_fraction"], test_size, p["seed"], p["image_size"], report=False, duplicates=duplicates)
+    try: splits = prepare_splits(source, p["n_images"], p["val_fraction"], test_size, p["seed"], p["image_size"], report=False, duplicates=p["duplicates"])
     except DataError as e: raise DataError(f"{run}: cannot draw the run's splits again from {source} with test_size {test_size}: {e}") from None
     # compare like with like: the run's fingerprint holds its test split only where the bundle packed one
     if splits_fingerprint(splits.frames if p["test_size"] else only(splits, "train", "val").frames) != p["splits_fingerprint"]:
-        here = dict(test_size=test_size, data=str(source.resolve()), seed=p["seed"], val_fraction=p["val_fraction"], duplicates=duplicates)
+        here = dict(test_size=test_size, data=str(source.resolve()), seed=p["seed"], val_fraction=p["val_fraction"], duplicates=p["duplicates"])
         differ = [f"{k} {v} here, {drawn[k]} in {run/'bundle.json'}" for k, v in here.items() if k in drawn and v != drawn[k]]
         why = ("; ".join(differ) if differ else f"{source} holds other images than the bundle's" if drawn else
                f"{run} has no bundle.json to say how they were drawn; give the --test-size and --data the bundle was made with")

@@ -18,7 +18,7 @@ def bundle_splits(bundle:Path, work:Path, image_size:int):
     val_fraction that drew them where its bundle.json records them (bundles made before it: None, the profile's), and
     `duplicates` (bundles made before it was recorded kept every copy: "keep")."""
     from face_report.data import Splits, decode_images
-    from face_report.training import read_json
+    from face_report.training import RUN_KEYS_ADDED, read_json
     if missing := [f for f in ("images.tar", "splits.csv") if not (bundle / f).is_file()]:
         raise FileNotFoundError(f"{bundle}: no {' or '.join(missing)}, not a bundle; give the folder gpu_bundle.py wrote (its --out)")
     if not (work / "UTKFace").exists():  # extract once, then move into place (another process may be reading)
@@ -33,7 +33,7 @@ def bundle_splits(bundle:Path, work:Path, image_size:int):
               for s, f in frames.items()}
     drawn = read_json(bundle / "bundle.json")
     return Splits(frames, images, source=str(bundle), summary=", ".join(f"{s} {len(f)}" for s, f in frames.items()),
-                  seed=drawn.get("seed"), val_fraction=drawn.get("val_fraction"), duplicates=drawn.get("duplicates", "keep"))
+                  seed=drawn.get("seed"), val_fraction=drawn.get("val_fraction"), duplicates=drawn.get("duplicates", RUN_KEYS_ADDED["duplicates"]))
 
 
 def main(argv=None):

@@ -162,7 +162,7 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
     d.add_argument("--test-size", type=int, default=2000, help="images in the fixed test split, drawn first")
     d.add_argument("--seed", type=int, default=42, help="seed of the draw of the splits")
     d.add_argument("--image-size", type=int, default=0, help="also build the decoded-image cache at this size")
-    d.add_argument("--duplicates", choices=("drop", "keep"), default="drop", help="the same image under other names: drop (one "
+    d.add_argument("--duplicates", choices=("drop", "keep"), default="drop", help="the same image under other names: drop (one "  # (data.DUPLICATES, not imported: help stays instant)
                    "kept where the labels agree, none where they disagree; the default) or keep every copy (runs made before 6 December 2026)")
     d.set_defaults(func=cmd_data)
     k = sub.add_parser("cache", help="show what the cache of extracted, checked and decoded images and converted weights holds, or clear it")
