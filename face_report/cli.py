@@ -49,7 +49,8 @@ def cmd_data(args:argparse.Namespace, # parsed by `build_parser`
     df = load_utkface(args.data, report=False, duplicates=args.duplicates)
     print(rejected_summary(df))
     rej = rejected_files(df)
-    if len(rej): print("Rejected files:"); print(rej.to_string(index=False, max_rows=20))
+    if len(rej): print("Rejected files:", *(f"  {f}: {why}" for f, why in rej.head(20).itertuples(index=False)), sep="\n")
+    if len(rej) > 20: print(f"  ... and {len(rej) - 20:,} more (`face_report.data.rejected_files` lists them all)")
     frames = make_splits(df, args.n_images or None, args.val_fraction, args.test_size, args.seed)
     print(split_table(frames).to_string())
     if args.image_size:

@@ -337,6 +337,7 @@ LABELS = ("age", "gender", "race")  # the labels the copies of one image must ag
 
 def _without_duplicates(rows:list[dict], # the usable images, in order
                         files:list[Path], # their files, as found
+                        folder:Path, # the images' folder: the reasons name the other copies from there
                         digests:list[str], # their content digests
                         rejected:list, # (file, reason) pairs: the copies dropped are added
                        ) -> list[dict]: # `rows` less the copies dropped, in order
@@ -349,9 +350,9 @@ def _without_duplicates(rows:list[dict], # the usable images, in order
         differ = ", ".join(f"{k} {' vs '.join('none' if v is None else str(v) for v in vs)}" for k, vs in values.items() if len(vs) > 1)
         for i in (same if differ else same[1:]):
             if differ:
-                others = ", ".join(str(files[j]) for j in same if j != i)
+                others = ", ".join(files[j].relative_to(folder).as_posix() for j in same if j != i)
                 rejected.append((files[i], f"same image as other files, with other labels: none is kept ({differ}; {others})"))
-            else: rejected.append((files[i], f"same image and labels as another file, which is kept ({files[same[0]]})"))
+            else: rejected.append((files[i], f"same image and labels as another file, which is kept ({files[same[0]].relative_to(folder).as_posix()})"))
             dropped.add(i)
     return [r for i, r in enumerate(rows) if i not in dropped]
 
@@ -379,7 +380,7 @@ def load_utkface(source:str|Path|None=None, # archive or folder; see `data_sourc
             rejected.append((f, f"second copy of a file in {where}/ ({kept}, the same name)")); continue
         first[f.name] = f
         rows.append(dict(path=str(f.resolve()), **info, note=check)); row_files.append(f)
-    if duplicates == "drop": rows = _without_duplicates(rows, row_files, [checks[str(f)][1] for f in row_files], rejected)
+    if duplicates == "drop": rows = _without_duplicates(rows, row_files, folder, [checks[str(f)][1] for f in row_files], rejected)
     df = pd.DataFrame(rows, columns=["path", "age", "gender", "race", "timestamp", "note"])
     df["race"] = df["race"].astype("Int64")
     df.attrs["rejected"] = [{"file": printable_name(str(f)), "reason": printable_name(r)} for f, r in sorted(rejected)]  # plain records: attrs must compare with ==

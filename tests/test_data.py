@@ -71,6 +71,8 @@ def test_real_archive_counts_and_deterministic_splits(tmp_path):
     assert [len(a[k]) for k in ("train", "val", "test")] == [4000, 1000, 2000]
     digest = lambda f: {hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in f.path}
     assert not digest(a["test"]) & (digest(a["train"]) | digest(a["val"])) and not digest(a["val"]) & digest(a["train"])  # no image in two splits
+    r = subprocess.run([FACE_REPORT, "data", "--data", str(REAL)], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.count(".jpg.chip.jpg: same image") == 20 and "  ... and 534 more" in r.stdout, r.stdout + r.stderr
     kept = load_utkface(REAL, duplicates="keep", report=False)
     assert len(kept) == n_files and kept.path.map(lambda p: hashlib.sha1(Path(p).read_bytes()).hexdigest()).nunique() == n_files - 333  # 306 pairs, 12 triples, one four
     for k in a: assert a[k].path.tolist() == b[k].path.tolist()
