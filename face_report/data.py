@@ -344,15 +344,15 @@ def _without_duplicates(rows:list[dict], # the usable images, in order
     "One of each set of byte-identical images whose labels agree, and none of a set whose labels disagree."
     sets = {}
     for i, d in enumerate(digests): sets.setdefault(d, []).append(i)
-    dropped = set()
+    dropped, name = set(), lambda j: files[j].relative_to(folder).as_posix()
     for same in (s for s in sets.values() if len(s) > 1):
         values = {k: list(dict.fromkeys(rows[i][k] for i in same)) for k in LABELS}  # in the files' order
         differ = ", ".join(f"{k} {' vs '.join('none' if v is None else str(v) for v in vs)}" for k, vs in values.items() if len(vs) > 1)
         for i in (same if differ else same[1:]):
             if differ:
-                others = ", ".join(files[j].relative_to(folder).as_posix() for j in same if j != i)
+                others = ", ".join(name(j) for j in same if j != i)
                 rejected.append((files[i], f"same image as other files, with other labels: none is kept ({differ}; {others})"))
-            else: rejected.append((files[i], f"same image and labels as another file, which is kept ({files[same[0]].relative_to(folder).as_posix()})"))
+            else: rejected.append((files[i], f"same image and labels as another file, which is kept ({name(same[0])})"))
             dropped.add(i)
     return [r for i, r in enumerate(rows) if i not in dropped]
 

@@ -1481,7 +1481,8 @@ def render_site(run_dir, # run folder whose `notebooks/` hold the executed pages
     if (ro := read_only_folder(run_dir)) and out_dir.is_relative_to(run_dir):
         raise PermissionError(f"the run folder {run_dir} is {ro[1]}: the site cannot be built in it. "
                               "Give a writable folder for the site elsewhere (--out, out_dir=)")
-    if ro_out := read_only_folder(out_dir.parent):  # (the site is staged beside `out_dir`, then swapped in)
+    if out_dir.parent != run_dir and (ro_out := read_only_folder(out_dir.parent)):  # (staged beside `out_dir`, then swapped in;
+        # the run folder itself was probed just above)
         raise PermissionError(f"the site folder {out_dir} cannot be written: {ro_out[0]} is {ro_out[1]}. "
                               "Give a writable folder for the site (--out, out_dir=)")
     src = out_dir.with_name(f".{out_dir.name}.src") if ro else None
