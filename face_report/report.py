@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 from .data import display_path
 from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, kept_epoch,
     lr_cuts, pair_predictions, TEST_NAMES, run_folder, shown_difference)
-from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, gender_correct, read_json, write_json
+from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, gender_correct, read_json, run_progress, write_json
 
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION', 'SHOWN_AS_PATHS',
@@ -135,9 +135,9 @@ def execute_pages(pages:list, # page notebook paths, executed in order
     out_dir.mkdir(parents=True, exist_ok=True); (run_dir/"figures").mkdir(exist_ok=True)
     state = dict(parameters=parameters, started=datetime.datetime.now().isoformat(timespec="seconds"), pages=[])
     done, outputs = [], []
-    kept = (f"Kept in {run_dir}: trained models, and the finished epochs and best weights of an unfinished training "
-            "(history_*.csv, checkpoints/, backup/). The same command without --retrain resumes: it executes the pages again, "
-            "re-using the trained models and going on from the last finished epoch.")
+    kept = lambda: (f"Pages completed before it: {', '.join(done) if done else 'none'}. Kept in {run_dir}: {run_progress(run_dir)}. "
+                    "The same command without --retrain resumes: it executes the pages again, re-using the trained models and "
+                    "going on from the last finished epoch.")
     def record(page, status, seconds, out):  # "running" first, so that a killed pipeline leaves its page unfinished
         entry = dict(page=page.name, status=status, seconds=round(seconds, 1), notebook=str(out))
         last = state["pages"][-1] if state["pages"] else {}
@@ -160,14 +160,13 @@ def execute_pages(pages:list, # page notebook paths, executed in order
             except Exception as e:  # the kernel died (out of memory, killed) or papermill itself failed
                 record(page, "failed", time.time() - t0, out)
                 partial = f"its partial notebook is at {out}" if out.exists() else "it wrote no notebook"
-                msg = (f"Report page {page.name} stopped after {time.time() - t0:.1f} s ({type(e).__name__}: {e}); {partial}. "
-                       f"Pages completed before it: {', '.join(done) if done else 'none'}. {kept}")
+                msg = (f"Report page {page.name} stopped after {time.time() - t0:.1f} s ({type(e).__name__}: {e}); {partial}. {kept()}")
                 log(f"[{i}/{len(pages)}] {page.name}: FAILED\n{msg}")
                 raise RuntimeError(msg) from e
             except KeyboardInterrupt:
                 record(page, "interrupted", time.time() - t0, out)
                 partial = f"its partial notebook is at {out}" if out.exists() else "it wrote no notebook"
-                log(f"[{i}/{len(pages)}] {page.name}: interrupted after {time.time() - t0:.1f} s; {partial}. {kept}")
+                log(f"[{i}/{len(pages)}] {page.name}: interrupted after {time.time() - t0:.1f} s; {partial}. {kept()}")
                 raise
             record(page, "done", time.time() - t0, out)
             done.append(page.name); outputs.append(out)

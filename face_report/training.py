@@ -27,7 +27,7 @@ __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_P
            'gender_correct', 'split_metrics', 'evaluate_model', 'is_number', 'read_json', 'write_json',
            'check_run_folder', 'check_run', 'run_splits', 'start_run', 'run_precision', 'check_session', 'forget_phase',
            'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
-           'train_all']
+           'run_progress', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -988,6 +988,35 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
         _record(run_dir, "B", metrics, {"B_phase1": info["seconds"], "B_phase2": round(s2, 1)}, p)
         return metrics
 
+# %% ../nbs/02_training.ipynb #b8d9ffe7
+def run_progress(run_dir:str|Path, # a run folder (it need not exist)
+                ) -> str: # e.g. "Model A: trained (20 epochs); Model B: phase 1: 3 of up to 5 epochs finished, ..."
+    """What `run_dir` holds of each model's training: trained, or each phase's finished epochs (its backup's, else its
+    history's) and the epoch the same command resumes at; "not started" where nothing was kept."""
+    run_dir = Path(run_dir)
+    try: p = read_json(run_dir/"params.json")
+    except (OSError, ValueError): p = {}
+    def history(m):
+        try: return read_history(run_dir/f"history_{m}.csv")
+        except TrainingError as e: return str(e).split(";")[0]  # a damaged history is named, not raised
+    def phase(tag, n, budget, name):
+        if (restored := backup_epoch(run_dir, tag)) is not None: n = restored
+        elif not n: return None
+        up_to = f" of up to {budget}" if is_number(budget) else ""
+        done = f"{name}{n}{up_to} epoch{'' if (budget if up_to else n) == 1 else 's'} finished"
+        return done if restored is None else f"{done} (backup/{tag}/), resumes at epoch {n + 1}"
+    said = []
+    for m, phases in (("A", (("A", 1, "epochs_a", ""),)), ("B", (("B_phase1", 1, "epochs_b1", "phase 1: "), ("B_phase2", 2, "epochs_b2", "phase 2: ")))):
+        h = history(m)
+        if isinstance(h, str): said.append(f"Model {m}: {h}"); continue
+        counts = [int((h.phase == ph).sum()) for _, ph, _, _ in phases]
+        if (run_dir/f"model_{m}.keras").exists():
+            said.append(f"Model {m}: trained ({' + '.join(map(str, counts))} epoch{'' if sum(counts) == 1 else 's'}, model_{m}.keras)"); continue
+        parts = [s for (tag, _, key, name), n in zip(phases, counts) if (s := phase(tag, n, p.get(key), name))]
+        said.append(f"Model {m}: {'; '.join(parts) if parts else 'not started'}")
+    return "; ".join(said)
+
+
 # %% ../nbs/02_training.ipynb #87fbe8d8
 def train_all(params:dict, # from `resolve_params`
               log=print, # progress printer
@@ -1002,6 +1031,9 @@ def train_all(params:dict, # from `resolve_params`
     if params.get("retrain"):  # removed once, here: started again after an interruption, the command without --retrain resumes
         forget_models({**params, "splits_fingerprint": splits_fingerprint(splits), "data_source": _where(splits.source)}, models, log)
         params = {**params, "retrain": False}
-    if "A" in models: train_model_a(splits, params=params, log=log)
-    if "B" in models: train_model_b(splits, params=params, log=log)
+    try:
+        if "A" in models: train_model_a(splits, params=params, log=log)
+        if "B" in models: train_model_b(splits, params=params, log=log)
+    except KeyboardInterrupt:  # (Ctrl-C, or `kill` through the command line): what was kept, exactly
+        log(f"Interrupted. Kept in {params['run_dir']}: {run_progress(params['run_dir'])}"); raise
     return read_json(Path(params["run_dir"])/"metrics.json")

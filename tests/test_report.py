@@ -289,7 +289,9 @@ def test_run_pipeline_interrupt_says_what_was_kept(tmp_path, stand_in_training, 
     with pytest.raises(KeyboardInterrupt):
         report.run_pipeline(run_dir=tmp_path/"run", pages=pages, log=lines.append)
     assert (tmp_path/"run"/"notebooks"/"1_page.ipynb").exists()
-    assert any("2_page.ipynb: interrupted" in l and "it wrote no notebook" in l and "The same command without --retrain resumes" in l for l in lines)
+    said = next(l for l in lines if "2_page.ipynb: interrupted" in l)
+    assert "it wrote no notebook" in said and "The same command without --retrain resumes" in said
+    assert f"Pages completed before it: 1_page.ipynb. Kept in {tmp_path/'run'}: Model A: not started; Model B: not started." in said
     state = json.loads((tmp_path/"run"/"pipeline.json").read_text())
     assert [p["status"] for p in state["pages"]] == ["done", "interrupted"]
 
