@@ -282,13 +282,15 @@ PREVIEW = dict(run_dir="runs/page_preview", n_images=120, test_size=40, image_si
 def run_record(run_dir, # a run folder
               ) -> dict: # its parameters as `resolve_params` gives them; {} for a folder holding no run
     """The parameters a run folder was made with: `report_params.json` (`run_pipeline`'s), else `params.json` (a run of
-    `face-report train` or `train_all`, whose precision is the one asked for), else {}."""
-    from face_report.training import DEFAULTS
+    `face-report train` or `train_all`, whose precision is the one asked for), else {}. A run made before a key was added
+    was made with its old value (`RUN_KEYS_ADDED`), so that its page shows it as it is (`duplicates`: every copy kept)."""
+    from face_report.training import DEFAULTS, RUN_KEYS_ADDED
     run_dir = Path(run_dir).expanduser()
-    if saved := read_json(run_dir/"report_params.json"): return saved
+    if saved := read_json(run_dir/"report_params.json"): return {**RUN_KEYS_ADDED, **saved}
     trained = read_json(run_dir/"params.json")
     if not trained.get("profile"): return {}
-    return {**{k: v for k, v in trained.items() if k in DEFAULTS}, "precision": trained.get("precision_requested", DEFAULTS["precision"])}
+    return {**RUN_KEYS_ADDED, **{k: v for k, v in trained.items() if k in DEFAULTS},
+            "precision": trained.get("precision_requested", DEFAULTS["precision"])}
 
 def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES` of its parameters cell, and any other
                          # run parameter papermill injected (`papermill page.ipynb out.ipynb -p lr_a 1e-3`)

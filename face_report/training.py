@@ -644,7 +644,9 @@ def check_run_folder(params:dict, # from `resolve_params`
     if old.get("precision_requested", params.get("precision")) != params.get("precision"):
         diff["precision"] = (old["precision_requested"], params.get("precision"))
     if diff and not params.get("retrain"):
-        its = " ".join(f"-p {k} {shlex.quote(str(NONE_SPELLED[k] if a is None and k in NONE_SPELLED else a))}" for k, (a, _) in diff.items())
+        spelled = {k: NONE_SPELLED[k] if a is None and k in NONE_SPELLED else a for k, (a, _) in diff.items()}
+        its = " ".join(f"-p {k} {shlex.quote(str(v))}" for k, v in spelled.items())
+        its += f"; in Python {', '.join(f'{k}={v!r}' for k, v in spelled.items())}"
         raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
                             f"give its values ({its}), use another run folder, or retrain=True (--retrain) to replace it"
                             + ("" if left else " (it has trained nothing yet: its start stopped before a first epoch ended, "
