@@ -26,8 +26,10 @@ def _overrides(args) -> dict:
     if said := [k for k in ("profile", "retrain") if k in p]: raise ValueError(f"-p {said[0]}: give it as --{said[0]}")
     if nones := [k for k, v in p.items() if v is None]:  # None means "not given": the profile's value would be used
         raise ValueError(f"-p {nones[0]} None: every image is `-p n_images all`, random initial weights `-p weights none`")
-    for k in PATH_PARAMS:  # --data, --run-dir
-        if getattr(args, k, None) is not None: p[k] = getattr(args, k)  # ("" too, which is refused as no path)
+    for k in PATH_PARAMS:  # --data, --run-dir ("" too, which is refused as no path)
+        if (v := getattr(args, k, None)) is None: continue
+        if k in p and p[k] != v: raise ValueError(f"-p {k} {p[k]} and --{k.replace('_', '-')} {v} name two places: give one of them")
+        p[k] = v
     return p
 
 def _models(chosen) -> str: # e.g. "AB"
@@ -227,10 +229,10 @@ def main(argv:list|None=None, # arguments (default: sys.argv[1:])
         code = args.func(args)
         return 143 if terminated and code == 130 else code  # (`predict` keeps what it finished, and says so, itself)
     except KeyboardInterrupt as e:  # (`predict` says what it kept itself)
-        kept = {"train": "the finished epochs are kept", "run": "the finished epochs and executed pages are kept"}.get(args.command)
         if getattr(args, "retrain", False) and not getattr(sys.modules.get("face_report.training"), "REMOVED_FOR_RETRAIN", []):
             said = ": before --retrain removed anything, so the run folder is as it was; run the same command again, with --retrain"
-        else: said = f": {kept}; run the same command again, without --retrain, to resume" if kept else ""
+        else:  # (what was kept, training's epochs and the pages executed, is said above by `train_all` and `run_pipeline`)
+            said = ": run the same command again, without --retrain, to resume" if args.command in ("train", "run") else ""
         print(("terminated" if terminated else "interrupted") + said, file=sys.stderr)
         return 143 if terminated else 130
     except BrokenPipeError:  # `face-report runs ... | head`: the reader has what it wanted; 141 as for a process SIGPIPE ends

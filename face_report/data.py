@@ -136,11 +136,16 @@ def display_path(path:str|Path, # a file or folder, e.g. a run's `data_source` o
 @contextlib.contextmanager
 def file_lock(path:str|Path, # the lock file (created)
              ):
-    "Hold an exclusive lock on `path` (POSIX `flock`; elsewhere no lock) while the block runs: one process at a time."
+    """Hold an exclusive lock on `path` (POSIX `flock`; elsewhere no lock) while the block runs: one process at a time.
+    A lock file removed while this waited for it (`clear_cache` removes free ones) is not held: the file now there is taken."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
-        yield
+    while True:
+        with open(path, "a") as f:
+            if fcntl: fcntl.flock(f, fcntl.LOCK_EX)
+            try: current = not fcntl or os.stat(path).st_ino == os.fstat(f.fileno()).st_ino
+            except FileNotFoundError: current = False
+            if current:
+                yield; return
 
 def write_text_atomic(path:str|Path, # the file to write
                       text:str, # its new contents
@@ -668,6 +673,10 @@ def clear_cache(cache_dir:str|Path|None=None, # see `cache_root`
     for e in gone.path:
         if e.is_dir() and not e.is_symlink(): shutil.rmtree(e, ignore_errors=True)
         else: e.unlink(missing_ok=True)
+    root = cache_root(cache_dir)  # lock files of entries gone (a failed extraction leaves one), unless a process holds them
+    for lock in (l for k in (kinds or CACHE_KINDS) for l in sorted((root/k).glob("*.lock")) if fcntl and not l.with_suffix("").exists()):
+        with open(lock) as f:
+            with contextlib.suppress(BlockingIOError): fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB); lock.unlink(missing_ok=True)
     gone = gone.reset_index(drop=True); gone.attrs["writing"] = writing.path.tolist()
     return gone
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_predict.ipynb #6838f135
 from __future__ import annotations
-import argparse, contextlib, functools, glob, os, shutil, sys, tempfile, warnings, zipfile
+import argparse, contextlib, functools, glob, json, os, shutil, sys, tempfile, warnings, zipfile
 from pathlib import Path
 
 import numpy as np
@@ -592,7 +592,8 @@ def write_predictions(df:pd.DataFrame, # from `predict_paths`
                       for c in ("file", "model", "error")})  # an error may quote the name; a .keras file's name is the model's
     if out is None: df.to_csv(sys.stdout, index=False); return
     out = Path(os.path.realpath(out)); out.parent.mkdir(parents=True, exist_ok=True)  # a link is written through
-    write_text_atomic(out, df.to_json(orient="records", indent=1) if out.suffix.lower() == ".json" else df.to_csv(index=False))
+    as_json = lambda: json.dumps(json.loads(df.to_json(orient="records")), indent=1, ensure_ascii=False)  # (pandas's own escapes every slash)
+    write_text_atomic(out, as_json() if out.suffix.lower() == ".json" else df.to_csv(index=False))
 
 def _summary(df:pd.DataFrame) -> str:
     ok = df[df.error == ""]
@@ -603,10 +604,10 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
                 ) -> int: # exit code: 0 when at least one image was predicted, 1 when none or an error stopped it, 2 for unusable arguments, models or a face detector that cannot load, 130 interrupted
     "Run `face-report predict`: predictions as CSV on stdout or in `--out` (.csv or .json); a summary on stderr."
     out = Path(args.out) if args.out else None
-    if args.batch_size < 1: print(f"error: --batch-size must be at least 1, not {args.batch_size}", file=sys.stderr); return 2
+    if args.batch_size < 1: print(f"face-report predict: error: --batch-size must be at least 1, not {args.batch_size}", file=sys.stderr); return 2
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
-        print(f"error: --out must end in .csv or .json, not {out.name!r}", file=sys.stderr); return 2
-    if out is not None and (why := out_problem(out)): print(f"error: --out {out}: {why}", file=sys.stderr); return 2
+        print(f"face-report predict: error: --out must end in .csv or .json, not {out.name!r}", file=sys.stderr); return 2
+    if out is not None and (why := out_problem(out)): print(f"face-report predict: error: --out {out}: {why}", file=sys.stderr); return 2
     if note := lone_model_note(args.model_or_run, args.model): print(note, file=sys.stderr)
     skipped = []  # files in the folders that are not images by their extension, counted in the summary
     try: df = predict_paths(args.model_or_run, args.paths, model=args.model, detect=args.detect,
@@ -614,16 +615,16 @@ def predict_main(args:argparse.Namespace, # parsed by a parser filled with `add_
     except (PredictionInterrupted, PredictionFailed) as e:  # the finished rows are kept beside --out, never over an earlier complete file
         kept, interrupted = None if out is None else out.with_name(f"{out.stem}.interrupted{out.suffix}"), isinstance(e, KeyboardInterrupt)
         if e.done: write_predictions(e.table, kept)
-        print((str(e) if interrupted else f"error: {e}")  # "interrupted after 2 of 6 files", "error: stopped after ... by ..."
+        print((str(e) if interrupted else f"face-report predict: error: {e}")  # "interrupted after 2 of 6 files", "face-report predict: error: stopped after ... by ..."
               + (f"; predicted {_summary(e.table)}; "
               + (f"written to {kept}" if kept else "written above") if e.done else "; nothing written")
               + (f"; {out} is left as it was" if out and out.exists() else ""), file=sys.stderr)
         return 130 if interrupted else 1
-    except (PredictorError, RuntimeError) as e: print(f"error: {e}", file=sys.stderr); return 2
+    except (PredictorError, RuntimeError) as e: print(f"face-report predict: error: {e}", file=sys.stderr); return 2
     try: write_predictions(df, out)
     except OSError as e:  # the folder changed meanwhile: the predictions go to stdout rather than being lost
         if out is None: raise  # (stdout itself: a closed pipe is the command line's to handle)
-        print(f"error: cannot write {out} ({e.strerror or e}); the predictions follow on stdout", file=sys.stderr)
+        print(f"face-report predict: error: cannot write {out} ({e.strerror or e}); the predictions follow on stdout", file=sys.stderr)
         write_predictions(df, None); return 1
     print(f"predicted {_summary(df)}" + (f"; written to {out}" if out else "")
           + (f"; skipped {len(skipped)} other file{'s'*(len(skipped) > 1)} in the folders ({_extensions(skipped)})" if skipped else ""),
@@ -649,16 +650,16 @@ def export_main(args:argparse.Namespace, # parsed by a parser filled with `add_e
         out_dir = Path(args.out) if args.out else _default_export_dir(args.run)
         paths = export_model(args.run, args.format, out_dir, args.model)  # which checks it overwrites no trained model
         models = as_predictors(args.run, args.model)  # the originals, to check the exports against
-    except PredictorError as e: print(f"error: {e}", file=sys.stderr); return 2
+    except PredictorError as e: print(f"face-report export: error: {e}", file=sys.stderr); return 2
     except tf.errors.OpError as e:  # TensorFlow's own file errors (a SavedModel on a full disk, a folder it may not write)
-        print(f"error: exporting to {out_dir} failed ({type(e).__name__}: {e.message})", file=sys.stderr); return 2
+        print(f"face-report export: error: exporting to {out_dir} failed ({type(e).__name__}: {e.message})", file=sys.stderr); return 2
     except OSError as e:  # e.g. --out names a file, where a folder is needed
         said = f"{e.filename} exists and is not a folder" if isinstance(e, FileExistsError) else f"{e.filename}: {e.strerror}" if e.filename else e
-        print(f"error: {said}", file=sys.stderr); return 2
+        print(f"face-report export: error: {said}", file=sys.stderr); return 2
     code = 0
     for (name, m), path in zip(models.items(), paths):
         size = model_image_size(m)
         diff = check_export(m, path, np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype(np.float32))
         print(f"{name}: {path} (largest difference from the original: {diff:.2g})")
-        if diff > tolerance: print(f"error: {path} differs from the original by {diff:.3g}", file=sys.stderr); code = 1
+        if diff > tolerance: print(f"face-report export: error: {path} differs from the original by {diff:.3g}", file=sys.stderr); code = 1
     return code

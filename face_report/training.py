@@ -81,7 +81,7 @@ def check_params(p:dict, # from `resolve_params`
     for k, lo in WHOLE.items():
         if k == "n_images" and p[k] is None: continue
         if isinstance(p[k], bool) or not isinstance(p[k], int): bad(k, "must be a whole number")
-        if p[k] < lo: bad(k, f"must be at least {lo}")
+        if p[k] < lo: bad(k, f"must be at least {lo}" + (" (every image: n_images='all', -p n_images all)" if k == "n_images" else ""))
         if p[k] > WHOLE_MAX.get(k, math.inf): bad(k, f"must be at most {WHOLE_MAX[k]}")
     for k, (lo, hi, lo_ok) in NUMBER.items():
         if isinstance(p[k], bool) or not isinstance(p[k], (int, float)): bad(k, "must be a number")
@@ -92,6 +92,9 @@ def check_params(p:dict, # from `resolve_params`
         bad("n_unfreeze", f"must be at most {n}, the layers of the {p['backbone']} backbone")
     for k in PATH_PARAMS:
         if p[k] is not None and (not isinstance(p[k], (str, Path)) or not str(p[k]).strip()): bad(k, "must be a path")
+    if p["run_dir"] is not None:  # said before the data is read (the first read extracts and checks every image)
+        here = Path(p["run_dir"]).expanduser().absolute()
+        if not (first := next(q for q in (here, *here.parents) if q.exists())).is_dir(): bad("run_dir", f"cannot be a folder: {first} is a file")
     if p["weights"] not in (None, "imagenet"):  # said before the run folder is written
         if not isinstance(p["weights"], (str, Path)) or not Path(p["weights"]).expanduser().is_file():
             bad("weights", "must be imagenet, none or an existing weights file")
@@ -992,6 +995,7 @@ def train_model_b(splits:Splits, # data from `prepare_splits`
 
 # %% ../nbs/02_training.ipynb #b8d9ffe7
 def run_progress(run_dir:str|Path, # a run folder (it need not exist)
+                 models:str="AB", # the models to say it of: "AB", "A" or "B"
                 ) -> str: # e.g. "Model A: trained (20 epochs); Model B: phase 1: 3 of up to 5 epochs finished, ..."
     """What `run_dir` holds of each model's training: trained, or each phase's finished epochs (its backup's, else its
     history's) and the epoch the same command resumes at; "not started" where nothing was kept."""
@@ -1009,6 +1013,7 @@ def run_progress(run_dir:str|Path, # a run folder (it need not exist)
         return done if restored is None else f"{done} (backup/{tag}/), resumes at epoch {n + 1}"
     said = []
     for m, phases in (("A", (("A", 1, "epochs_a", ""),)), ("B", (("B_phase1", 1, "epochs_b1", "phase 1: "), ("B_phase2", 2, "epochs_b2", "phase 2: ")))):
+        if m not in models: continue
         h = history(m)
         if isinstance(h, str): said.append(f"Model {m}: {h}"); continue
         counts = [int((h.phase == ph).sum()) for _, ph, _, _ in phases]
@@ -1037,5 +1042,5 @@ def train_all(params:dict, # from `resolve_params`
         if "A" in models: train_model_a(splits, params=params, log=log)
         if "B" in models: train_model_b(splits, params=params, log=log)
     except KeyboardInterrupt:  # (Ctrl-C, or `kill` through the command line): what was kept, exactly
-        log(f"Interrupted. Kept in {params['run_dir']}: {run_progress(params['run_dir'])}"); raise
+        log(f"Interrupted. Kept in {params['run_dir']}: {run_progress(params['run_dir'], models)}"); raise
     return read_json(Path(params["run_dir"])/"metrics.json")

@@ -255,7 +255,7 @@ def test_export_main(run, tmp_path, capsys):
     assert P.export_main(_parse(P.add_export_arguments, [str(tmp_path/"none")])) == 2
     (tmp_path/"afile").write_text("x")
     assert P.export_main(_parse(P.add_export_arguments, [str(run), "--out", str(tmp_path/"afile")])) == 2
-    assert f"error: {tmp_path/'afile'} exists and is not a folder" in capsys.readouterr().err
+    assert f"face-report export: error: {tmp_path/'afile'} exists and is not a folder" in capsys.readouterr().err
 
 
 def test_mixed_precision_model_exports_to_tflite(tmp_path):
