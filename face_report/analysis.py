@@ -20,19 +20,20 @@ from PIL import Image
 from scipy import stats
 
 from .data import AGE_BAND_LABELS, GENDERS, RACES, DataError, ImageError, age_band, load_image, utkface_folder
-from .training import HISTORY_KEYS, NONE_SPELLED, RUN_KEYS_ADDED, gender_correct, is_number, read_json, read_table, roc_auc, split_metrics
+from .training import DEFAULTS, HISTORY_KEYS, NONE_SPELLED, RUN_KEYS_ADDED, gender_correct, is_number, read_json, read_table, roc_auc, split_metrics
 
 # %% auto #0
 __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'SPLITS', 'STYLE', 'COLORS', 'MODEL_NAMES', 'MINUS', 'REPORT_METRICS', 'TEST_NAMES',
-           'PAIRED_AGE_TEST', 'SIGNIFICANCE_COLUMNS', 'RUN_COMPARISON_COLUMNS', 'RUNS_TABLE_IGNORE', 'SPLIT_COLUMNS',
-           'GROUPS', 'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run', 'check_metrics_layout',
-           'missing_predictions', 'check_metrics', 'save_figure', 'history_phases', 'kept_epoch', 'lr_cuts',
-           'plot_learning_curves', 'format_signed', 'format_p', 'shown_difference', 'ci_digits', 'metrics_table',
-           'format_metrics_table', 'compare_models', 'unsupported_lead', 'summary_sentences', 'performance_paragraph',
-           'bootstrap_ci', 'mcnemar_test', 'sign_flip_test', 'paired_age_test', 'cs_at', 'expected_calibration_error',
-           'plot_reliability', 'per_image_results', 'significance_table', 'format_significance_table',
-           'paired_p_values', 'against_report', 'format_against_report', 'pair_predictions', 'params_diff',
-           'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
+           'PAIRED_AGE_TEST', 'SIGNIFICANCE_COLUMNS', 'PARAMS_IGNORE', 'UNKNOWN', 'RUN_COMPARISON_COLUMNS',
+           'SPLIT_COLUMNS', 'GROUPS', 'GROUP_TITLES', 'make_synthetic_run', 'Run', 'run_folder', 'load_run',
+           'check_metrics_layout', 'missing_predictions', 'check_metrics', 'save_figure', 'history_phases',
+           'kept_epoch', 'lr_cuts', 'plot_learning_curves', 'format_signed', 'format_p', 'shown_difference',
+           'ci_digits', 'metrics_table', 'format_metrics_table', 'compare_models', 'unsupported_lead',
+           'summary_sentences', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'sign_flip_test',
+           'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability', 'per_image_results',
+           'significance_table', 'format_significance_table', 'paired_p_values', 'against_report',
+           'format_against_report', 'pair_predictions', 'run_params', 'differing_keys', 'params_diff', 'compare_runs',
+           'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
            'plot_group_breakdown', 'plot_age_scatter', 'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
@@ -773,17 +774,39 @@ def pair_predictions(first:pd.DataFrame, # one model's predictions on one split 
             raise ValueError(f"{what}: {differ:,} of the {len(first):,} images have another {label} in one than in the other")
     return first, second
 
-def _run_params(run: Run) -> dict:
-    "A run's params.json, with the value a key added later had before it (`RUN_KEYS_ADDED`); {} while it is missing"
-    return {**RUN_KEYS_ADDED, **run.params} if run.params else {}
+PARAMS_IGNORE = ("run_dir", "data", "data_source", "splits_fingerprint", "weights_source")  # said by other keys, or by the folder
+
+class _Unknown:
+    "The value of a training parameter a run's params.json lacks (a run made before it was recorded, with no `RUN_KEYS_ADDED` value)"
+    def __repr__(self): return "unknown"
+    __str__ = __repr__
+UNKNOWN = _Unknown()
+
+def run_params(run:Run, # a loaded run
+              ) -> dict: # its params.json, with the value a key added later had before it (`RUN_KEYS_ADDED`)
+    "A run's parameters and session facts; `FileNotFoundError` for a folder without params.json, whose parameters are unknown"
+    if not run.params:
+        why = "its params.json is empty" if (run.dir/"params.json").exists() else "it has no params.json"
+        raise FileNotFoundError(f"{run.dir} is not a run folder: {why}")
+    return {**RUN_KEYS_ADDED, **run.params}
+
+def differing_keys(params:list, # `run_params` of each run
+                   ignore:tuple=PARAMS_IGNORE, # keys that name a run or repeat others
+                  ) -> list: # the keys in which the runs differ, in the order first seen
+    """Keys with other values in the runs that record them, and training parameters (`DEFAULTS`) that some runs lack
+    (`UNKNOWN` there). A session fact only later runs record (`replicas`, `decode_version`, ...) is unknown in the
+    others, not a difference."""
+    said = lambda v: json.dumps(v, sort_keys=True, default=str)
+    return [k for k in dict.fromkeys(k for p in params for k in p) if k not in ignore
+            and (len({said(p[k]) for p in params if k in p}) > 1 or (k in DEFAULTS and any(k not in p for p in params)))]
 
 def params_diff(first:Run, # a loaded run
                 second:Run, # another
-                ignore:tuple=("run_dir",), # keys that name a run rather than describe it
-               ) -> dict: # name -> (first's value, second's value), for each parameter that differs
-    "The parameters (params.json, with the versions and machine) in which two runs differ"
-    a, b = _run_params(first), _run_params(second)
-    return {k: (a.get(k), b.get(k)) for k in {**a, **b} if k not in ignore and a.get(k) != b.get(k)}
+                ignore:tuple=PARAMS_IGNORE, # keys that name a run or repeat others
+               ) -> dict: # name -> (first's value, second's value), `UNKNOWN` for a training parameter one lacks
+    "The parameters (params.json, with the versions and machine) in which two runs differ (see `differing_keys`)"
+    a, b = run_params(first), run_params(second)
+    return {k: (a.get(k, UNKNOWN), b.get(k, UNKNOWN)) for k in differing_keys([a, b], ignore)}
 
 # %% ../nbs/03_analysis.ipynb #4395fa94
 RUN_COMPARISON_COLUMNS = ["Model", "Split", "Quantity", "First", "Second", "Difference", "CI low", "CI high", "Test", "Statistic",
@@ -830,7 +853,6 @@ def format_run_comparison(df:pd.DataFrame, # output of `compare_runs`
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #69e4aeae
-RUNS_TABLE_IGNORE = ("run_dir", "data", "data_source", "splits_fingerprint", "weights_source")  # said by other keys, or by the folder
 SPLIT_COLUMNS = {"train": "Train", "val": "Validation", "test": "Test"}
 
 def run_labels(folders:list, # run folders
@@ -845,11 +867,11 @@ def run_labels(folders:list, # run folders
 def runs_table(runs:list, # loaded runs or run folders
                models:tuple=MODELS, # models to list, where a run has their metrics
               ) -> pd.DataFrame: # Run (see `run_labels`), Model, each varying parameter, Epochs, Best epoch, Minutes, then per split "<Split> gender accuracy (%)" and "<Split> age MAE (years)"
-    "One row per run and model: the parameters that vary among `runs`, epochs, minutes of training and each split's figures"
+    """One row per run and model: the parameters that vary among `runs` (`differing_keys`; `UNKNOWN` where a run lacks one),
+    epochs, minutes of training and each split's figures; `FileNotFoundError` for a run with metrics but no params.json"""
     runs = [r for r in (r if isinstance(r, Run) else load_run(r) for r in runs) if any(m in r.metrics for m in models)]
-    params = [_run_params(r) for r in runs]  # of the runs listed: others vary nothing
-    keys = [k for k in dict.fromkeys(k for p in params for k in p) if k not in RUNS_TABLE_IGNORE
-            and len({json.dumps(p.get(k), sort_keys=True, default=str) for p in params}) > 1]
+    params = [run_params(r) for r in runs]  # of the runs listed: others vary nothing
+    keys = differing_keys(params)
     rows, nan = [], float("nan")
     for run, p, label in zip(runs, params, run_labels([r.dir for r in runs])):
         wall = run.metrics.get("wall_seconds", {})
@@ -857,7 +879,7 @@ def runs_table(runs:list, # loaded runs or run folders
             if m not in run.metrics: continue
             h, kept = run.history.get(m), kept_epoch(run.history.get(m))
             secs = [wall[k] for k in ((m,) if m == "A" else ("B_phase1", "B_phase2")) if k in wall]
-            row = {"Run": label, "Model": m, **{k: p.get(k) for k in keys},
+            row = {"Run": label, "Model": m, **{k: p.get(k, UNKNOWN) for k in keys},
                    "Epochs": len(h) if h is not None else pd.NA,
                    "Best epoch": int(kept.epoch) if kept is not None else pd.NA,
                    "Minutes": sum(secs) / 60 if secs else nan}
@@ -868,13 +890,13 @@ def runs_table(runs:list, # loaded runs or run folders
             rows.append(row)
     if not rows: return pd.DataFrame(rows)
     df = pd.DataFrame(rows).astype({"Epochs": "Int64", "Best epoch": "Int64"})
-    for k in keys:  # a None (n_images of `full`, a key an older run lacks) stays None, not NaN, and whole numbers beside it whole
+    for k in keys:  # a None (n_images of `full`) stays None, not NaN, and whole numbers beside it whole
         if any(row[k] is None for row in rows): df[k] = pd.Series([row[k] for row in rows], dtype=object)
     return df
 
 def format_runs_table(df:pd.DataFrame, # output of `runs_table`
                      ) -> str: # markdown pipe table
-    "Markdown rendering: one column per split with gender accuracy / age MAE, minutes to one decimal"
+    "Markdown rendering: one column per split with gender accuracy / age MAE (its header says so), minutes to one decimal"
     fixed = {"Run", "Model", "Epochs", "Best epoch", "Minutes"} | {c for c in df.columns if c.startswith(tuple(SPLIT_COLUMNS.values()))}
     varying = [c for c in df.columns if c not in fixed]
     out = df[["Run", "Model"]].assign(**{c: [NONE_SPELLED.get(c, "") if v is None else str(v) for v in df[c]] for c in varying})
@@ -882,7 +904,7 @@ def format_runs_table(df:pd.DataFrame, # output of `runs_table`
     out["Minutes"] = ["" if pd.isna(x) else f"{x:.1f}" for x in df.Minutes]
     for word in SPLIT_COLUMNS.values():
         acc, mae = df[f"{word} gender accuracy (%)"], df[f"{word} age MAE (years)"]
-        out[word] = ["" if pd.isna(a) else f"{a:.2f}% / {e:.2f}" for a, e in zip(acc, mae)]
+        out[f"{word} (gender acc. / age MAE, years)"] = ["" if pd.isna(a) else f"{a:.2f}% / {e:.2f}" for a, e in zip(acc, mae)]
     return _markdown(out)
 
 # %% ../nbs/03_analysis.ipynb #ed7d27ab

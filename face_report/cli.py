@@ -5,6 +5,7 @@
 # %% ../nbs/06_cli.ipynb #9a39cb1b
 from __future__ import annotations
 import argparse, ast, contextlib, json, os, signal, sys, threading
+from pathlib import Path
 
 # %% auto #0
 __all__ = ['parse_value', 'cmd_data', 'cmd_cache', 'cmd_train', 'cmd_run', 'cmd_render', 'cmd_compare', 'cmd_runs',
@@ -105,37 +106,59 @@ def cmd_render(args:argparse.Namespace, # parsed by `build_parser`
     print(f"Report site: {render_site(args.run, args.out, engine=args.engine)}")
     return 0
 
+def _checked_out(out:str|None, # `--out` as given
+                ) -> Path|None: # as a path
+    "`--out`, or a `ValueError` naming it when it cannot be written, said before any work (as `predict` does)"
+    from face_report.predict import out_problem  # (TensorFlow is imported only to predict)
+    if out and (why := out_problem(Path(out))): raise ValueError(f"--out {out}: {why}")
+    return Path(out) if out else None
+
+def _write_csv(table, # a DataFrame
+               out:Path, # a CSV file; missing folders are created
+              ):
+    "Write `table`, unrounded, through a temporary file renamed into place, and say where."
+    from face_report.data import write_text_atomic
+    out.parent.mkdir(parents=True, exist_ok=True); write_text_atomic(out, table.to_csv(index=False))
+    print(f"written: {out}")
+
 def cmd_compare(args:argparse.Namespace, # parsed by `build_parser`
                ) -> int: # exit code
     "Print the parameters two runs differ in, then each model's paired differences on the images both runs predicted."
-    from face_report.analysis import load_run, params_diff, compare_runs, format_run_comparison
+    from face_report.analysis import PARAMS_IGNORE, load_run, run_params, params_diff, compare_runs, format_run_comparison
+    out = _checked_out(args.out)
     first, second = load_run(args.first), load_run(args.second)
-    if stray := [r.dir for r in (first, second) if not (r.dir/"params.json").is_file()]:
-        raise FileNotFoundError(f"{stray[0]} is not a run folder: it has no params.json")
+    first_params, second_params = run_params(first), run_params(second)  # a folder without params.json is refused before anything is compared
     print(f"first:  {first.dir}\nsecond: {second.dir}")
     diff = params_diff(first, second)
     print("parameters that differ:" if diff else "parameters: the same", *(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in diff.items()), sep="\n")
+    for name, mine, other in (("first", first_params, second_params), ("second", second_params, first_params)):  # facts recorded only since (replicas, ...)
+        if lacks := [k for k in other if k not in mine and k not in diff and k not in PARAMS_IGNORE]:
+            print(f"unknown, not recorded by the {name} run: {', '.join(lacks)}")
     models = list(_models(args.models)) if args.models else None
     table = compare_runs(first, second, models=models, splits=args.splits, n_boot=args.n_boot, seed=args.seed)
     print(format_run_comparison(table))
     paired = set(zip(table.Model, table.Split))
     if left := [f"Model {m} on {s}" for m in (models or "AB") for s in args.splits if (m, s) not in paired]:
         print(f"left out, without predictions in both runs: {', '.join(left)}", file=sys.stderr)
-    if args.out: table.to_csv(args.out, index=False); print(f"written: {args.out}")
+    if out: _write_csv(table, out)
     return 0
 
 def cmd_runs(args:argparse.Namespace, # parsed by `build_parser`
             ) -> int: # exit code
-    "Print one row per run and model: the parameters that vary among the runs, epochs, minutes and each split's figures."
-    from face_report.analysis import MODELS, load_run, runs_table, format_runs_table
-    from pathlib import Path
+    """Print one row per run and model: the parameters that vary among the runs, epochs, minutes and each split's figures.
+    A folder that is no run, is damaged, has no params.json or no trained model yet is skipped with a note on stderr."""
+    from face_report.analysis import MODELS, load_run, run_params, runs_table, format_runs_table
+    out = _checked_out(args.out)
     folders = list({Path(p).resolve(): p for p in args.runs if Path(p).is_dir()}.values())  # `runs/*` may match a log file or two; a folder named twice is listed once
     if missing := [p for p in args.runs if not Path(p).exists()]: print(f"skipped, no such folder: {', '.join(missing)}", file=sys.stderr)
     if files := [p for p in args.runs if Path(p).exists() and not Path(p).is_dir()]: print(f"skipped, not a folder: {', '.join(files)}", file=sys.stderr)
     runs, unread = [], []
     for p in folders:
-        try: runs.append(load_run(p))
-        except FileNotFoundError: unread.append(p); print(f"skipped, not a run folder: {p}", file=sys.stderr)
+        try:
+            run = load_run(p)
+            if set(MODELS) & set(run.metrics): run_params(run)  # figures without the parameters they were trained with: skipped
+            runs.append(run)
+        except FileNotFoundError as e: unread.append(p); print(f"skipped, {e}", file=sys.stderr)
         except (ValueError, OSError) as e:  # the file and its fault (a history_A.csv that is a folder, ...)
             unread.append(p); print(f"skipped, damaged: {f'{e.filename}: {e.strerror}' if isinstance(e, OSError) and e.filename else e}", file=sys.stderr)
     folders = [p for p in folders if p not in unread]
@@ -144,7 +167,7 @@ def cmd_runs(args:argparse.Namespace, # parsed by `build_parser`
     if empty := [p for p, run in zip(folders, runs) if not set(MODELS) & set(run.metrics)]:
         print(f"skipped, no trained model's metrics yet: {', '.join(empty)}", file=sys.stderr)
     print(format_runs_table(table))
-    if args.out: table.to_csv(args.out, index=False); print(f"written: {args.out}")
+    if out: _write_csv(table, out)
     return 0
 
 # %% ../nbs/06_cli.ipynb #09a7ea86
@@ -203,11 +226,12 @@ def build_parser(command:str|None=None, # the subcommand to parse; None: all. `p
                    help="the splits whose predictions are paired (default: val test)")
     c.add_argument("--n-boot", type=_at_least_one, default=2000, help="bootstrap resamples per confidence interval")
     c.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap and the permutation test (default: 0)")
-    c.add_argument("--out", metavar="CSV", help="also write the table, unrounded, to this CSV file")
+    c.add_argument("--out", metavar="CSV", help="also write the table, unrounded, to this CSV file (checked first; missing folders are created)")
     c.set_defaults(func=cmd_compare)
     t = sub.add_parser("runs", help="one row per run and model: what differs, epochs, minutes, each split's figures")
-    t.add_argument("runs", nargs="+", metavar="RUN", help="run folders")
-    t.add_argument("--out", metavar="CSV", help="also write the table, unrounded, to this CSV file")
+    t.add_argument("runs", nargs="+", metavar="RUN", help="run folders; one that is no run, is damaged, has no params.json or "
+                   "no trained model yet is skipped with a note on stderr, and the others listed")
+    t.add_argument("--out", metavar="CSV", help="also write the table, unrounded, to this CSV file (checked first; missing folders are created)")
     t.set_defaults(func=cmd_runs)
     pr = sub.add_parser("predict", help="predict age and gender for images")
     ex = sub.add_parser("export", help="export a run's models (keras, savedmodel, tflite)")
