@@ -286,11 +286,10 @@ def run_record(run_dir, # a run folder
     was made with its old value (`RUN_KEYS_ADDED`), so that its page shows it as it is (`duplicates`: every copy kept)."""
     from face_report.training import DEFAULTS, RUN_KEYS_ADDED
     run_dir = Path(run_dir).expanduser()
-    if saved := read_json(run_dir/"report_params.json"): return {**RUN_KEYS_ADDED, **saved}
-    trained = read_json(run_dir/"params.json")
-    if not trained.get("profile"): return {}
-    return {**RUN_KEYS_ADDED, **{k: v for k, v in trained.items() if k in DEFAULTS},
-            "precision": trained.get("precision_requested", DEFAULTS["precision"])}
+    if not (saved := read_json(run_dir/"report_params.json")):
+        if not (trained := read_json(run_dir/"params.json")).get("profile"): return {}
+        saved = {**{k: v for k, v in trained.items() if k in DEFAULTS}, "precision": trained.get("precision_requested", DEFAULTS["precision"])}
+    return {**RUN_KEYS_ADDED, **saved}
 
 def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES` of its parameters cell, and any other
                          # run parameter papermill injected (`papermill page.ipynb out.ipynb -p lr_a 1e-3`)
