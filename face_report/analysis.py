@@ -176,7 +176,9 @@ def run_folder(run_dir, # a run folder's path
               ) -> Path: # the path resolved
     "`run_dir` resolved, or a `FileNotFoundError` saying that it does not exist or is a file"
     run_dir = Path(run_dir).expanduser().resolve()
-    if not run_dir.is_dir(): raise FileNotFoundError(f"Run folder {run_dir} " + ("is a file" if run_dir.exists() else "does not exist"))
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"Run folder {run_dir} " + ("is a file" if run_dir.exists() else "does not exist: train it first "
+                                "(`face-report train` or `run`, or report pages 1-3), or give the folder of a trained run"))
     return run_dir
 
 def load_run(run_dir, # a run folder written by `face_report.training`

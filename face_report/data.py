@@ -18,13 +18,13 @@ except ImportError: fcntl = None
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'IMAGE_FAULTS', 'MIN_SIDE',
            'MAX_PIXELS', 'CHECK_VERSION', 'DUPLICATES', 'LABELS', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS',
-           'AUGMENTATION', 'AUGMENT_VERSION', 'AUGMENT_STEP_STRIDE', 'DataError', 'ImageError', 'PixelFormatError',
-           'image_error', 'open_image', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock',
-           'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels', 'check_image',
-           'printable_name', 'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band',
-           'stratified_sample', 'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file',
-           'load_image', 'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
-           'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
+           'AUGMENTATION', 'AUGMENT_VERSION', 'AUGMENT_STEP_STRIDE', 'SaidError', 'DataError', 'ImageError',
+           'PixelFormatError', 'image_error', 'open_image', 'data_source', 'cache_root', 'mark_used', 'display_path',
+           'file_lock', 'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels',
+           'check_image', 'printable_name', 'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface',
+           'age_band', 'stratified_sample', 'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb',
+           'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache',
+           'affine_matrices', 'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
            'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
@@ -36,7 +36,14 @@ RACES = ("White", "Black", "Asian", "Indian", "Other")  # its race labels 0 to 4
 AGE_BANDS = (0, 13, 20, 40, 60, 200)  # 0–12, 13–19, 20–39, 40–59, 60+
 AGE_BAND_LABELS = ("0–12", "13–19", "20–39", "40–59", "60+")
 
-class DataError(ValueError):
+class SaidError(Exception):
+    """An error whose message says what is wrong and what to do: a notebook (a report page) shows that message alone,
+    not the package's code that raised it; with FACE_REPORT_DEBUG set, the whole traceback (as the command line does)."""
+    def _render_traceback_(self) -> list[str]: # IPython's hook for the lines of an error's output
+        if os.environ.get("FACE_REPORT_DEBUG"): raise NotImplementedError  # (IPython then shows the traceback)
+        return [f"{type(self).__name__}: {self}"]
+
+class DataError(SaidError, ValueError):
     "The data set cannot be used as given; the message says which file and why."
 
 class ImageError(ValueError):

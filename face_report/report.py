@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 from .data import display_path
 from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, kept_epoch,
     lr_cuts, pair_predictions, TEST_NAMES, run_folder, shown_difference)
-from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, gender_correct, read_json, run_progress, write_json
+from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, check_run_folder, gender_correct, read_json, run_progress, write_json
 
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION', 'SHOWN_AS_PATHS',
@@ -296,12 +296,13 @@ def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES`
                 resolve=None, # `resolve_params`-like function; None: `face_report.training.resolve_params`
                ) -> dict: # the run's full parameters, `run_dir` as an absolute Path (not created: training and `show_figure` make it)
     """The run parameters of a page: its parameter values, the run's other overrides and the profile's defaults. A page
-    given no profile is a page of the run in `run_dir` (see `run_record`), else of the tiny `PREVIEW` run."""
-    from face_report.training import DEFAULTS
+    given no profile is a page of the run in `run_dir` (see `run_record`), else of the tiny `PREVIEW` run. Values that the
+    run folder's run was not made with are refused (`check_run_folder`), unless `retrain` is True."""
+    from face_report.training import DEFAULTS, ParameterError
     if resolve is None: from face_report.training import resolve_params as resolve
     if (retrain := ns.get("retrain", False)) is None: retrain = False
     if not isinstance(retrain, bool):  # (papermill's `-p retrain false` is the text 'false', which is not False)
-        raise ValueError(f"parameter retrain={retrain!r} must be True or False (papermill: -p retrain True)")
+        raise ParameterError(f"parameter retrain={retrain!r} must be True or False (papermill: -p retrain True)")
     profile = ns.get("profile")
     given = {k: ns[k] for k in {*PARAM_NAMES, *DEFAULTS} if ns.get(k) is not None and k not in ("profile", "retrain")}
     if profile is None:
@@ -314,6 +315,7 @@ def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES`
     extra = {k: v for k, v in saved.items() if k not in PARAM_NAMES and not (k in derived and v == derived[k])}  # found again
     p = dict(resolve(profile, **{**extra, **given}))
     p.update(profile=profile, retrain=retrain, run_dir=Path(p["run_dir"]).expanduser().resolve())
+    check_run_folder(p)  # a run folder holding another run is refused on every page, before it reads data or draws a figure
     return p
 
 # %% ../nbs/05_report.ipynb #72b34d03
@@ -903,8 +905,11 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
     "Section 3.2: how Model B was trained in this run (two phases)."
     name = _BACKBONE_NAMES.get(params["backbone"], params["backbone"])
     same_blocks = (params["backbone"] != "efficientnet_b0" and params["n_unfreeze"] == REPORT_UNFREEZE.get(params["backbone"]))
+    random = params["weights"] is None  # `-p weights none`: not pretrained, unlike the written report's
+    start = (f"random weights (`weights=none`): unlike the written report's, it is not pretrained, so this run shows the "
+             f"architecture without ImageNet's features" if random else weights_source)
     return (f"Model B was trained using the same dataset, train/validation split, and data augmentation pipeline as Model A "
-            f"described in Section 2.2. Its {name} backbone starts from {weights_source}. Training was carried out in two "
+            f"described in Section 2.2. Its {name} backbone starts from {start}. Training was carried out in two "
             f"phases. In the first phase, the entire backbone was frozen, and only the task-specific heads were trained. "
             f"In the second phase, the last {params['n_unfreeze']} layers of the backbone"
             + (", which hold the blocks that the written report's last 120 layers of EfficientNetB0 hold (from the first "
@@ -912,8 +917,9 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
             f" were unfrozen (keeping its BatchNormalization layers frozen) to allow fine-tuning of deeper convolutional blocks alongside the "
             f"task-specific heads.\n\n"
             f"The model was compiled with the Adam optimiser, with a learning rate of {sci(params['lr_b1'])} in phase 1 and "
-            f"a reduced rate of {sci(params['lr_b2'])} during phase 2 to help prevent large updates from destabilising the "
-            f"pre-trained weights. It uses {_loss_sentence(params, 'age_weight_b')}.{_age_bias_sentence(params)} Phase 1 trained for up to "
+            f"a reduced rate of {sci(params['lr_b2'])} during phase 2"
+            + (", as the written report does for its pre-trained weights" if random else
+               " to help prevent large updates from destabilising the pre-trained weights") + f". It uses {_loss_sentence(params, 'age_weight_b')}.{_age_bias_sentence(params)} Phase 1 trained for up to "
             f"{_count_of(params['epochs_b1'], 'epoch')} using {_schedule_sentence(params)}, and `ModelCheckpoint` to retain "
             f"the best-performing weights. The same setup was used in phase 2, which was allowed to run for up to "
             f"{_count_of(params['epochs_b2'], 'epoch')} to give the slower fine-tuning process enough time to converge. "

@@ -13,21 +13,21 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import MAX_IMAGE_SIZE, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, AUGMENT_VERSION, DECODE_VERSION, DUPLICATES
+from .data import MAX_IMAGE_SIZE, SaidError, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, AUGMENT_VERSION, DECODE_VERSION, DUPLICATES
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE',
            'WHOLE_MAX', 'NUMBER', 'CHOICES', 'NONE_SPELLED', 'PHASES', 'HISTORY_COLUMNS', 'HISTORY_KEYS',
            'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'SESSION_FACTS', 'REMOVED_FOR_RETRAIN',
-           'backbone_layers', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges',
-           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
-           'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history',
-           'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint', 'save_validated_weights',
-           'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred',
-           'gender_correct', 'split_metrics', 'evaluate_model', 'is_number', 'read_json', 'write_json',
-           'check_run_folder', 'check_run', 'run_splits', 'start_run', 'run_precision', 'check_session', 'forget_phase',
-           'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
-           'run_progress', 'train_all']
+           'backbone_layers', 'check_params', 'TrainingError', 'ParameterError', 'resolve_params',
+           'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
+           'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
+           'read_table', 'read_history', 'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint',
+           'save_validated_weights', 'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase',
+           'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'is_number', 'read_json',
+           'write_json', 'check_run_folder', 'check_run', 'run_splits', 'start_run', 'run_precision', 'check_session',
+           'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a',
+           'train_model_b', 'run_progress', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -77,7 +77,7 @@ def backbone_layers(backbone:str, # one of `BACKBONE_LAYERS`
 def check_params(p:dict, # from `resolve_params`
                 ) -> dict: # `p`, when every value is usable
     "Refuse a parameter of the wrong type or out of range with a message naming it (`n_images` None means every image)."
-    def bad(k, why): raise ValueError(f"parameter {k}={p[k]!r} {why}")
+    def bad(k, why): raise ParameterError(f"parameter {k}={p[k]!r} {why}")
     for k, lo in WHOLE.items():
         if k == "n_images" and p[k] is None: continue
         if isinstance(p[k], bool) or not isinstance(p[k], int): bad(k, "must be a whole number")
@@ -102,8 +102,11 @@ def check_params(p:dict, # from `resolve_params`
         if why := weights_problem(p["backbone"], p["weights"]): bad("weights", f"cannot be used: {why}")
     return p
 
-class TrainingError(RuntimeError):
+class TrainingError(SaidError, RuntimeError):
     "Training cannot go on; the message says why and what was kept."
+
+class ParameterError(SaidError, ValueError):
+    "A run parameter of the wrong type or out of range; the message names it and what it may be."
 
 NONE_SPELLED = dict(n_images="all", weights="none")  # None values that mean something, and how they are spelled (`-p n_images all`)
 
@@ -114,15 +117,15 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     and the page defaults say "not given" with None), so None itself is spelled `n_images="all"` (every image) and
     `weights="none"` (random initialisation), as in `-p n_images all`. `n_unfreeze` not given is the backbone's
     `REPORT_UNFREEZE`; `train_seed` (initial weights, batch order, augmentation) not given is `seed` (which draws the splits)."""
-    if profile not in PROFILES: raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    if profile not in PROFILES: raise ParameterError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     unknown = set(overrides) - set(DEFAULTS)
-    if unknown: raise ValueError(f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
+    if unknown: raise ParameterError(f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
     p = {**DEFAULTS, **PROFILES[profile], "profile": profile}
     p.update({k: v for k, v in overrides.items() if v is not None})
     p.update({k: None for k, word in NONE_SPELLED.items() if p[k] == word})
     if p["run_dir"] is None: p["run_dir"] = f"runs/{profile}"
     if p["backbone"] not in REPORT_UNFREEZE:  # checked first: phase 2's default depth is the backbone's
-        raise ValueError(f"parameter backbone={p['backbone']!r} must be one of {', '.join(REPORT_UNFREEZE)}")
+        raise ParameterError(f"parameter backbone={p['backbone']!r} must be one of {', '.join(REPORT_UNFREEZE)}")
     if p["n_unfreeze"] is None: p["n_unfreeze"] = REPORT_UNFREEZE[p["backbone"]]
     if p["train_seed"] is None: p["train_seed"] = p["seed"]
     return check_params(p)
@@ -647,10 +650,11 @@ def check_run_folder(params:dict, # from `resolve_params`
     if old.get("precision_requested", params.get("precision")) != params.get("precision"):
         diff["precision"] = (old["precision_requested"], params.get("precision"))
     if diff and not params.get("retrain"):
-        spelled = {k: NONE_SPELLED[k] if a is None and k in NONE_SPELLED else a for k, (a, _) in diff.items()}
+        spell = lambda k, v: NONE_SPELLED[k] if v is None and k in NONE_SPELLED else v  # as the user gives it: `all`, not None
+        spelled = {k: spell(k, a) for k, (a, _) in diff.items()}
         its = " ".join(f"-p {k} {shlex.quote(str(v))}" for k, v in spelled.items())
         its += f"; in Python {', '.join(f'{k}={v!r}' for k, v in spelled.items())}"
-        raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {a} -> {b}' for k, (a, b) in diff.items())}); "
+        raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {spell(k, a)} -> {spell(k, b)}' for k, (a, b) in diff.items())}); "
                             f"give its values ({its}), use another run folder, or retrain=True (--retrain) to replace it"
                             + ("" if left else " (it has trained nothing yet: its start stopped before a first epoch ended, "
                                "or another process is starting it now)"))
