@@ -905,9 +905,9 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
     "Section 3.2: how Model B was trained in this run (two phases)."
     name = _BACKBONE_NAMES.get(params["backbone"], params["backbone"])
     same_blocks = (params["backbone"] != "efficientnet_b0" and params["n_unfreeze"] == REPORT_UNFREEZE.get(params["backbone"]))
-    random = params["weights"] is None  # `-p weights none`: not pretrained, unlike the written report's
+    untrained = params["weights"] is None  # `-p weights none`: not pretrained, unlike the written report's
     start = (f"random weights (`weights=none`): unlike the written report's, it is not pretrained, so this run shows the "
-             f"architecture without ImageNet's features" if random else weights_source)
+             f"architecture without ImageNet's features" if untrained else weights_source)
     return (f"Model B was trained using the same dataset, train/validation split, and data augmentation pipeline as Model A "
             f"described in Section 2.2. Its {name} backbone starts from {start}. Training was carried out in two "
             f"phases. In the first phase, the entire backbone was frozen, and only the task-specific heads were trained. "
@@ -918,8 +918,9 @@ def training_text_b(params:dict, # the run's parameters (`page_params`), with `p
             f"task-specific heads.\n\n"
             f"The model was compiled with the Adam optimiser, with a learning rate of {sci(params['lr_b1'])} in phase 1 and "
             f"a reduced rate of {sci(params['lr_b2'])} during phase 2"
-            + (", as the written report does for its pre-trained weights" if random else
-               " to help prevent large updates from destabilising the pre-trained weights") + f". It uses {_loss_sentence(params, 'age_weight_b')}.{_age_bias_sentence(params)} Phase 1 trained for up to "
+            + (", as the written report does for its pre-trained weights" if untrained else
+               " to help prevent large updates from destabilising the pre-trained weights")
+            + f". It uses {_loss_sentence(params, 'age_weight_b')}.{_age_bias_sentence(params)} Phase 1 trained for up to "
             f"{_count_of(params['epochs_b1'], 'epoch')} using {_schedule_sentence(params)}, and `ModelCheckpoint` to retain "
             f"the best-performing weights. The same setup was used in phase 2, which was allowed to run for up to "
             f"{_count_of(params['epochs_b2'], 'epoch')} to give the slower fine-tuning process enough time to converge. "
