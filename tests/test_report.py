@@ -444,7 +444,9 @@ def test_pages_explain_mcnemar_and_read_in_order():
 
 def test_appendix_lists_the_pages_before_it(tmp_path):
     run_dir = make_synthetic_run(tmp_path/"run", n=40)
-    (run_dir/"report_params.json").write_text(json.dumps({"profile": "quick", "run_dir": str(run_dir)}))
+    from face_report.training import DEFAULTS  # the pipeline's record of the run: its own values (a page refuses others)
+    made = json.loads((run_dir/"params.json").read_text())
+    (run_dir/"report_params.json").write_text(json.dumps({**{k: v for k, v in made.items() if k in DEFAULTS}, "run_dir": str(run_dir)}))
     first = report.make_dummy_page(tmp_path/"pages"/"1_first.ipynb", "print('first')")
     appendix = report.page_paths(["6_appendix.ipynb"])[0]
     out = report.execute_pages([first, appendix], run_dir, dict(run_dir=str(run_dir)), log=lambda m: None)[1]
