@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_data.ipynb #b93a0804
 from __future__ import annotations
-import contextlib, errno, functools, hashlib, inspect, io, json, logging, math, os, re, shutil, tarfile, threading, warnings
+import ast, contextlib, difflib, errno, functools, hashlib, inspect, io, json, logging, math, os, re, shutil, tarfile, threading, warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +18,14 @@ except ImportError: fcntl = None
 # %% auto #0
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'IMAGE_FAULTS', 'MIN_SIDE',
            'MAX_PIXELS', 'CHECK_VERSION', 'DUPLICATES', 'LABELS', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS',
-           'AUGMENTATION', 'AUGMENT_VERSION', 'AUGMENT_STEP_STRIDE', 'SaidError', 'DataError', 'ImageError',
-           'PixelFormatError', 'image_error', 'open_image', 'data_source', 'cache_root', 'mark_used', 'display_path',
-           'file_lock', 'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels',
-           'check_image', 'printable_name', 'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface',
-           'age_band', 'stratified_sample', 'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb',
-           'check_file', 'load_image', 'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache',
-           'affine_matrices', 'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
+           'AUGMENTATION', 'AUGMENT_VERSION', 'AUGMENT_STEP_STRIDE', 'SaidError', 'DataError', 'ParameterError',
+           'ImageError', 'PixelFormatError', 'image_error', 'open_image', 'injected_params', 'check_injected_params',
+           'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
+           'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels', 'check_image', 'printable_name',
+           'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample',
+           'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image',
+           'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
+           'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
            'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
 # %% ../nbs/00_data.ipynb #dc6d1cfc
@@ -45,6 +46,9 @@ class SaidError(Exception):
 
 class DataError(SaidError, ValueError):
     "The data set cannot be used as given; the message says which file and why."
+
+class ParameterError(SaidError, ValueError):
+    "A run parameter of the wrong type or out of range, or unknown; the message names it and what it may be."
 
 class ImageError(ValueError):
     "One image cannot be used; `path` and `reason` say which and why."
@@ -91,6 +95,27 @@ def open_image(path:str|Path, # an image file
 
 @functools.lru_cache(maxsize=10_000)
 def _say_once(message): log.warning(message)  # a photo opened twice (its size checked, then read) is named once
+
+# %% ../nbs/00_data.ipynb #72477737
+def injected_params(ns:dict, # a notebook's namespace, `globals()`
+                   ) -> list: # names papermill assigned, in order
+    "The names papermill injected into this notebook: those its `# Parameters` cells assign (IPython's `In` keeps them)."
+    names = []
+    for source in ns.get("In") or []:
+        if not (isinstance(source, str) and source.startswith("# Parameters\n")): continue
+        with contextlib.suppress(SyntaxError):
+            names += [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign) for t in node.targets
+                      if isinstance(t, ast.Name) and t.id not in names]
+    return names
+
+def check_injected_params(ns:dict, # a notebook's namespace, `globals()`
+                          known, # the parameters it takes
+                         ):
+    "Raise `ParameterError` for a parameter papermill injected that the notebook does not take, naming the closest it takes."
+    if not (unknown := [k for k in injected_params(ns) if k not in known]): return
+    close = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1)) else k for k in unknown]
+    raise ParameterError(f"unknown parameter{'s' * (len(unknown) > 1)} {', '.join(close)}: "
+                         f"this notebook takes {', '.join(known)}")
 
 # %% ../nbs/00_data.ipynb #562c3bc2
 def data_source(source:str|Path|None=None, # archive or folder; None: $FACE_REPORT_DATA, then data/UTKFace.tar.gz

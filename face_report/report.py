@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np, pandas as pd
 
-from .data import display_path
+from .data import check_injected_params, display_path
 from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, kept_epoch,
     lr_cuts, pair_predictions, TEST_NAMES, run_folder, shown_difference)
 from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, check_run_folder, gender_correct, read_json, run_progress, write_json
@@ -27,10 +27,10 @@ __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOI
            'end_sentence', 'curve_paragraph', 'curve_marks', 'precision_text', 'speed_sentences', 'noise_sentence',
            'discussion_paragraphs', 'describe_augmentation', 'training_text_a', 'training_text_b', 'fit_sentence',
            'model_parameter_counts', 'significance_sentences', 'missing_predictions_sentence', 'breakdown_table',
-           'mirror_sentences', 'label_noise_note', 'params_table', 'wall_time_table', 'environment_table',
-           'merged_streams', 'png_size', 'stream_fold', 'notebook_title', 'site_notebook', 'site_nav', 'pandoc_path',
-           'run_tool', 'index_markdown', 'site_engine', 'executed_pages', 'read_page', 'render_pandoc',
-           'quarto_notebook', 'render_quarto', 'render_site']
+           'mirror_sentences', 'label_noise_note', 'params_table', 'wall_time_table', 'pipeline_pages_table',
+           'environment_table', 'merged_streams', 'png_size', 'stream_fold', 'notebook_title', 'site_notebook',
+           'site_nav', 'pandoc_path', 'run_tool', 'index_markdown', 'site_engine', 'executed_pages', 'read_page',
+           'render_pandoc', 'quarto_notebook', 'render_quarto', 'render_site']
 
 # %% ../nbs/05_report.ipynb #191aae8f
 PARAM_NAMES = ("profile", "data", "run_dir", "n_images", "val_fraction", "test_size", "seed", "image_size",
@@ -300,6 +300,7 @@ def page_params(ns:dict, # the page's namespace (`globals()`): the `PARAM_NAMES`
     run folder's run was not made with are refused (`check_run_folder`), unless `retrain` is True."""
     from face_report.training import DEFAULTS, ParameterError
     if resolve is None: from face_report.training import resolve_params as resolve
+    check_injected_params(ns, [*PARAM_NAMES, *(k for k in DEFAULTS if k not in PARAM_NAMES)])  # a misspelled `-p` name
     if (retrain := ns.get("retrain", False)) is None: retrain = False
     if not isinstance(retrain, bool):  # (papermill's `-p retrain false` is the text 'false', which is not False)
         raise ParameterError(f"parameter retrain={retrain!r} must be True or False (papermill: -p retrain True)")
@@ -1080,6 +1081,22 @@ def wall_time_table(metrics:dict, # metrics.json contents
     order = [k for k in names if k in w and k != "total"] + [k for k in w if k not in names] + [k for k in ("total",) if k in w]
     rows = [(names.get(k, k), epochs(k), f"{w[k]:.0f}", f"{w[k]/60:.1f}") for k in order]
     return pd.DataFrame(rows, columns=["Stage", "Epochs", "Seconds", "Minutes"])
+
+def pipeline_pages_table(state:dict, # pipeline.json contents (`execute_pages`'s record); {} when there is none
+                         page:str, # the page that shows the table, e.g. "6_appendix.ipynb"
+                        ) -> tuple[pd.DataFrame|None, str]: # (Page, Status, Seconds; None when there is nothing to show), caption or sentence
+    """The report pages the run's last pipeline executed, and how long each took. While the pipeline executes `page`, that
+    page is left out (it is still running); a page executed on its own (papermill, Jupyter) shows the pipeline's record as it was."""
+    import pandas as pd
+    entries = [p for p in state.get("pages", []) if isinstance(p, dict)]
+    running_here = bool(entries) and entries[-1].get("page") == page and entries[-1].get("status") == "running"
+    shown = entries[:-1] if running_here else entries
+    if not shown: return None, "No pipeline (`face-report run`) has executed this run's pages yet, so no page times were recorded."
+    table = pd.DataFrame(shown)[["page", "status", "seconds"]].rename(columns=str.capitalize)
+    began = f"the pipeline started {state.get('started', 'at an unrecorded time')}"
+    return table, (f"**Table R4.** Report pages executed by {began}; this page is not counted while it runs" if running_here else
+                   f"**Table R4.** Report pages executed by {began}, the run's last (this page was executed again on its own at "
+                   f"{datetime.datetime.now().isoformat(timespec='seconds')}, which the table does not show)")
 
 _BACKEND_NAMES = dict(tensorflow="TensorFlow", jax="JAX", torch="PyTorch")  # Keras backends, as params.json records their versions
 

@@ -13,21 +13,21 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import MAX_IMAGE_SIZE, SaidError, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, AUGMENT_VERSION, DECODE_VERSION, DUPLICATES
+from .data import MAX_IMAGE_SIZE, ParameterError, SaidError, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, AUGMENT_VERSION, DECODE_VERSION, DUPLICATES
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE',
            'WHOLE_MAX', 'NUMBER', 'CHOICES', 'NONE_SPELLED', 'PHASES', 'HISTORY_COLUMNS', 'HISTORY_KEYS',
            'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'SESSION_FACTS', 'REMOVED_FOR_RETRAIN',
-           'backbone_layers', 'check_params', 'TrainingError', 'ParameterError', 'resolve_params',
-           'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
-           'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
-           'read_table', 'read_history', 'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint',
-           'save_validated_weights', 'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase',
-           'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'is_number', 'read_json',
-           'write_json', 'check_run_folder', 'check_run', 'run_splits', 'start_run', 'run_precision', 'check_session',
-           'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a',
-           'train_model_b', 'run_progress', 'train_all']
+           'backbone_layers', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges',
+           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
+           'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history',
+           'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint', 'save_validated_weights',
+           'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred',
+           'gender_correct', 'split_metrics', 'evaluate_model', 'is_number', 'read_json', 'write_json',
+           'check_run_folder', 'check_run', 'run_splits', 'start_run', 'run_precision', 'check_session', 'forget_phase',
+           'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
+           'run_progress', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -104,9 +104,6 @@ def check_params(p:dict, # from `resolve_params`
 
 class TrainingError(SaidError, RuntimeError):
     "Training cannot go on; the message says why and what was kept."
-
-class ParameterError(SaidError, ValueError):
-    "A run parameter of the wrong type or out of range; the message names it and what it may be."
 
 NONE_SPELLED = dict(n_images="all", weights="none")  # None values that mean something, and how they are spelled (`-p n_images all`)
 
