@@ -19,12 +19,12 @@ except ImportError: fcntl = None
 __all__ = ['log', 'DEFAULT_DATA', 'UTKFACE_URL', 'GENDERS', 'RACES', 'AGE_BANDS', 'AGE_BAND_LABELS', 'IMAGE_FAULTS', 'MIN_SIDE',
            'MAX_PIXELS', 'CHECK_VERSION', 'DUPLICATES', 'LABELS', 'DECODE_VERSION', 'MAX_IMAGE_SIZE', 'CACHE_KINDS',
            'AUGMENTATION', 'AUGMENT_VERSION', 'AUGMENT_STEP_STRIDE', 'SaidError', 'DataError', 'ParameterError',
-           'ImageError', 'PixelFormatError', 'image_error', 'open_image', 'injected_params', 'check_injected_params',
-           'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock', 'write_text_atomic',
-           'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels', 'check_image', 'printable_name',
-           'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band', 'stratified_sample',
-           'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file', 'load_image',
-           'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
+           'ImageError', 'PixelFormatError', 'image_error', 'open_image', 'injected_params', 'unknown_params_text',
+           'check_injected_params', 'data_source', 'cache_root', 'mark_used', 'display_path', 'file_lock',
+           'write_text_atomic', 'extract_archive', 'utkface_folder', 'parse_name', 'check_pixels', 'check_image',
+           'printable_name', 'load_utkface', 'rejected_files', 'rejected_summary', 'make_sample_utkface', 'age_band',
+           'stratified_sample', 'check_whole', 'check_split_args', 'make_splits', 'split_table', 'to_rgb', 'check_file',
+           'load_image', 'decode_images', 'Splits', 'prepare_splits', 'cache_entries', 'clear_cache', 'affine_matrices',
            'random_affine', 'build_augmenter', 'stateless_augmenter', 'make_dataset', 'skip_epochs',
            'plot_augmentation_examples', 'plot_age_distribution', 'plot_race_counts']
 
@@ -108,14 +108,19 @@ def injected_params(ns:dict, # a notebook's namespace, `globals()`
                       if isinstance(t, ast.Name) and t.id not in names]
     return names
 
+def unknown_params_text(unknown, # names not known, in the order given
+                        known, # the names that are
+                       ) -> str: # e.g. "unknown parameter imgae_size (did you mean image_size?)"
+    "What an error says of parameter names that are not known: each with the closest known name, where one is close."
+    close = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(str(k), list(known), 1)) else str(k) for k in unknown]
+    return f"unknown parameter{'s' * (len(close) > 1)} {', '.join(close)}"
+
 def check_injected_params(ns:dict, # a notebook's namespace, `globals()`
                           known, # the parameters it takes
                          ):
     "Raise `ParameterError` for a parameter papermill injected that the notebook does not take, naming the closest it takes."
-    if not (unknown := [k for k in injected_params(ns) if k not in known]): return
-    close = [f"{k} (did you mean {m[0]}?)" if (m := difflib.get_close_matches(k, known, 1)) else k for k in unknown]
-    raise ParameterError(f"unknown parameter{'s' * (len(unknown) > 1)} {', '.join(close)}: "
-                         f"this notebook takes {', '.join(known)}")
+    if unknown := [k for k in injected_params(ns) if k not in known]:
+        raise ParameterError(f"{unknown_params_text(unknown, known)}: this notebook takes {', '.join(known)}")
 
 # %% ../nbs/00_data.ipynb #562c3bc2
 def data_source(source:str|Path|None=None, # archive or folder; None: $FACE_REPORT_DATA, then data/UTKFace.tar.gz

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import __version__
-from .data import MAX_IMAGE_SIZE, ParameterError, SaidError, Splits, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, AUGMENT_VERSION, DECODE_VERSION, DUPLICATES
+from .data import MAX_IMAGE_SIZE, ParameterError, SaidError, Splits, unknown_params_text, file_lock, write_text_atomic, load_utkface, make_dataset, make_splits, prepare_splits, display_path, skip_epochs, AUGMENTATION, AUGMENT_VERSION, DECODE_VERSION, DUPLICATES
 
 # %% auto #0
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE',
@@ -116,7 +116,7 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     `REPORT_UNFREEZE`; `train_seed` (initial weights, batch order, augmentation) not given is `seed` (which draws the splits)."""
     if profile not in PROFILES: raise ParameterError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
     unknown = set(overrides) - set(DEFAULTS)
-    if unknown: raise ParameterError(f"unknown parameter(s) {', '.join(sorted(unknown))}; known: {', '.join(DEFAULTS)}")
+    if unknown: raise ParameterError(f"{unknown_params_text(sorted(unknown), DEFAULTS)}; known: {', '.join(DEFAULTS)}")
     p = {**DEFAULTS, **PROFILES[profile], "profile": profile}
     p.update({k: v for k, v in overrides.items() if v is not None})
     p.update({k: None for k, word in NONE_SPELLED.items() if p[k] == word})
