@@ -157,13 +157,13 @@ class Run:
                     model:str, # "A" or "B"
                     split:str, # "val" or "test"
                    ) -> pd.DataFrame: # file, age, gender, race (nullable), age_pred, p_female
-        "Predictions of `model` on `split` (read once, then cached)"
+        "Predictions of `model` on `split` (read once, then cached; each call returns a copy, which the caller may change)"
         _check_choice("model", model, MODELS); _check_choice("split", split, tuple(_SPLIT_WORDS))
         if (model, split) not in self._cache:
             path = self.dir / "predictions" / f"{model}_{split}.csv"
             if not path.exists(): raise FileNotFoundError(f"No predictions of model {model} on the {split} split: {path} is missing")
             self._cache[model, split] = _read_predictions(path)
-        return self._cache[model, split]
+        return self._cache[model, split].copy()
 
     def available(self,
                   split:str="test", # "val" or "test"
@@ -374,10 +374,11 @@ def _split_figures(metrics: dict, model: str, split: str) -> dict:
         raise KeyError(f"metrics.json's {split!r} results for model {model!r} lack {', '.join(missing)}")
     return figures
 
-def metrics_table(metrics:dict, # contents of metrics.json
+def metrics_table(metrics:dict|Run, # contents of metrics.json, or a loaded run
                   model:str, # "A" or "B"
                  ) -> pd.DataFrame: # Task, Metric, Training, Validation, Δ (val–train); accuracy in %
     "Training vs validation metrics of one model (Table 1 for A, Table 2 for B)"
+    if isinstance(metrics, Run): metrics = metrics.metrics
     tr, va = (_split_figures(metrics, model, split) for split in ("train", "val"))
     rows = [("Gender", "Accuracy", 100 * tr["gender_accuracy"], 100 * va["gender_accuracy"]),
             ("Gender", "Loss", tr["gender_loss"], va["gender_loss"]),
@@ -659,6 +660,11 @@ def _same_images(run: Run, split: str):
 
 SIGNIFICANCE_COLUMNS = ["Model", "Quantity", "Estimate", "CI low", "CI high", "Test", "Statistic", "p-value", "n"]
 
+def _available(run: Run, split: str) -> list:
+    models = run.available(split)
+    if not models: raise FileNotFoundError(f"No predictions on the {split} split in {run.dir / 'predictions'}")
+    return models
+
 def significance_table(run:Run, # a loaded run
                        split:str="test", # "val" or "test"
                        n_boot:int=2000, # bootstrap resamples per CI
@@ -666,7 +672,7 @@ def significance_table(run:Run, # a loaded run
                       ) -> pd.DataFrame: # long table: Model, Quantity, Estimate, CI low, CI high, Test, Statistic, p-value, n
     "Per-model accuracy/MAE/CS@5 with 95% CIs, AUC and ECE, plus paired A-vs-B tests (McNemar, sign-flip permutation)"
     rows, per_image = [], {}
-    for m in run.available(split):
+    for m in _available(run, split):
         pred = run.predictions(m, split)
         correct, err = per_image[m] = per_image_results(pred)
         n, nan = len(pred), float("nan")
@@ -816,13 +822,15 @@ RUN_COMPARISON_COLUMNS = ["Model", "Split", "Quantity", "First", "Second", "Diff
 
 def compare_runs(first:Run|str|Path, # a loaded run, or a run folder
                  second:Run|str|Path, # another, with predictions of the same images
-                 models:list|None=None, # models to pair, e.g. ["B"] (default: both); a model and split without predictions in both runs are left out
-                 splits:tuple=("val", "test"), # splits to pair on
+                 models:list|str|None=None, # models to pair, e.g. ["B"] or "B" (default: both); a model and split without predictions in both runs are left out
+                 splits:tuple|str=("val", "test"), # splits to pair on, or one: "test"
                  n_boot:int=2000, # bootstrap resamples per CI
                  seed:int=0, # random seed
                 ) -> pd.DataFrame: # `RUN_COMPARISON_COLUMNS`, two rows (gender, age) per model and split
     "Each model of `second` against the same model of `first`, image by image: difference second − first, paired CI and test"
+    models, splits = ([x] if isinstance(x, str) else x for x in (models, splits))  # one model, one split: "B", "test"
     for m in models or MODELS: _check_choice("model", m, MODELS)
+    for s in splits: _check_choice("split", s, tuple(_SPLIT_WORDS))
     first, second = (r if isinstance(r, Run) else load_run(r) for r in (first, second))
     rows = []
     for m in dict.fromkeys(models or MODELS):  # (each once, however often named)
@@ -866,11 +874,12 @@ def run_labels(folders:list, # run folders
         if len(set(labels)) == len(labels): break
     return labels if parts else []
 
-def runs_table(runs:list, # loaded runs or run folders
+def runs_table(runs:list, # loaded runs or run folders (or one)
                models:tuple=MODELS, # models to list, where a run has their metrics
               ) -> pd.DataFrame: # Run (see `run_labels`), Model, each varying parameter, Epochs, Best epoch, Minutes, then per split "<Split> gender accuracy (%)" and "<Split> age MAE (years)"
     """One row per run and model: the parameters that vary among `runs` (`differing_keys`; `UNKNOWN` where a run lacks one),
     epochs, minutes of training and each split's figures; `FileNotFoundError` for a run with metrics but no params.json"""
+    if isinstance(runs, (str, Path, Run)): runs = [runs]  # one run
     runs = [r for r in (r if isinstance(r, Run) else load_run(r) for r in runs) if any(m in r.metrics for m in models)]
     params = [run_params(r) for r in runs]  # of the runs listed: others vary nothing
     keys = differing_keys(params)
@@ -899,6 +908,7 @@ def runs_table(runs:list, # loaded runs or run folders
 def format_runs_table(df:pd.DataFrame, # output of `runs_table`
                      ) -> str: # markdown pipe table
     "Markdown rendering: one column per split with gender accuracy / age MAE (its header says so), minutes to one decimal"
+    if df.empty: return "No run with a trained model's metrics."
     fixed = {"Run", "Model", "Epochs", "Best epoch", "Minutes"} | {c for c in df.columns if c.startswith(tuple(SPLIT_COLUMNS.values()))}
     varying = [c for c in df.columns if c not in fixed]
     out = df[["Run", "Model"]].assign(**{c: [NONE_SPELLED.get(c, "") if v is None else str(v) for v in df[c]] for c in varying})
@@ -931,11 +941,6 @@ def group_breakdown(pred:pd.DataFrame, # one model's predictions (`Run.predictio
     return out[out.n > 0].reset_index().astype({by: str})
 
 # %% ../nbs/03_analysis.ipynb #9266eec8
-def _available(run: Run, split: str) -> list:
-    models = run.available(split)
-    if not models: raise FileNotFoundError(f"No predictions on the {split} split in {run.dir / 'predictions'}")
-    return models
-
 @_styled
 def plot_group_breakdown(run:Run, # a loaded run
                          split:str="test", # "val" or "test"
