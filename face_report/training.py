@@ -19,15 +19,15 @@ from .data import MAX_IMAGE_SIZE, ParameterError, SaidError, Splits, unknown_par
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE',
            'WHOLE_MAX', 'NUMBER', 'CHOICES', 'NONE_SPELLED', 'PHASES', 'HISTORY_COLUMNS', 'HISTORY_KEYS',
            'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'SESSION_FACTS', 'REMOVED_FOR_RETRAIN',
-           'backbone_layers', 'check_params', 'TrainingError', 'resolve_params', 'augmentation_ranges',
-           'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx', 'choose_precision', 'SingleDevice',
-           'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias', 'read_table', 'read_history',
-           'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint', 'save_validated_weights',
-           'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase', 'roc_auc', 'gender_pred',
-           'gender_correct', 'split_metrics', 'evaluate_model', 'is_number', 'read_json', 'write_json',
-           'check_run_folder', 'check_run', 'run_splits', 'start_run', 'run_precision', 'check_session', 'forget_phase',
-           'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a', 'train_model_b',
-           'run_progress', 'train_all']
+           'backbone_layers', 'check_params', 'TrainingError', 'resolve_params', 'complete_params',
+           'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
+           'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
+           'read_table', 'read_history', 'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint',
+           'save_validated_weights', 'epochs_since_best', 'phase_finished', 'example_mean', 'best_is_last', 'fit_phase',
+           'roc_auc', 'gender_pred', 'gender_correct', 'split_metrics', 'evaluate_model', 'is_number', 'read_json',
+           'write_json', 'check_run_folder', 'check_run', 'run_splits', 'start_run', 'run_precision', 'check_session',
+           'forget_phase', 'forget_models', 'splits_params', 'splits_fingerprint', 'training_lock', 'train_model_a',
+           'train_model_b', 'run_progress', 'train_all']
 
 # %% ../nbs/02_training.ipynb #ef2bf7bc
 DEFAULTS = dict(
@@ -126,6 +126,15 @@ def resolve_params(profile:str="quick", # "quick", "paper" or "full"
     if p["n_unfreeze"] is None: p["n_unfreeze"] = REPORT_UNFREEZE[p["backbone"]]
     if p["train_seed"] is None: p["train_seed"] = p["seed"]
     return check_params(p)
+
+# %% ../nbs/02_training.ipynb #dd956b16
+def complete_params(params:dict, # run parameters: all that `resolve_params` returns, or some of them
+                   ) -> dict: # every training parameter, checked
+    """`params` completed and checked by `resolve_params`: the keys not given take the values of the profile `params["profile"]`
+    (default "quick"), `train_seed` and `n_unfreeze` not given follow `seed` and `backbone`. A None that means something
+    (`NONE_SPELLED`: every image, random weights) keeps its meaning, so a complete dict comes back as it was."""
+    given = {k: NONE_SPELLED[k] if v is None and k in NONE_SPELLED else v for k, v in params.items() if k != "profile"}
+    return resolve_params(params.get("profile") or "quick", **given)
 
 # %% ../nbs/02_training.ipynb #5d7a0e3f
 def augmentation_ranges(p:dict, # run parameters, from `resolve_params`
@@ -886,7 +895,7 @@ def _open_run(tag:str, splits:Splits, run_dir, params:dict|None, log=print):
     """Shared start of `train_model_a`/`train_model_b`, held while the model trains (`training_lock`): parameters (checked
     against the splits), run folder (its images recorded and checked), retrain, re-use, strategy."""
     shown = splits_params(splits)
-    p = resolve_params(**shown) if params is None else {**resolve_params(), **params}
+    p = resolve_params(**shown) if params is None else complete_params(params)
     if run_dir is not None: p["run_dir"] = str(run_dir)
     same = lambda k, a, b: _where(a) == _where(b) if k == "data" else a == b  # a data path as any spelling of it
     diff = {k: (v, p[k]) for k, v in shown.items() if p[k] is not None and not same(k, v, p[k])}
@@ -922,7 +931,7 @@ def _seed_weights(p:dict):
 # %% ../nbs/02_training.ipynb #2a45c6ce
 def train_model_a(splits:Splits, # data from `prepare_splits`
                   run_dir:str|Path|None=None, # run folder (default: params["run_dir"])
-                  params:dict|None=None, # from `resolve_params`
+                  params:dict|None=None, # from `resolve_params`, or some of its keys (`complete_params`); None: the quick profile with the splits' values
                   log=print, # progress printer
                  ) -> dict: # Model A's metrics per split
     "Train Model A (or re-use the finished one in `run_dir`) and write its artefacts."
@@ -942,7 +951,7 @@ def train_model_a(splits:Splits, # data from `prepare_splits`
 # %% ../nbs/02_training.ipynb #4572ca04
 def train_model_b(splits:Splits, # data from `prepare_splits`
                   run_dir:str|Path|None=None, # run folder (default: params["run_dir"])
-                  params:dict|None=None, # from `resolve_params`
+                  params:dict|None=None, # from `resolve_params`, or some of its keys (`complete_params`); None: the quick profile with the splits' values
                   log=print, # progress printer
                  ) -> dict: # Model B's metrics per split
     "Train Model B in two phases (or re-use the finished one in `run_dir`) and write its artefacts."
@@ -1026,13 +1035,14 @@ def run_progress(run_dir:str|Path, # a run folder (it need not exist)
 
 
 # %% ../nbs/02_training.ipynb #87fbe8d8
-def train_all(params:dict, # from `resolve_params`
+def train_all(params:dict, # from `resolve_params`, or some of its keys (`complete_params` fills in the others)
               log=print, # progress printer
               models:str="AB", # which models to train: "AB", "A" or "B"
               splits:Splits|None=None, # data already prepared with `params` (default: `prepare_splits` from `params`)
              ) -> dict: # metrics.json contents
     "Prepare the data and train Model A then Model B (or only one of them) into `params['run_dir']`."
     if not models or set(models) - set("AB"): raise ValueError(f"models={models!r}: choose 'AB', 'A' or 'B'")
+    params = complete_params(params)
     if splits is None:
         splits = run_splits(params, report=False)
         log(splits.summary)  # once, with the progress lines
