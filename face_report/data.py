@@ -585,9 +585,11 @@ def check_file(path:str|Path, # a file that should hold an image
     return path
 
 def load_image(path:str|Path, # an image file (JPEG, PNG, ...)
-               image_size:int, # output side in pixels
+               image_size:int, # output side in pixels, 1 or more
               ) -> np.ndarray: # uint8 (image_size, image_size, 3) RGB
     "Read one image as RGB, resized to `image_size` x `image_size`; `ImageError` names the file and the reason when it cannot."
+    check_whole("image_size", image_size)
+    if image_size < 1: raise ValueError(f"image_size must be a whole number of pixels, at least 1, not {image_size}")
     path = check_file(path)
     try:
         with open_image(path) as im:
@@ -617,12 +619,14 @@ def _reserve(path:Path, # a file
             if e.errno not in (errno.EOPNOTSUPP, errno.ENOTSUP, errno.EINVAL, errno.ENOSYS): raise
     if size > shutil.disk_usage(path.parent).free: raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
-def decode_images(paths:list[str], # image files
+def decode_images(paths:list[str], # image files (or one file, a str or Path)
                   image_size:int, # side in pixels
                   cache_dir:str|Path|None=None, # see `cache_root`
-                 ) -> np.ndarray: # uint8 (N, image_size, image_size, 3), a read-only memory map of the cache file
+                 ) -> np.ndarray: # uint8 (N, image_size, image_size, 3) for N files (N = 1 for one), a read-only memory map of the cache file
     "Decode and resize `paths` once into an on-disk cache; later calls with the same files and size just map it."
-    key = hashlib.sha1(f"{DECODE_VERSION}|{image_size}|{_fingerprint([Path(p) for p in paths])}".encode()).hexdigest()[:16]
+    check_whole("image_size", image_size)
+    paths = [check_file(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]  # a missing file named before its key is made
+    key = hashlib.sha1(f"{DECODE_VERSION}|{image_size}|{_fingerprint(paths)}".encode()).hexdigest()[:16]
     out, shape = cache_root(cache_dir)/"arrays"/f"{len(paths)}x{image_size}-{key}.npy", (len(paths), image_size, image_size, 3)
     if (cached := _cached(out, lambda p: np.load(p, mmap_mode="r"), lambda a: a.shape == shape and a.dtype == np.uint8)) is not None:
         mark_used(out); return cached
@@ -833,18 +837,20 @@ def stateless_augmenter(aug:keras.Sequential, # from `build_augmenter`
 
 # %% ../nbs/00_data.ipynb #c4c1e0c1
 def _augmenter(augment, seed):
-    "The augmentation `make_dataset` applies: none (False), `build_augmenter`'s ranges (True) or the ranges in a dict."
+    "The augmentation `make_dataset` applies: none (False or None), `build_augmenter`'s ranges (True) or the ranges in a dict."
+    if augment is None or augment is False: return None
     if augment is True: return build_augmenter(seed)
-    if not isinstance(augment, dict): return None
+    if not isinstance(augment, dict):
+        raise TypeError(f"augment must be True, False or a dict of ranges ({', '.join(AUGMENTATION)}), not {augment!r}")
     if bad := sorted(set(augment) - set(AUGMENTATION)):
         raise ValueError(f"augment has no range named {', '.join(map(repr, bad))}; the ranges are {', '.join(AUGMENTATION)}")
     return build_augmenter(seed, **augment)
 
-def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
-                 frame:pd.DataFrame, # labels: `gender`, `age`
-                 batch_size:int=32, # batch size
+def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3), pixels 0..255
+                 frame:pd.DataFrame, # one row per image, with the labels `gender`, `age` (with `labels=False` no label is needed)
+                 batch_size:int=32, # batch size, 1 or more
                  shuffle:bool=False, # reshuffle every epoch
-                 augment:bool|dict=False, # True: apply `build_augmenter` (training only); a dict: with these ranges, e.g. `{"rotation": 0.02}`
+                 augment:bool|dict=False, # True: apply `build_augmenter` (training only); a dict: with these ranges, e.g. `{"rotation": 0.02}`; False or None: none
                  seed:int=42, # random seed: fixes the shuffle order and the augmentation
                  labels:bool=True, # False: batches of images only (for `predict`)
                 ) -> tf.data.Dataset: # (image, {"gender", "age"}) batches, augmented and shuffled when asked
@@ -852,15 +858,26 @@ def make_dataset(images:np.ndarray, # uint8 (N, H, W, 3)
     TensorFlow backend, an `ArrayBatches` (`keras.utils.PyDataset`) on JAX or PyTorch. The same `seed` gives the same
     batches under the same TensorFlow global seed, which `tf.data` combines with it (training sets both to `train_seed`)."""
     import keras
+    check_whole("batch_size", batch_size)
+    if batch_size < 1: raise ValueError(f"make_dataset: batch_size must be at least 1, not {batch_size}")
+    if images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"make_dataset: images must be (N, H, W, 3) RGB, not of shape {images.shape}; give grayscale images "
+                         "three channels (np.repeat(images[..., None], 3, axis=-1))")
     if len(images) != len(frame): raise ValueError(f"make_dataset: {len(images)} images but {len(frame)} rows of labels; give one row per image")
-    y = {"gender": frame["gender"].to_numpy(np.float32)[:, None], "age": frame["age"].to_numpy(np.float32)[:, None]}
+    if labels and (missing := [k for k in ("gender", "age") if k not in frame]):
+        raise ValueError(f"make_dataset: frame has no {' and no '.join(missing)} column; give the labels, or labels=False for images only")
+    if np.issubdtype(images.dtype, np.floating) and 0 < (top := np.max(images)) <= 1:
+        log.warning(f"make_dataset: the images' pixels go up to {top:g}, as if scaled to 0..1; the models and the augmentation "
+                    "expect 0..255 (multiply the images by 255)")
+    aug = _augmenter(augment, seed)  # (a wrong `augment` refused before any batch is made)
+    y = {"gender": frame["gender"].to_numpy(np.float32)[:, None], "age": frame["age"].to_numpy(np.float32)[:, None]} if labels else None
     if keras.backend.backend() != "tensorflow":
-        return _array_batches(images, y if labels else None, batch_size, shuffle, augment, seed)
+        return _array_batches(images, y, batch_size, shuffle, aug, seed)
     import tensorflow as tf
     ds = tf.data.Dataset.from_tensor_slices((np.asarray(images), y) if labels else np.asarray(images))
     if shuffle: ds = ds.shuffle(len(frame), seed=seed, reshuffle_each_iteration=True)
     ds, parallel = ds.batch(batch_size), os.cpu_count() or 1
-    if (aug := _augmenter(augment, seed)) is None:
+    if aug is None:
         return _prefetched(ds.map((lambda x, y: (tf.cast(x, tf.float32), y)) if labels else (lambda x: tf.cast(x, tf.float32)),
                                   num_parallel_calls=parallel))
     aug = stateless_augmenter(aug, images.shape[1:])
@@ -888,10 +905,9 @@ def _prefetched(ds):
     options.autotune.enabled = False  # fixed parallelism and prefetch: autotuning stalled epochs on 2 cores (see below)
     return ds.prefetch(2).with_options(options)
 
-def _array_batches(images, y, batch_size, shuffle, augment, seed):
-    "The `keras.utils.PyDataset` behind `make_dataset` on the JAX and PyTorch backends (no TensorFlow needed)."
+def _array_batches(images, y, batch_size, shuffle, aug, seed):
+    "The `keras.utils.PyDataset` behind `make_dataset` on the JAX and PyTorch backends (no TensorFlow needed); `aug` from `_augmenter`."
     import keras
-    aug = _augmenter(augment, seed)
     on_jax = keras.backend.backend() == "jax"
     if aug is not None: aug = stateless_augmenter(aug, images.shape[1:])  # each batch's draws: a function of its step, also on
     # PyTorch, where the layers drew one batch after another and a resumed run (`skip_epochs`) drew other ones until 6 December 2026
