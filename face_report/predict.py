@@ -22,9 +22,9 @@ from .training import gender_pred, read_json
 __all__ = ['IMAGE_EXTENSIONS', 'MIN_IMAGE_SIDE', 'PROGRESS_MIN', 'COLUMNS', 'FACE_COLUMNS', 'EXPORT_FORMATS', 'expand_paths',
            'check_photo_size', 'read_photo', 'face_cascade', 'detect_faces', 'face_crop', 'PredictorError',
            'model_image_size', 'float32_model', 'check_outputs', 'load_predictor', 'as_predictors', 'image_batch',
-           'predict_arrays', 'PredictionInterrupted', 'PredictionFailed', 'predict_paths', 'mirror_comparison',
-           'export_model', 'exported_predictor', 'check_export', 'add_predict_arguments', 'out_problem',
-           'lone_model_note', 'write_predictions', 'predict_main', 'add_export_arguments', 'export_main']
+           'predict_arrays', 'PredictionInterrupted', 'PredictionFailed', 'check_batch_size', 'predict_paths',
+           'mirror_comparison', 'export_model', 'exported_predictor', 'check_export', 'add_predict_arguments',
+           'out_problem', 'lone_model_note', 'write_predictions', 'predict_main', 'add_export_arguments', 'export_main']
 
 # %% ../nbs/04_predict.ipynb #76367cf6
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jpe", ".jfif", ".jif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
@@ -281,13 +281,16 @@ def image_batch(images:np.ndarray, # one (S, S, 3) image or a batch (N, S, S, 3)
                ) -> np.ndarray: # float32 (N, S, S, 3)
     "`images` as a batch a model of `image_size` px can take, or a `PredictorError` saying what it must be."
     want = f"one ({image_size}, {image_size}, 3) RGB image or a batch (N, {image_size}, {image_size}, 3)"
-    try: x = np.asarray(images, dtype=np.float32)
+    try: given = np.asarray(images); x = np.asarray(given, dtype=np.float32)
     except (ValueError, TypeError) as e: raise PredictorError(f"images must be {want} of numbers ({e})") from None
     if x.ndim == 3: x = x[None]
     if x.ndim != 4 or x.shape[1:] != (image_size, image_size, 3):
         hint = ("; `load_image(file, image_size)` reads and resizes a file" if x.ndim == 4 and x.shape[3] == 3 else
                 "; grayscale needs three channels: `np.repeat(x[..., None], 3, -1)`" if x.shape[-1:] != (3,) else "")
         raise PredictorError(f"images must be {want}, not shape {np.shape(images)}{hint}")
+    if given.dtype.kind == "f" and x.any() and x.max() <= 1:
+        warnings.warn(f"images hold floats of at most {x.max():.3g}, but the models expect RGB values 0..255: "
+                      "multiply images scaled to 0..1 by 255, or their predictions are wrong", stacklevel=3)
     return x
 
 def _predict_batch(m:keras.Model, x:np.ndarray) -> dict[str, np.ndarray]:
@@ -301,6 +304,7 @@ def predict_arrays(m:keras.Model, # a model with outputs `gender` and `age`
                   ) -> dict[str, np.ndarray]: # {"p_female": (N,), "age_pred": (N,)}
     "Run one batch (or one image) through a model (inference mode), optionally averaged with its mirror images."
     x = image_batch(images, model_image_size(m))
+    if not len(x): return {"p_female": np.zeros(0), "age_pred": np.zeros(0)}  # (the compiled graph fails on an empty batch)
     out = _predict_batch(m, x)
     if not mirror: return out
     flipped = _predict_batch(m, np.ascontiguousarray(x[:, :, ::-1]))
@@ -333,6 +337,13 @@ class PredictionFailed(_FinishedRows, RuntimeError):
     def __init__(self, table:pd.DataFrame, done:int, total:int, error:BaseException):
         super().__init__(f"stopped after {done} of {total} files by {type(error).__name__}: {error}", table, done, total)
 
+def check_batch_size(batch_size:int, # images per model call
+                    ) -> int: # `batch_size`, when it is a whole number of at least 1
+    "Refuse a `batch_size` that is not a whole number of at least 1, before any work."
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number >= 1 (images per model call), not {batch_size!r}")
+    return batch_size
+
 def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras file, model, or name -> model
                   paths:str|Path|list, # image files, folders (recursive) or glob patterns
                   model:str="both", # "A", "B" or "both" of a run folder
@@ -345,6 +356,7 @@ def predict_paths(model_or_run:str|Path|keras.Model|dict, # run folder, .keras f
     """Predict age and gender for images, one row per image (or detected face) and model; unusable files get an `error`.
     Ctrl-C raises `PredictionInterrupted`, a `KeyboardInterrupt` that carries the rows of the files finished before it;
     any other error on the way `PredictionFailed`, which carries them too."""
+    check_batch_size(batch_size)
     models = as_predictors(model_or_run, model)
     sizes = {n: model_image_size(m) for n, m in models.items()}
     files = expand_paths(paths, skipped)
@@ -414,6 +426,7 @@ def mirror_comparison(run:Run|str|Path, # a loaded run, or a run folder with mod
     "Gender accuracy and age MAE of each model on `split` from single images and mirror-averaged, with paired tests."
     from face_report.analysis import (SIGNIFICANCE_COLUMNS, Run, bootstrap_ci, load_run, locate_images, mcnemar_test,
                                       paired_age_test, per_image_results)
+    check_batch_size(batch_size)
     run = run if isinstance(run, Run) else load_run(run)
     rows, nan = [], float("nan")
     for name in run.available(split):
@@ -472,17 +485,17 @@ def _default_export_dir(model_or_run) -> Path:
     return (p if p.is_dir() else p.parent)/"export"
 
 def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras file, model, or name -> model
-                 fmt:str="keras", # "keras", "savedmodel" or "tflite"
+                 format:str="keras", # "keras", "savedmodel" or "tflite" (the command line's --format)
                  out_dir:str|Path|None=None, # None: an `export` folder in the run folder (or beside the .keras file)
                  model:str="both", # "A", "B" or "both" of a run folder
                 ) -> list[Path]: # one file or folder per model: model_A.keras, model_A_savedmodel/, model_A.tflite, ...
     "Export models for serving: Keras file, TensorFlow SavedModel or TFLite."
     import tensorflow as tf
-    if fmt not in EXPORT_FORMATS: raise PredictorError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {fmt!r}")
+    if format not in EXPORT_FORMATS: raise PredictorError(f"format must be one of {', '.join(EXPORT_FORMATS)}, not {format!r}")
     models = as_predictors(model_or_run, model)
     out_dir = Path(out_dir) if out_dir is not None else _default_export_dir(model_or_run)
     stems = {name: f"model_{name}" if name in ("A", "B") else name for name in models}
-    if fmt == "keras":  # never over the model being exported, nor over a run folder's trained models
+    if format == "keras":  # never over the model being exported, nor over a run folder's trained models
         named = [model_or_run] if isinstance(model_or_run, (str, Path)) else list(model_or_run.values()) if isinstance(model_or_run, dict) else []
         sources = {p.resolve() for s in named if isinstance(s, (str, Path))
                    for p in ([Path(s)] if not Path(s).is_dir() else Path(s).glob("model_*.keras"))}
@@ -494,10 +507,10 @@ def export_model(model_or_run:str|Path|keras.Model|dict, # run folder, .keras fi
     written = []
     for name, m in models.items():
         stem = stems[name]
-        if fmt == "keras":
+        if format == "keras":
             path = out_dir/f"{stem}.keras"
             with _replaced_when_done(path) as partial: m.save(partial)
-        elif fmt == "savedmodel":
+        elif format == "savedmodel":
             path = out_dir/f"{stem}_savedmodel"
             with _replaced_when_done(path) as partial: _with_named_outputs(m).export(str(partial), verbose=False)
         else:
@@ -523,17 +536,26 @@ def exported_predictor(path:str|Path, # a .keras file, SavedModel folder or .tfl
     if path.is_dir():
         loaded = tf.saved_model.load(str(path))  # must stay referenced: it owns the variables
         size = tf.nest.flatten(loaded.signatures["serving_default"].structured_input_signature)[0].shape[1]
-        out = lambda x: _named_outputs({k: v.numpy() for k, v in loaded.serve(tf.constant(image_batch(x, size))).items()}, [])
+        out = lambda x: _named_outputs({k: v.numpy() for k, v in loaded.serve(tf.constant(x)).items()}, [])
     elif path.suffix == ".tflite":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tf.lite.Interpreter warns that it moves to the ai_edge_litert package
-            interpreter = tf.lite.Interpreter(model_path=str(path))
+        if not path.is_file(): raise PredictorError(f"{path}: model file not found")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # tf.lite.Interpreter warns that it moves to the ai_edge_litert package
+                interpreter = tf.lite.Interpreter(model_path=str(path))
+        except ValueError as e:  # (the interpreter's: "Could not open ...", "Model provided has model identifier ...")
+            raise PredictorError(f"{path}: not a readable TensorFlow Lite model ({(str(e).splitlines() or [''])[0]}); "
+                                 "export it again with export_model") from None
         runner = interpreter.get_signature_runner()
         (arg,) = interpreter.get_signature_list()["serving_default"]["inputs"]
         size = int(interpreter.get_input_details()[0]["shape"][1])
-        out = lambda x: _named_outputs(runner(**{arg: image_batch(x, size)}), [])
+        out = lambda x: _named_outputs(runner(**{arg: x}), [])
     else: raise PredictorError(f"{path}: not a .keras file, SavedModel folder or .tflite file")
-    return lambda x: {"p_female": (o := out(x))["gender"], "age_pred": o["age"]}
+    def predict(images):
+        x = image_batch(images, size)
+        o = out(x) if len(x) else {"gender": np.zeros(0), "age": np.zeros(0)}  # (as `predict_arrays`: an empty batch fails in the model)
+        return {"p_female": o["gender"], "age_pred": o["age"]}
+    return predict
 
 def check_export(original_model:keras.Model, # the model that was exported
                  exported_path:str|Path, # what `export_model` wrote for it
