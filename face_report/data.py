@@ -394,7 +394,7 @@ def _without_duplicates(rows:list[dict], # the usable images, in order
             if differ:
                 others = ", ".join(name(j) for j in same if j != i)
                 rejected.append((files[i], f"same image as other files, with other labels: none is kept ({differ}; {others})"))
-            else: rejected.append((files[i], f"same image and labels as another file, which is kept ({name(same[0])})"))
+            else: rejected.append((files[i], f"same image and labels as another file: that one is kept ({name(same[0])})"))
             dropped.add(i)
     return [r for i, r in enumerate(rows) if i not in dropped]
 

@@ -547,12 +547,13 @@ def _signed_small(x:float, digits:int) -> str:
     return format_signed(x, digits, plus=True)
 
 def _spikes(h, col, k=3):
-    "The k largest rises of `col` above the mean of the epochs either side, at peaks (above both): (epoch, value, rise)."
+    """The k largest rises of `col` above the mean of the epochs either side, at peaks (above both): (epoch, value, rise).
+    A rise no larger than the curve's median change from one epoch to the next is its usual wiggle, not a spike."""
     x = h[col].astype(float).reset_index(drop=True)
     peak = (x > x.shift()) & (x > x.shift(-1))  # a point on a steep fall lies above its neighbours' mean but is no spike
     bump = (x - (x.shift() + x.shift(-1))/2)[peak]
-    tiny = 1e-6*max(float(x.abs().max()), 1e-12)  # float noise of a smooth curve is no spike
-    return [(int(h.epoch.iloc[j]), x[j], bump[j]) for j in bump.nlargest(k).index if bump[j] > tiny]
+    usual = max(float(x.diff().abs().median()), 1e-6*max(float(x.abs().max()), 1e-12))  # (float noise of a straight line too)
+    return [(int(h.epoch.iloc[j]), x[j], bump[j]) for j in bump.nlargest(k).index if bump[j] > usual]
 
 def curve_paragraph(history, # one model's history DataFrame
                     model:str, # "A" or "B"
@@ -578,6 +579,10 @@ def curve_paragraph(history, # one model's history DataFrame
         if s: spikes.append(f"of the {what} {_and(fmt.format(v) + f' at epoch {ep}' for ep, v, _ in s)} "
                             f"({_and('+' + fmt.format(r) for _, _, r in s)} above the mean of the epochs either side)")
     if spikes: out.append(f"The largest validation spikes were those {' and those '.join(spikes)}.")
+    if "val_gender_accuracy" in h and len(acc := h.val_gender_accuracy.astype(float)) > 3:
+        n = int((acc - acc.iloc[0]).abs().lt(1e-9).cummin().sum())  # the first epochs at the first epoch's value
+        if 3 <= n < len(acc): out.append(f"The validation gender accuracy stayed at {100*acc.iloc[0]:.1f}% over epochs {e[0]}–{e[n - 1]} "
+                                         f"before it changed ({100*acc.iloc[n]:.1f}% at epoch {e[n]}).")
     cuts = lr_cuts(h)
     if cuts is not None:  # (a history without `lr` says nothing of it)
         out.append(f"The learning rate was cut {_and(f'to {sci(r)} from epoch {ep}' for ep, r in cuts)}." if cuts else
@@ -1044,10 +1049,10 @@ def label_noise_note(run, # a loaded run (`face_report.analysis.load_run`)
     if len(models) > 1:  # faces both models give the other gender with confidence
         first, second = pair_predictions(*(preds[m] for m in models[:2]))  # the same images, row by row
         sure = lambda p: ((p.p_female >= 0.95) & (p.gender == 0)) | ((p.p_female <= 0.05) & (p.gender == 1))
-        n = int((sure(first) & sure(second)).sum())
+        n, each = int((sure(first) & sure(second)).sum()), [int(sure(p).sum()) for p in (first, second)]
         s += (f" Both models give {n} of the {len(first):,} faces the gender opposite to their label with a probability of at least "
-              "0.95; faces like these may be mislabelled rather than mispredicted, so the galleries may show UTKFace's label "
-              "noise as well as the models' errors.")
+              f"0.95 (Model {models[0]} {each[0]} and Model {models[1]} {each[1]} in all); faces like these may be mislabelled "
+              "rather than mispredicted, so the galleries may show UTKFace's label noise as well as the models' errors.")
     return s
 
 # %% ../nbs/05_report.ipynb #cd2356e8

@@ -66,7 +66,7 @@ def test_real_archive_counts_and_deterministic_splits(tmp_path):
     assert df.age.between(0, 120).all() and df.gender.isin([0, 1]).all()
     # the same image under other names (319 sets): one kept of the 98 sets whose labels agree, none of the 221 others
     assert rejected_summary(df) == ("UTKFace: 21,153 images usable (0 converted), 554 rejected: 454 same image as other files, "
-                                    "with other labels: none is kept; 100 same image and labels as another file, which is kept")
+                                    "with other labels: none is kept; 100 same image and labels as another file: that one is kept")
     a, b = make_splits(df, 5000, 0.2, 2000, 42), make_splits(df, 5000, 0.2, 2000, 42)
     assert [len(a[k]) for k in ("train", "val", "test")] == [4000, 1000, 2000]
     digest = lambda f: {hashlib.sha1(Path(p).read_bytes()).hexdigest() for p in f.path}
