@@ -15,7 +15,7 @@ import numpy as np, pandas as pd
 from .data import check_injected_params, display_path
 from .analysis import (GROUP_TITLES, PAIRED_AGE_TEST, ci_digits, format_p, format_signed, history_phases, kept_epoch,
     lr_cuts, pair_predictions, TEST_NAMES, run_folder, shown_difference)
-from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, check_run_folder, gender_correct, read_json, run_progress, write_json
+from .training import NONE_SPELLED, PATH_PARAMS, REPORT_UNFREEZE, check_run_folder, spell_none, gender_correct, read_json, run_progress, write_json
 
 # %% auto #0
 __all__ = ['PARAM_NAMES', 'PAGES', 'SITE_TITLE', 'PREVIEW', 'NOISE_WINDOW', 'NOISE_RATIO', 'NOISE_DEFINITION', 'SHOWN_AS_PATHS',
@@ -232,8 +232,7 @@ def pipeline_lock(run_dir:Path, # a run folder
 def page_parameters(p:dict, # a run's parameters, from `resolve_params`
                    ) -> dict: # what papermill injects into every page
     "The pages' papermill parameters: the `PARAM_NAMES` of `p`, paths as strings and a meaningful None spelled out (`NONE_SPELLED`)."
-    value = lambda k, v: NONE_SPELLED[k] if v is None and k in NONE_SPELLED else str(v) if isinstance(v, Path) else v
-    return {k: value(k, p[k]) for k in PARAM_NAMES if k in p}
+    return {k: str(p[k]) if isinstance(p[k], Path) else spell_none(k, p[k]) for k in PARAM_NAMES if k in p}
 
 def run_pipeline(profile:str="quick", # training profile: "quick", "paper" or "full"
                  run_dir=None, # run folder; None: the profile's default

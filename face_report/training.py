@@ -19,7 +19,7 @@ from .data import MAX_IMAGE_SIZE, ParameterError, SaidError, Splits, unknown_par
 __all__ = ['DEFAULTS', 'REPORT_UNFREEZE', 'BACKBONE_LAYERS', 'PROFILES', 'PATH_PARAMS', 'RUN_KEYS', 'RUN_KEYS_ADDED', 'WHOLE',
            'WHOLE_MAX', 'NUMBER', 'CHOICES', 'NONE_SPELLED', 'PHASES', 'HISTORY_COLUMNS', 'HISTORY_KEYS',
            'KERAS_TF_ITERATORS_PER_EPOCH', 'EVALUATION', 'TRAINED', 'SESSION_FACTS', 'REMOVED_FOR_RETRAIN',
-           'backbone_layers', 'check_params', 'TrainingError', 'resolve_params', 'complete_params',
+           'backbone_layers', 'check_params', 'TrainingError', 'spell_none', 'resolve_params', 'complete_params',
            'augmentation_ranges', 'backend_devices', 'onednn_enabled', 'cpu_has_bf16', 'cpu_has_amx',
            'choose_precision', 'SingleDevice', 'make_strategy', 'onednn_fpmath', 'compile_multitask', 'init_age_bias',
            'read_table', 'read_history', 'backup_epoch', 'settle_backup', 'best_checkpoint', 'load_checkpoint',
@@ -107,6 +107,12 @@ class TrainingError(SaidError, RuntimeError):
 
 NONE_SPELLED = dict(n_images="all", weights="none")  # None values that mean something, and how they are spelled (`-p n_images all`)
 
+def spell_none(k:str, # a parameter's name
+               v, # its value
+              ): # `v`, or the word for a None that means something: `n_images` None is "all"
+    "A parameter's value as a user gives it (`NONE_SPELLED`), which `resolve_params` reads back as the same value."
+    return NONE_SPELLED[k] if v is None and k in NONE_SPELLED else v
+
 def resolve_params(profile:str="quick", # "quick", "paper" or "full"
                    **overrides, # any key of `DEFAULTS`
                   ) -> dict: # every training parameter
@@ -133,7 +139,7 @@ def complete_params(params:dict, # run parameters: all that `resolve_params` ret
     """`params` completed and checked by `resolve_params`: the keys not given take the values of the profile `params["profile"]`
     (default "quick"), `train_seed` and `n_unfreeze` not given follow `seed` and `backbone`. A None that means something
     (`NONE_SPELLED`: every image, random weights) keeps its meaning, so a complete dict comes back as it was."""
-    given = {k: NONE_SPELLED[k] if v is None and k in NONE_SPELLED else v for k, v in params.items() if k != "profile"}
+    given = {k: spell_none(k, v) for k, v in params.items() if k != "profile"}
     return resolve_params(params.get("profile") or "quick", **given)
 
 # %% ../nbs/02_training.ipynb #5d7a0e3f
@@ -656,11 +662,10 @@ def check_run_folder(params:dict, # from `resolve_params`
     if old.get("precision_requested", params.get("precision")) != params.get("precision"):
         diff["precision"] = (old["precision_requested"], params.get("precision"))
     if diff and not params.get("retrain"):
-        spell = lambda k, v: NONE_SPELLED[k] if v is None and k in NONE_SPELLED else v  # as the user gives it: `all`, not None
-        spelled = {k: spell(k, a) for k, (a, _) in diff.items()}
+        spelled = {k: spell_none(k, a) for k, (a, _) in diff.items()}  # as the user gives it: `all`, not None
         its = " ".join(f"-p {k} {shlex.quote(str(v))}" for k, v in spelled.items())
         its += f"; in Python {', '.join(f'{k}={v!r}' for k, v in spelled.items())}"
-        raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {spell(k, a)} -> {spell(k, b)}' for k, (a, b) in diff.items())}); "
+        raise TrainingError(f"{run_dir} holds a run with other parameters ({', '.join(f'{k}: {spell_none(k, a)} -> {spell_none(k, b)}' for k, (a, b) in diff.items())}); "
                             f"give its values ({its}), use another run folder, or retrain=True (--retrain) to replace it"
                             + ("" if left else " (it has trained nothing yet: its start stopped before a first epoch ended, "
                                "or another process is starting it now)"))
