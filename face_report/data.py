@@ -625,8 +625,12 @@ def decode_images(paths:list[str], # image files (or one file, a str or Path)
                  ) -> np.ndarray: # uint8 (N, image_size, image_size, 3) for N files (N = 1 for one), a read-only memory map of the cache file
     "Decode and resize `paths` once into an on-disk cache; later calls with the same files and size just map it."
     check_whole("image_size", image_size)
-    paths = [check_file(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]  # a missing file named before its key is made
-    key = hashlib.sha1(f"{DECODE_VERSION}|{image_size}|{_fingerprint(paths)}".encode()).hexdigest()[:16]
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    try: fingerprint = _fingerprint(paths)
+    except OSError:  # the file that is missing, in `load_image`'s words (checked only then: a cached decode pays one stat a file)
+        for p in paths: check_file(p)
+        raise
+    key = hashlib.sha1(f"{DECODE_VERSION}|{image_size}|{fingerprint}".encode()).hexdigest()[:16]
     out, shape = cache_root(cache_dir)/"arrays"/f"{len(paths)}x{image_size}-{key}.npy", (len(paths), image_size, image_size, 3)
     if (cached := _cached(out, lambda p: np.load(p, mmap_mode="r"), lambda a: a.shape == shape and a.dtype == np.uint8)) is not None:
         mark_used(out); return cached
