@@ -31,9 +31,9 @@ __all__ = ['MODELS', 'PREDICTION_COLUMNS', 'SPLITS', 'STYLE', 'COLORS', 'MODEL_N
            'ci_digits', 'metrics_table', 'format_metrics_table', 'compare_models', 'unsupported_lead',
            'summary_sentences', 'performance_paragraph', 'bootstrap_ci', 'mcnemar_test', 'sign_flip_test',
            'paired_age_test', 'cs_at', 'expected_calibration_error', 'plot_reliability', 'per_image_results',
-           'significance_table', 'format_significance_table', 'paired_p_values', 'against_report',
-           'format_against_report', 'pair_predictions', 'run_params', 'differing_keys', 'params_diff', 'compare_runs',
-           'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
+           'models_with_predictions', 'significance_table', 'format_significance_table', 'paired_p_values',
+           'against_report', 'format_against_report', 'pair_predictions', 'run_params', 'differing_keys', 'params_diff',
+           'compare_runs', 'format_run_comparison', 'run_labels', 'runs_table', 'format_runs_table', 'group_breakdown',
            'plot_group_breakdown', 'plot_age_scatter', 'locate_images', 'error_gallery']
 
 # %% ../nbs/03_analysis.ipynb #e8a7a683
@@ -660,7 +660,10 @@ def _same_images(run: Run, split: str):
 
 SIGNIFICANCE_COLUMNS = ["Model", "Quantity", "Estimate", "CI low", "CI high", "Test", "Statistic", "p-value", "n"]
 
-def _available(run: Run, split: str) -> list:
+def models_with_predictions(run:Run, # a loaded run
+                            split:str, # "val" or "test"
+                           ) -> list: # "A", "B" or both, in that order
+    "The models with predictions on `split`; `FileNotFoundError` when there are none, for tables that need one."
     models = run.available(split)
     if not models: raise FileNotFoundError(f"No predictions on the {split} split in {run.dir / 'predictions'}")
     return models
@@ -672,7 +675,7 @@ def significance_table(run:Run, # a loaded run
                       ) -> pd.DataFrame: # long table: Model, Quantity, Estimate, CI low, CI high, Test, Statistic, p-value, n
     "Per-model accuracy/MAE/CS@5 with 95% CIs, AUC and ECE, plus paired A-vs-B tests (McNemar, sign-flip permutation)"
     rows, per_image = [], {}
-    for m in _available(run, split):
+    for m in models_with_predictions(run, split):
         pred = run.predictions(m, split)
         correct, err = per_image[m] = per_image_results(pred)
         n, nan = len(pred), float("nan")
@@ -946,7 +949,7 @@ def plot_group_breakdown(run:Run, # a loaded run
                          split:str="test", # "val" or "test"
                         ) -> Figure: # 3x2 grid: rows age band / gender / race, columns age MAE / gender accuracy
     "Per-group age MAE and gender accuracy of each model, with group sizes in the tick labels"
-    models = _available(run, split)
+    models = models_with_predictions(run, split)
     fig = Figure(figsize=(11, 10), layout="constrained")
     axes = fig.subplots(3, 2)
     width = 0.8 / len(models)
@@ -972,7 +975,7 @@ def plot_age_scatter(run:Run, # a loaded run
                      split:str="test", # "val" or "test"
                     ) -> Figure: # one panel per model with predictions on `split`
     "Predicted against true age for each model, with the identity line"
-    models = _available(run, split)
+    models = models_with_predictions(run, split)
     fig = Figure(figsize=(5 * len(models), 5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(models), sharex=True, sharey=True))
     preds = {m: run.predictions(m, split) for m in models}

@@ -993,14 +993,13 @@ def breakdown_table(run, # a loaded run (`face_report.analysis.load_run`)
                    ) -> pd.DataFrame: # one row per group: n, then age MAE and gender accuracy per model
     "Per-group age MAE and gender accuracy of every model with predictions on `split`, side by side."
     import pandas as pd
-    from face_report.analysis import group_breakdown
+    from face_report.analysis import group_breakdown, models_with_predictions
     frames = []
-    for m in run.available(split):
+    for m in models_with_predictions(run, split):
         g = group_breakdown(run.predictions(m, split), by).set_index(by)
         frames.append(g[["age_mae", "gender_accuracy_pct"]].round(2)
                       .rename(columns={"age_mae": f"Age MAE {m} (years)", "gender_accuracy_pct": f"Gender accuracy {m} (%)"}))
         n = g["n"]
-    if not frames: raise FileNotFoundError(f"No predictions on the {split} split in {run.dir/'predictions'}")
     out = pd.concat([n.rename("n")] + frames, axis=1)
     out.index.name = GROUP_TITLES[by]
     return out.reset_index()
