@@ -709,7 +709,7 @@ def start_run(params:dict, # from `resolve_params`
              "python_version": platform.python_version(), "weights_source": backbone_weights_source(params["backbone"], params["weights"]),
              "devices": backend_devices(), "cpu_count": os.cpu_count(), "machine": platform.machine()}
     old = {} if params.get("retrain") else read_json(run_dir/"params.json")
-    rec = {**params, **facts, **{k: old[k] for k in facts if k in old}}
+    rec = {**old, **params, **facts, **{k: old[k] for k in facts if k in old}}  # (old: what training recorded, `check_session`'s facts)
     rec.pop("retrain", None)
     if old and "train_seed" not in old: rec.pop("train_seed")  # begun before training was seeded: its record keeps saying so
     if json.loads(json.dumps(rec, default=str)) != old:  # as written and read back: a re-used run in a read-only folder writes nothing
