@@ -69,3 +69,19 @@ def test_committed_predictions_give_metrics():
             assert len(pred) == m[model][split]["n"], (model, split)
             assert gender_correct(pred.p_female, pred.gender).mean() == pytest.approx(m[model][split]["gender_accuracy"], abs=1e-12)
             assert (pred.age_pred - pred.age).abs().mean() == pytest.approx(m[model][split]["age_mae"], abs=1e-9)
+
+
+def test_table_e5_is_the_committed_predictions():
+    "Table E5 of the committed site is what `against_report` gives today for the committed predictions: a change of the test re-renders the site"
+    from face_report.analysis import against_report, format_p, load_run
+    run = load_run(REPORT)
+    vs = against_report(run, seed=int(run.params.get("seed") or 0))
+    rows = table_after((REPORT / "site" / "5_beyond_the_report.html").read_text(), "<strong>Table E5.</strong>")
+    assert len(rows) == len(vs) == 4
+    for row, (_, want) in zip(rows, vs.iterrows()):
+        model, quantity, written, this_run, difference, p, verdict, n = (cell.strip() for cell in row)
+        assert (model, quantity, verdict, int(n)) == (want.Model, want.Quantity, want.Verdict, want.n)
+        assert number(written) == pytest.approx(want.Report) and p == format_p(want.p)
+        low, high = (number(x) for x in re.search(r"\[(.*), (.*)\]", difference).groups())
+        digits = 2 if "accuracy" in quantity else 3
+        assert (low, high) == pytest.approx((round(want["Difference low"], digits), round(want["Difference high"], digits)))
