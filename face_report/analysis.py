@@ -736,7 +736,8 @@ def two_sample_difference(sample, # this run's per-image values: 0/1 correctness
                          ) -> tuple: # (mean of `sample` − `figure`, interval low, interval high, two-sided p)
     """How far this run's mean lies from a figure measured on *other* images, counting the noise of both samples: for an
     accuracy the two-proportion z-test (pooled under the null) with a Wald interval; for a mean error, whose spread the
-    other run did not publish, a z-test that takes the other sample's standard deviation to be this one's"""
+    other run did not publish, Welch's z-test with the other sample's standard deviation taken as this one's scaled by
+    the ratio of the two means (the same coefficient of variation)"""
     x = np.asarray(sample, dtype=float)
     if x.ndim != 1 or x.size < 2: raise ValueError("two_sample_difference needs a 1-D sample of at least 2 values")
     if n_figure < 1: raise ValueError(f"n_figure must be at least 1, not {n_figure}")
@@ -748,7 +749,10 @@ def two_sample_difference(sample, # this run's per-image values: 0/1 correctness
         se = math.sqrt(mean * (1 - mean) / n + figure * (1 - figure) / n_figure)
         pooled = (mean * n + figure * n_figure) / (n + n_figure)
         se_null = math.sqrt(pooled * (1 - pooled) * (1 / n + 1 / n_figure))
-    else: se = se_null = x.std(ddof=1) * math.sqrt(1 / n + 1 / n_figure)
+    else:
+        sd = x.std(ddof=1)
+        sd_figure = sd * figure / mean if mean > 0 else sd
+        se = se_null = math.sqrt(sd ** 2 / n + sd_figure ** 2 / n_figure)
     z = stats.norm.ppf(0.5 + level / 2)
     p = 1.0 if diff == 0 else 0.0 if se_null == 0 else float(2 * stats.norm.sf(abs(diff) / se_null))
     return float(diff), float(diff - z * se), float(diff + z * se), p
