@@ -754,7 +754,8 @@ def two_sample_difference(sample, # this run's per-image values: 0/1 correctness
         sd_figure = sd * figure / mean if mean > 0 else sd
         se = se_null = math.sqrt(sd ** 2 / n + sd_figure ** 2 / n_figure)
     z = stats.norm.ppf(0.5 + level / 2)
-    p = 1.0 if diff == 0 else 0.0 if se_null == 0 else float(2 * stats.norm.sf(abs(diff) / se_null))
+    if abs(diff) <= 1e-12 * max(1.0, abs(figure)): diff, p = 0.0, 1.0  # equal but for rounding (30 + 6.517 - 30)
+    else: p = 0.0 if se_null == 0 else float(2 * stats.norm.sf(abs(diff) / se_null))
     return float(diff), float(diff - z * se), float(diff + z * se), p
 
 # %% ../nbs/03_analysis.ipynb #b7e4d9a0
