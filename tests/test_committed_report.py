@@ -73,7 +73,7 @@ def test_committed_predictions_give_metrics():
 
 def test_table_e5_is_the_committed_predictions():
     "Table E5 of the committed site is what `against_report` gives today for the committed predictions (a change of its test needs page 5 executed again)"
-    from face_report.analysis import against_report, format_p, load_run
+    from face_report.analysis import _REPORT_DIGITS, against_report, format_p, load_run
     run = load_run(REPORT)
     vs = against_report(run, seed=int(run.params.get("seed") or 0))
     rows = table_after((REPORT / "site" / "5_beyond_the_report.html").read_text(), "<strong>Table E5.</strong>")
@@ -83,6 +83,6 @@ def test_table_e5_is_the_committed_predictions():
         assert (model, quantity, verdict, int(n)) == (want.Model, want.Quantity, want.Verdict, want.n)
         assert number(written) == pytest.approx(want.Report) and p == format_p(want.p)
         low, high = (number(x) for x in re.search(r"\[(.*), (.*)\]", difference).groups())
-        digits = 2 if "accuracy" in quantity else 3
+        digits = _REPORT_DIGITS[quantity]
         assert number(this_run.split()[0]) == pytest.approx(round(want["This run"], digits))
         assert (low, high) == pytest.approx((round(want["Difference low"], digits), round(want["Difference high"], digits)))
